@@ -1,0 +1,34 @@
+"""The local sandbox fleet booted by ``rollout sandbox up`` (real Debian hosts with
+systemd as PID 1, on a private bridge). Read from ``.sandbox/fleet.json``.
+
+    rollout sandbox up --hosts 3
+    pyinfra inventories/sandbox.py deploy.py --data stage=10
+"""
+
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.hiddenvalue import HiddenValue
+
+from rollout import sandbox as _sandbox
+
+_fleet = _sandbox.load_fleet()
+if not _fleet.get("hosts"):
+    raise PyinfraError("no sandbox fleet is up: run `rollout sandbox up` first")
+
+# Wrapped so that pyinfra prints *MASKED* should it ever print host data.
+_urls = {key: HiddenValue(value) for key, value in _sandbox.service_urls().items()}
+
+camera_api = [
+    (
+        host["name"],
+        {
+            "ssh_hostname": host["address"],
+            "ssh_user": "root",
+            "ssh_key": _fleet["ssh_key"],
+            "ssh_known_hosts_file": _fleet["known_hosts"],
+            "ssh_strict_host_key_checking": "yes",
+            "wheelhouse_dir": _fleet["wheelhouse"],
+            **_urls,
+        },
+    )
+    for host in _fleet["hosts"]
+]

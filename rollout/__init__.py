@@ -1,0 +1,1 @@
+"""Staged canary rollout of a systemd-run web service, driven by pyinfra."""

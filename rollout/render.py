@@ -1,0 +1,45 @@
+"""Render the host files (env files, systemd unit) from the Jinja2 templates.
+
+Pure: the same text is produced for the deploy and for the unit tests, which
+compare it with exact expected files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def env_quote(value: Any) -> str:
+    """Quote a value for a systemd EnvironmentFile.
+
+    systemd strips double quotes and honours backslash escapes inside them, so a
+    value with spaces, ``#`` or quotes survives intact; newlines are refused since
+    they would start a new assignment.
+    """
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        raise ValueError("an environment value may not contain a newline")
+    if text and all(c.isalnum() or c in "-_.,:/@%+=" for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["env_quote"] = env_quote
+    return env
+
+
+def render(template_name: str, **context: Any) -> str:
+    """Render one template of ``templates/`` with strict undefined variables."""
+    return _environment().get_template(template_name).render(**context)

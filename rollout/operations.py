@@ -13,7 +13,7 @@ from io import StringIO
 
 from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, StringCommand, operation
-from pyinfra.api.util import generate_color_diff
+from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import File, FileContents, Sha256File
 
 

@@ -1,0 +1,81 @@
+"""deploy.py and tasks/rollback.py through the pyinfra CLI on @fake hosts: what
+gets planned, what is refused, and that secrets never reach the output."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DB_TOKEN = "dbSecretToken7781"
+REDIS_TOKEN = "redisSecretToken9902"
+SECRET_DATA = [
+    "--data", f"database_url=postgresql://camera:{DB_TOKEN}@db:5432/camera",
+    "--data", f"redis_url=redis://:{REDIS_TOKEN}@cache:6379/0",
+]
+
+
+def pyinfra(*args: str) -> subprocess.CompletedProcess:
+    """Run the pyinfra CLI; ``-y`` unless it is a dry run (pyinfra skips change
+    detection, and so the diff, for ``--dry -y``)."""
+    env = dict(os.environ, PYINFRA_FAKE_DELAY="0", PYINFRA_FAKE_DELAY_JITTER="0")
+    yes = [] if "--dry" in args else ["-y"]
+    return subprocess.run(
+        [sys.executable, "-m", "pyinfra", *yes, *args],
+        cwd=ROOT, env=env, text=True, capture_output=True, timeout=120,
+    )
+
+
+@pytest.mark.parametrize("flags", [["--diff", "-vvv"], ["--dry", "--diff", "-vvv"], ["-v"]])
+def test_secrets_never_printed(flags):
+    result = pyinfra(*flags, "@fake/api-1,@fake/api-2", "deploy.py", "--data", "stage=10", *SECRET_DATA)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert DB_TOKEN not in output and REDIS_TOKEN not in output
+    if "--diff" in flags:
+        # The non-secret switch file is shown; the secrets file only by name.
+        assert "+ ROLLOUT_PERCENT=10" in output
+        assert "secrets.env (secret: contents not shown)" in output
+
+
+def test_every_operation_has_a_name_and_plan_is_in_order():
+    result = pyinfra("--json", "@fake/api-1", "deploy.py", "--data", "stage=25", *SECRET_DATA)
+    assert result.returncode == 0, result.stderr
+    names = [op["name"] for op in json.loads(result.stdout)["plan"]]
+    assert names == [
+        "Apply rollout stage | Env directory /etc/camera-api",
+        "Apply rollout stage | Unit file /etc/systemd/system/camera-api.service",
+        "Apply rollout stage | systemd daemon-reload (unit file changed)",
+        "Apply rollout stage | Rollout env file: stage 25",
+        "Apply rollout stage | Secrets env file (contents never shown)",
+        "Apply rollout stage | Restart camera-api.service (its files changed)",
+        "Apply rollout stage | Wait until camera-api.service is healthy",
+        "Apply rollout stage | Keep camera-api.service enabled and running",
+    ]
+
+
+def test_env_file_is_replaced_by_rename():
+    result = pyinfra("-vvv", "@fake/api-1", "deploy.py", "--data", "stage=50", *SECRET_DATA)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    tmp = "/etc/camera-api/.rollout.env.rollout-tmp"
+    assert f"chmod 640 {tmp} && mv -f {tmp} /etc/camera-api/rollout.env" in output
+
+
+def test_rollback_task_plans_stage_zero():
+    result = pyinfra("--json", "@fake/api-1", "tasks/rollback.py", *SECRET_DATA)
+    assert result.returncode == 0, result.stderr
+    names = [op["name"] for op in json.loads(result.stdout)["plan"]]
+    assert "Apply rollout stage | Rollout env file: stage 0" in names
+
+
+@pytest.mark.parametrize("stage_args", [["--data", "stage=33"], ["--data", "stage=abc"], []])
+def test_bad_stage_is_refused_before_any_operation(stage_args):
+    result = pyinfra("-v", "@fake/api-1", "deploy.py", *stage_args)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "pyinfra error" in line]
+    assert len(errors) == 1 and "stage" in errors[0], result.stderr
+    assert "Starting operation" not in result.stdout + result.stderr

@@ -46,3 +46,24 @@ def sandbox_down() -> None:
     except sandbox_mod.SandboxError as error:
         click.echo(f"rollout: sandbox down failed: {error}", err=True)
         sys.exit(1)
+
+
+@sandbox.command("status")
+@click.option("--requests", "count", default=100, show_default=True, type=click.IntRange(0, 10000),
+              help="Unforced requests per host to sample the implementation mix.")
+def sandbox_status(count: int) -> None:
+    """Where every sandbox host stands: env file, running process, health, mix."""
+    rows = sandbox_mod.status(count)
+    if not rows:
+        click.echo("rollout: no sandbox fleet is up (rollout sandbox up)", err=True)
+        sys.exit(1)
+    header = f"{'host':<10} {'address':<14} {'file':>5} {'process':>8} {'health':>7}  unforced requests"
+    click.echo(header)
+    for row in rows:
+        mix = ", ".join(f"{name} {n}" for name, n in sorted(row["mix"].items())) or "-"
+        click.echo(
+            f"{row['host']:<10} {row['address']:<14} {str(row['file_stage']):>5} "
+            f"{str(row['process_stage']):>8} {str(row['health']):>7}  {mix}"
+        )
+    if any(r["file_stage"] != r["process_stage"] or r["health"] != 200 for r in rows):
+        sys.exit(1)

@@ -593,3 +593,48 @@ def down() -> None:
     for path in (RUN_DIR / "owner.json", STATE_DIR / "fleet.json"):
         path.unlink(missing_ok=True)
     log(f"fleet stopped ({len(hosts)} host(s)), bridge {BRIDGE} removed")
+
+
+# --- status -----------------------------------------------------------------------------------------
+
+#: Reads only the two switch variables, on the host, so no secret leaves it.
+_SWITCH_PROBE = (
+    "grep -E '^(USE_DOMAIN_SERVICE|ROLLOUT_PERCENT)=' /etc/camera-api/rollout.env 2>/dev/null; echo --; "
+    "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value camera-api.service)/environ 2>/dev/null"
+    " | grep -E '^(USE_DOMAIN_SERVICE|ROLLOUT_PERCENT)='"
+)
+
+
+def status(requests_per_host: int = 100) -> list[dict]:
+    """One row per sandbox host: stage in the env file, stage in the running
+    process, health, and which implementation served ``requests_per_host``
+    unforced requests."""
+    import requests
+
+    from rollout.stages import stage_from_env
+
+    rows = []
+    for entry in load_fleet().get("hosts", []):
+        host = Host(entry["name"], entry["address"], entry.get("pid"))
+        probe = _ssh(host, _SWITCH_PROBE, timeout=20).stdout.split("--")
+        file_env, proc_env = (
+            dict(line.split("=", 1) for line in part.split() if "=" in line)
+            for part in (probe + ["", ""])[:2]
+        )
+        row = {"host": host.name, "address": host.address,
+               "file_stage": stage_from_env(file_env), "process_stage": stage_from_env(proc_env)}
+        base = f"http://{host.address}:8000"
+        try:
+            row["health"] = requests.get(f"{base}/api/v1/monitoring/health", timeout=5).status_code
+            mix = {"domain": 0, "legacy": 0}
+            with requests.Session() as session:
+                for _ in range(requests_per_host):
+                    served = session.get(f"{base}/api/v1/alerts/rules", timeout=5)
+                    impl = served.headers.get("X-Rollout-Implementation", "none")
+                    mix[impl] = mix.get(impl, 0) + 1
+            row["mix"] = mix
+        except requests.RequestException as error:
+            row["health"] = f"unreachable ({type(error).__name__})"
+            row["mix"] = {}
+        rows.append(row)
+    return rows

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a fresh Debian 12 machine (as root):
+# the Debian packages for the sandbox fleet and a venv with the package and its
+# test extras. Idempotent: a second run installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run as root (it installs Debian packages and the sandbox needs root)" >&2
+    exit 2
+fi
+
+APT_PACKAGES=(systemd-container mmdebstrap openssh-client postgresql redis-server iproute2 curl python3-venv)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+echo "setup: ready (.venv/bin/rollout)"

@@ -1,0 +1,104 @@
+"""Issue 2 end to end on a real fleet: stage 10, the same stage again, stage 25,
+rollback, refused stages, and secrets kept out of every output. The tests run in
+file order and each builds on the host state the previous one left."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import implementations, run_pyinfra
+
+ENV_FILE = "/etc/camera-api/rollout.env"
+SECRETS_FILE = "/etc/camera-api/secrets.env"
+
+
+def assert_host_on_stage(host, stage: int) -> None:
+    """Testinfra's view of one host after a stage change."""
+    t = host.testinfra
+    use = "true" if stage else "false"
+    env_file = t.file(ENV_FILE)
+    assert env_file.is_file
+    assert (env_file.user, env_file.group, env_file.mode) == ("root", "camera-api", 0o640)
+    assert f"USE_DOMAIN_SERVICE={use}\n" in env_file.content_string
+    assert f"ROLLOUT_PERCENT={stage}\n" in env_file.content_string
+    secrets = t.file(SECRETS_FILE)
+    assert (secrets.user, secrets.group, secrets.mode) == ("root", "camera-api", 0o640)
+    assert not t.file("/etc/camera-api/.rollout.env.rollout-tmp").exists
+    service = t.service("camera-api")
+    assert service.is_running and service.is_enabled
+    assert t.socket("tcp://0.0.0.0:8000").is_listening
+    assert host.process_switch() == {"USE_DOMAIN_SERVICE": use, "ROLLOUT_PERCENT": str(stage)}
+    health = t.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/api/v1/monitoring/health")
+    assert health.stdout == "200"
+
+
+def changed_hosts(result, op_suffix: str) -> list[str]:
+    """Hosts on which the operation whose name ends with ``op_suffix`` changed something."""
+    ops = json.loads(result.stdout)["results"]["operations"]
+    (op,) = [op for op in ops if op["name"].endswith(op_suffix)]
+    return sorted(op["success"])
+
+
+def test_stage_10_reaches_every_host(fleet, secret_values):
+    result = run_pyinfra("--diff", "-v", "deploy.py", "--data", "stage=10")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for secret in secret_values:
+        assert secret not in output
+    for host in fleet:
+        assert_host_on_stage(host, 10)
+
+
+def test_same_stage_again_changes_nothing(fleet):
+    pids = {host.name: host.main_pid() for host in fleet}
+    result = run_pyinfra("--json", "deploy.py", "--data", "stage=10")
+    assert result.returncode == 0, result.stderr
+    assert changed_hosts(result, "Rollout env file: stage 10") == []
+    assert changed_hosts(result, "(its files changed)") == []
+    assert {host.name: host.main_pid() for host in fleet} == pids
+
+
+def test_stage_25_restarts_every_host(fleet):
+    pids = {host.name: host.main_pid() for host in fleet}
+    result = run_pyinfra("--json", "deploy.py", "--data", "stage=25")
+    assert result.returncode == 0, result.stderr
+    assert changed_hosts(result, "(its files changed)") == sorted(h.name for h in fleet)
+    for host in fleet:
+        assert host.main_pid() != pids[host.name]
+        assert_host_on_stage(host, 25)
+
+
+@pytest.mark.parametrize("stage_args", [["--data", "stage=33"], ["--data", "stage=abc"], []])
+def test_bad_stage_is_refused_and_nothing_changes(fleet, stage_args):
+    before = {h.name: (h.main_pid(), h.testinfra.file(ENV_FILE).sha256sum) for h in fleet}
+    result = run_pyinfra("deploy.py", *stage_args)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "pyinfra error" in line]
+    assert len(errors) == 1 and "stage" in errors[0], result.stderr
+    after = {h.name: (h.main_pid(), h.testinfra.file(ENV_FILE).sha256sum) for h in fleet}
+    assert after == before
+
+
+def test_dry_run_with_diff_shows_the_change_and_changes_nothing(fleet, secret_values):
+    before = {h.name: h.testinfra.file(ENV_FILE).sha256sum for h in fleet}
+    result = run_pyinfra("--dry", "--diff", "-vvv", "deploy.py", "--data", "stage=50")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "ROLLOUT_PERCENT=50" in output
+    for secret in secret_values:
+        assert secret not in output
+    assert {h.name: h.testinfra.file(ENV_FILE).sha256sum for h in fleet} == before
+
+
+def test_rollback_puts_every_request_on_legacy(fleet, secret_values):
+    # Before: stage 25, so some unforced requests are served by the domain side.
+    result = run_pyinfra("-v", "tasks/rollback.py")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for secret in secret_values:
+        assert secret not in output
+    for host in fleet:
+        assert_host_on_stage(host, 0)
+        assert implementations(host, 50) == ["legacy"] * 50

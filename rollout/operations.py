@@ -98,15 +98,45 @@ def wait_healthy(url: str, timeout_s: int = 60, unit: str | None = None):
     + timeout_s: upper bound on the wait, in seconds
     + unit: unit whose state to report on failure
     """
-    # Bounded poll: each curl is capped at 2 s, the loop at timeout_s by the clock.
-    unit_state = (
-        f"; echo \"unit {unit}: $(systemctl is-active {shlex.quote(unit)})\" >&2" if unit else ""
-    )
+    # Bounded poll: each curl is capped at 2 s, the loop at timeout_s by the clock;
+    # a unit that systemd gave up on (start limit hit) fails at once.
+    quoted_url = shlex.quote(url)
+    gave_up = ""
+    if unit:
+        gave_up = (
+            f"if systemctl is-failed --quiet {shlex.quote(unit)}; then "
+            f"echo \"{unit} failed (see: journalctl -u {unit})\" >&2; exit 1; fi; "
+        )
     script = (
         f"deadline=$(( $(date +%s) + {int(timeout_s)} )); "
-        f"until curl -fsS -o /dev/null --max-time 2 {shlex.quote(url)}; do "
+        f"until curl -fs -o /dev/null --max-time 2 {quoted_url}; do "
+        f"{gave_up}"
         f"if [ $(date +%s) -ge $deadline ]; then "
-        f"echo \"not healthy after {int(timeout_s)}s: {url}\" >&2{unit_state}; exit 1; fi; "
+        f"echo \"not healthy after {int(timeout_s)}s: {url}\" >&2; exit 1; fi; "
         f"sleep 0.2; done"
     )
     yield StringCommand("sh", "-c", shlex.quote(script))
+
+
+@operation()
+def pip_install_offline(venv: str, wheelhouse: str, requirements: str, fingerprint: str):
+    """
+    Install ``requirements`` into ``venv`` from a wheelhouse on the host (no index).
+    Idempotent by a marker holding ``fingerprint`` (of the requirements and the
+    wheels), written only after pip succeeded, so a failed install is retried by
+    the next run instead of being hidden behind an unchanged upload.
+
+    + venv: the virtualenv directory
+    + wheelhouse: directory of wheels on the host
+    + requirements: requirements file on the host
+    + fingerprint: identifies what should be installed
+    """
+    marker = f"{venv}/.rollout-installed"
+    if (host.get_fact(FileContents, path=marker) or [None])[0] == fingerprint:
+        host.noop(f"dependencies in {venv} are up to date")
+        return
+    yield StringCommand(
+        f"{shlex.quote(venv)}/bin/pip install --quiet --no-index --find-links "
+        f"{shlex.quote(wheelhouse)} -r {shlex.quote(requirements)} "
+        f"&& echo {shlex.quote(fingerprint)} > {shlex.quote(marker)}"
+    )

@@ -477,17 +477,29 @@ def _record(hosts: list[Host], key: Path, wheelhouse: Path | None) -> None:
 # --- wheelhouse -----------------------------------------------------------------------------------
 
 
-def wheelhouse() -> Path:
-    """Wheels of the reference service, built on this machine (the hosts have no index)."""
+#: pip judges dependency markers by the Python it runs on, not by --python-version:
+#: redis needs async-timeout on Python < 3.11.3 (Debian 12 ships 3.11.2), which a
+#: control machine with a newer 3.11 would leave out. Fetched explicitly.
+HOST_ONLY_WHEELS = ("async-timeout>=4.0.3",)
+
+
+def wheelhouse(image: Path) -> Path:
+    """Wheels of the reference service for the hosts' Python version (read from
+    the base image)."""
     requirements = APP_SOURCE / "requirements.txt"
-    key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    version = _run(["chroot", str(image), "python3", "-c",
+                    "import platform; print(platform.python_version())"]).stdout.strip()
+    key = hashlib.sha256(
+        requirements.read_bytes() + version.encode() + repr(HOST_ONLY_WHEELS).encode()
+    ).hexdigest()[:12]
     target = CACHE_DIR / f"wheelhouse-{key}"
     if not (target / ".complete").exists():
-        log("building the wheelhouse of the reference service")
+        log(f"building the wheelhouse of the reference service for Python {version}")
         building = CACHE_DIR / f".wheelhouse-{key}-{os.getpid()}"
         shutil.rmtree(building, ignore_errors=True)
         _run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-              "--dest", str(building), "-r", str(requirements)])
+              "--python-version", version, "--dest", str(building), "-r", str(requirements),
+              *HOST_ONLY_WHEELS])
         (building / ".complete").write_text("")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(building, target)
@@ -551,7 +563,7 @@ def up(count: int = 3, install: bool = True) -> list[Host]:
         _wait_booted(host)
     log(f"{len(wanted)} host(s) up in {time.monotonic() - started:.1f} s")
 
-    wheels = wheelhouse()
+    wheels = wheelhouse(image)
     _record(wanted, key, wheels)
     if install:
         install_reference_service()

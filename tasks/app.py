@@ -8,12 +8,14 @@ dependencies come from a wheelhouse built on the control machine
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, pip, server
-from pyinfra.operations.util import any_changed
+
+from rollout.operations import pip_install_offline
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APP_SOURCE = PROJECT_ROOT / "examples" / "camera_api"
@@ -44,22 +46,23 @@ def install_app():
 
     remote_wheelhouse = f"{data.app_dir}/wheelhouse"
     remote_requirements = f"{data.app_dir}/requirements.txt"
-    wheels = files.sync(
-        name="Wheelhouse", src=str(wheelhouse), dest=remote_wheelhouse, delete=True
-    )
-    requirements = files.put(
+    files.sync(name="Wheelhouse", src=str(wheelhouse), dest=remote_wheelhouse, delete=True)
+    files.put(
         name="requirements.txt",
         src=str(APP_SOURCE / "requirements.txt"),
         dest=remote_requirements,
     )
-    venv = pip.venv(name=f"venv {data.venv_dir}", path=data.venv_dir, python="python3")
-    dependencies = server.shell(
+    pip.venv(name=f"venv {data.venv_dir}", path=data.venv_dir, python="python3")
+    fingerprint = hashlib.sha256(
+        (APP_SOURCE / "requirements.txt").read_bytes()
+        + "\n".join(sorted(p.name for p in wheelhouse.glob("*.whl"))).encode()
+    ).hexdigest()
+    dependencies = pip_install_offline(
         name="Install dependencies from the wheelhouse",
-        commands=[
-            f"{data.venv_dir}/bin/pip install --quiet --no-index "
-            f"--find-links {remote_wheelhouse} -r {remote_requirements}"
-        ],
-        _if=any_changed(wheels, requirements, venv),
+        venv=data.venv_dir,
+        wheelhouse=remote_wheelhouse,
+        requirements=remote_requirements,
+        fingerprint=fingerprint,
     )
     code = files.sync(
         name="App code (src/)",

@@ -1,0 +1,33 @@
+"""Health and metrics: outside the rollout (no header, not counted)."""
+import os
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ..store import HOSTNAME
+
+router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"])
+
+
+@router.get("/health")
+def health(request: Request):
+    """200 when PostgreSQL and Redis both answer within about a second, else 503 "degraded"."""
+    store, settings = request.app.state.store, request.app.state.settings
+    database, redis_ok = store.pg.ping(), store.redis_ok()
+    up = database and redis_ok
+    return JSONResponse(status_code=200 if up else 503, content={
+        "status": "ok" if up else "degraded",
+        "database": database,
+        "redis": redis_ok,
+        "rollout": {"use_domain_service": settings.use_domain_service,
+                    "rollout_percent": settings.rollout_percent},
+        "pid": os.getpid(),
+        "hostname": HOSTNAME,
+    })
+
+
+@router.get("/metrics")
+def metrics(request: Request):
+    """Counters and latency percentiles for all workers of this service instance."""
+    settings = request.app.state.settings
+    return request.app.state.metrics.snapshot(settings.use_domain_service, settings.rollout_percent)

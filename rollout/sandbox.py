@@ -443,6 +443,10 @@ def _write_ssh_files(hosts: list[Host], key: Path) -> None:
             f"  UserKnownHostsFile {STATE_DIR / 'known_hosts'}",
             "  StrictHostKeyChecking yes",
             "  ConnectTimeout 5",
+            # One connection per host, reused by testinfra and status probes.
+            "  ControlMaster auto",
+            f"  ControlPath {STATE_DIR / 'cm-%C'}",
+            "  ControlPersist 60s",
             "",
         ]
     (STATE_DIR / "ssh_config").write_text("\n".join(lines))

@@ -7,15 +7,10 @@ import json
 import os
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import requests
-import testinfra
+from fleetlib import ROOT, FleetHost
 
-ROOT = Path(__file__).resolve().parents[2]
 FLEET_SIZE = int(os.environ.get("ROLLOUT_TEST_HOSTS", "3"))
 
 
@@ -23,32 +18,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-
-
-@dataclass
-class FleetHost:
-    name: str
-    address: str
-    ssh_config: str
-
-    @property
-    def testinfra(self):
-        return testinfra.get_host(f"paramiko://{self.name}", ssh_config=self.ssh_config)
-
-    def url(self, path: str) -> str:
-        return f"http://{self.address}:8000{path}"
-
-    def main_pid(self) -> int:
-        return int(self.testinfra.check_output("systemctl show -p MainPID --value camera-api.service"))
-
-    def process_switch(self) -> dict[str, str]:
-        """USE_DOMAIN_SERVICE / ROLLOUT_PERCENT of the running uvicorn, read from
-        /proc/<MainPID>/environ; filtered on the host so secrets never come back."""
-        out = self.testinfra.check_output(
-            "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value camera-api.service)/environ"
-            " | grep -E '^(USE_DOMAIN_SERVICE|ROLLOUT_PERCENT)=' || true"
-        )
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
 @pytest.fixture(scope="session")
@@ -74,32 +43,3 @@ def secret_values() -> list[str]:
     return [data["db_password"], data["redis_password"]]
 
 
-def run_pyinfra(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    yes = [] if "--dry" in args else ["-y"]
-    return subprocess.run(
-        [sys.executable, "-m", "pyinfra", *yes, "inventories/sandbox.py", *args],
-        cwd=ROOT, text=True, capture_output=True, timeout=timeout,
-    )
-
-
-def implementations(host: FleetHost, count: int, path: str = "/api/v1/alerts/rules") -> list[str]:
-    """Send ``count`` unforced requests; return the X-Rollout-Implementation of each."""
-    seen = []
-    with requests.Session() as session:
-        for _ in range(count):
-            response = session.get(host.url(path), timeout=10)
-            assert response.status_code == 200, response.text[:200]
-            seen.append(response.headers.get("X-Rollout-Implementation"))
-    return seen
-
-
-def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.2):
-    """Poll ``condition`` until it returns a truthy value, at most ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from .conftest import implementations, run_pyinfra
+from fleetlib import implementations, run_pyinfra
 
 ENV_FILE = "/etc/camera-api/rollout.env"
 SECRETS_FILE = "/etc/camera-api/secrets.env"

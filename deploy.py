@@ -13,12 +13,14 @@ Host batches, checks and the metrics gate are driven from the ``rollout`` CLI.
 from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 
+from rollout.render import check_app_env
 from rollout.stages import StageError, parse_stage
 from tasks.stage import apply_stage
 
 try:
     stage = parse_stage(host.data.get("stage"), host.data.stage_plan)
-except StageError as error:
+    check_app_env(host.data.get("app_env") or {})
+except (StageError, ValueError) as error:
     raise PyinfraError(str(error)) from None
 
 app_changes = ()

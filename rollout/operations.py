@@ -16,6 +16,8 @@ from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import File, FileContents, Sha256File
 
+from rollout.facts import HttpStatus
+
 
 @operation()
 def atomic_file(
@@ -91,16 +93,20 @@ def restart_unit(unit: str):
 @operation(is_idempotent=False)
 def wait_healthy(url: str, timeout_s: int = 60, unit: str | None = None):
     """
-    Wait on the host, bounded, until ``url`` answers HTTP 200; fail with a clear
-    message (and the unit's state) when it does not within ``timeout_s``.
+    Make sure ``url`` answers HTTP 200 on the host: nothing to do when it already
+    does; otherwise wait, bounded, and fail with a clear message when it does not
+    within ``timeout_s``. Checked on every run, so a host left unhealthy by an
+    earlier run is never reported as fine.
 
     + url: health URL as seen from the host itself
     + timeout_s: upper bound on the wait, in seconds
-    + unit: unit whose state to report on failure
+    + unit: unit whose failure ends the wait early
     """
-    # Bounded poll: each curl is capped at 2 s, the loop at timeout_s by the clock;
-    # a unit that systemd gave up on (start limit hit) fails at once.
-    quoted_url = shlex.quote(url)
+    if host.get_fact(HttpStatus, url=url) == 200:
+        host.noop(f"{url} answers 200")
+        return
+    # Each curl is capped at 2 s, the loop at timeout_s by the clock; a unit that
+    # systemd gave up on (start limit hit) fails at once.
     gave_up = ""
     if unit:
         gave_up = (
@@ -109,10 +115,10 @@ def wait_healthy(url: str, timeout_s: int = 60, unit: str | None = None):
         )
     script = (
         f"deadline=$(( $(date +%s) + {int(timeout_s)} )); "
-        f"until curl -fs -o /dev/null --max-time 2 {quoted_url}; do "
+        f"until curl -fs -o /dev/null --max-time 2 {shlex.quote(url)}; do "
         f"{gave_up}"
         f"if [ $(date +%s) -ge $deadline ]; then "
-        f"echo \"not healthy after {int(timeout_s)}s: {url}\" >&2; exit 1; fi; "
+        f"echo \"{unit or 'service'} not healthy after {int(timeout_s)}s: {url}\" >&2; exit 1; fi; "
         f"sleep 0.2; done"
     )
     yield StringCommand("sh", "-c", shlex.quote(script))

@@ -29,6 +29,24 @@ def env_quote(value: Any) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+#: Variables that only the deploy's own templates may set: an ``app_env`` entry
+#: would otherwise override the stage (last assignment wins) or a secret.
+RESERVED_ENV = frozenset({"USE_DOMAIN_SERVICE", "ROLLOUT_PERCENT", "DATABASE_URL", "REDIS_URL"})
+
+
+def check_app_env(app_env: object) -> dict[str, str]:
+    """Validate the extra, non-secret variables for the rollout env file."""
+    if not isinstance(app_env, dict):
+        raise ValueError(f"app_env must be a mapping of variable names to values, got {app_env!r}")
+    for key, value in app_env.items():
+        if not (isinstance(key, str) and key.replace("_", "a").isalnum() and not key[0].isdigit()):
+            raise ValueError(f"app_env: {key!r} is not a valid environment variable name")
+        if key in RESERVED_ENV:
+            raise ValueError(f"app_env may not set {key}: the stage and the secrets files own it")
+        env_quote(value)
+    return {key: str(value) for key, value in app_env.items()}
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),

@@ -15,6 +15,9 @@ DEFAULT_PLAN: tuple[int, ...] = (10, 25, 50, 100)
 #: Stage 0 is "rolled back": the domain implementation is switched off entirely.
 ROLLBACK_STAGE = 0
 
+#: The switch the app reads at start-up.
+ROLLOUT_VARIABLES = ("USE_DOMAIN_SERVICE", "ROLLOUT_PERCENT")
+
 
 class StageError(ValueError):
     """A stage or a stage move that must be refused before any host is touched."""

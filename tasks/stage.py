@@ -11,8 +11,9 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
+from rollout.facts import ServiceSwitch
 from rollout.operations import atomic_file, restart_unit, wait_healthy
-from rollout.render import render
+from rollout.render import check_app_env, render
 from rollout.stages import rollout_env
 
 
@@ -31,7 +32,7 @@ def render_rollout_env(stage: int) -> str:
         "rollout.env.j2",
         stage=stage,
         switch=rollout_env(stage),
-        app_env=host.data.get("app_env") or {},
+        app_env=check_app_env(host.data.get("app_env") or {}),
         service_name=host.data.service_name,
     )
 
@@ -102,18 +103,24 @@ def apply_stage(stage: int, also_restart_on=()):
         mode=640,
         secret=True,
     )
-    changed = any_changed(unit, switch, secrets, *also_restart_on)
+    files_changed = any_changed(unit, switch, secrets, *also_restart_on)
+    expected = rollout_env(stage)
+
+    def restart_needed() -> bool:
+        # Also when the files were written by a run whose restart never happened
+        # (lost SSH, failed run): the running process must have the file's switch.
+        return files_changed() or host.get_fact(ServiceSwitch, unit=unit_name) != expected
+
     restart_unit(
-        name=f"Restart {unit_name} (its files changed)",
+        name=f"Restart {unit_name} (its files changed or it runs another stage)",
         unit=unit_name,
-        _if=changed,
+        _if=restart_needed,
     )
     wait_healthy(
-        name=f"Wait until {unit_name} is healthy",
+        name=f"Health of {unit_name}",
         url=f"http://127.0.0.1:{data.bind_port}{data.health_path}",
         timeout_s=data.health_timeout_s,
         unit=unit_name,
-        _if=changed,
     )
     systemd.service(
         name=f"Keep {unit_name} enabled and running",

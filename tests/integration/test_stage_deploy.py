@@ -56,7 +56,7 @@ def test_same_stage_again_changes_nothing(fleet):
     result = run_pyinfra("--json", "deploy.py", "--data", "stage=10")
     assert result.returncode == 0, result.stderr
     assert changed_hosts(result, "Rollout env file: stage 10") == []
-    assert changed_hosts(result, "(its files changed)") == []
+    assert changed_hosts(result, "runs another stage)") == []
     assert {host.name: host.main_pid() for host in fleet} == pids
 
 
@@ -64,7 +64,7 @@ def test_stage_25_restarts_every_host(fleet):
     pids = {host.name: host.main_pid() for host in fleet}
     result = run_pyinfra("--json", "deploy.py", "--data", "stage=25")
     assert result.returncode == 0, result.stderr
-    assert changed_hosts(result, "(its files changed)") == sorted(h.name for h in fleet)
+    assert changed_hosts(result, "runs another stage)") == sorted(h.name for h in fleet)
     for host in fleet:
         assert host.main_pid() != pids[host.name]
         assert_host_on_stage(host, 25)
@@ -102,3 +102,38 @@ def test_rollback_puts_every_request_on_legacy(fleet, secret_values):
     for host in fleet:
         assert_host_on_stage(host, 0)
         assert implementations(host, 50) == ["legacy"] * 50
+
+
+def test_a_host_that_does_not_come_up_fails_by_name_and_a_rerun_converges(fleet):
+    canary = fleet[0]
+    # The reference service's workers refuse to start on a malformed fault knob.
+    bad_run = ("deploy.py", "--limit", canary.name, "--data", "stage=10",
+               "--data", "health_timeout_s=15",
+               "--data", 'app_env={"DOMAIN_ERROR_RATE": "not-a-number"}')
+    for attempt in ("first run", "same run again"):
+        # The second run changes no file: it must still fail, not report success.
+        bad = run_pyinfra(*bad_run)
+        output = bad.stdout + bad.stderr
+        assert bad.returncode != 0, attempt
+        assert f"[{canary.name}] camera-api.service not healthy after 15s" in output, output[-2000:]
+
+    good = run_pyinfra("deploy.py", "--limit", canary.name, "--data", "stage=10")
+    assert good.returncode == 0, good.stdout[-2000:] + good.stderr
+    assert_host_on_stage(canary, 10)
+    assert "DOMAIN_ERROR_RATE" not in canary.testinfra.file(ENV_FILE).content_string
+
+
+def test_a_restart_lost_after_the_file_was_written_is_made_up(fleet):
+    host = fleet[1]
+    # As if a run wrote the file and lost the host before its restart.
+    host.testinfra.check_output(
+        "sed -i -e 's/^# stage .*/# stage 25/' -e 's/^USE_DOMAIN_SERVICE=.*/USE_DOMAIN_SERVICE=true/'"
+        " -e 's/^ROLLOUT_PERCENT=.*/ROLLOUT_PERCENT=25/' /etc/camera-api/rollout.env"
+    )
+    pid = host.main_pid()
+    result = run_pyinfra("--json", "deploy.py", "--limit", host.name, "--data", "stage=25")
+    assert result.returncode == 0, result.stderr
+    assert changed_hosts(result, "Rollout env file: stage 25") == []
+    assert changed_hosts(result, "runs another stage)") == [host.name]
+    assert host.main_pid() != pid
+    assert_host_on_stage(host, 25)

@@ -51,8 +51,8 @@ def test_every_operation_has_a_name_and_plan_is_in_order():
         "Apply rollout stage | systemd daemon-reload (unit file changed)",
         "Apply rollout stage | Rollout env file: stage 25",
         "Apply rollout stage | Secrets env file (contents never shown)",
-        "Apply rollout stage | Restart camera-api.service (its files changed)",
-        "Apply rollout stage | Wait until camera-api.service is healthy",
+        "Apply rollout stage | Restart camera-api.service (its files changed or it runs another stage)",
+        "Apply rollout stage | Health of camera-api.service",
         "Apply rollout stage | Keep camera-api.service enabled and running",
     ]
 
@@ -78,4 +78,12 @@ def test_bad_stage_is_refused_before_any_operation(stage_args):
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "pyinfra error" in line]
     assert len(errors) == 1 and "stage" in errors[0], result.stderr
+    assert "Starting operation" not in result.stdout + result.stderr
+
+
+def test_app_env_may_not_override_the_stage():
+    result = pyinfra("@fake/api-1", "deploy.py", "--data", "stage=10",
+                     "--data", 'app_env={"ROLLOUT_PERCENT": "100"}')
+    assert result.returncode != 0
+    assert "app_env may not set ROLLOUT_PERCENT" in result.stderr
     assert "Starting operation" not in result.stdout + result.stderr

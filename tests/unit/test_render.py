@@ -2,7 +2,7 @@
 
 import pytest
 
-from rollout.render import env_quote, render
+from rollout.render import check_app_env, env_quote, render
 from rollout.stages import rollout_env
 
 UNIT_CONTEXT = dict(
@@ -97,3 +97,18 @@ def test_env_quote(value, quoted):
 def test_env_quote_refuses_newlines():
     with pytest.raises(ValueError):
         env_quote("a\nB=1")
+
+
+@pytest.mark.parametrize(
+    "app_env", [{"ROLLOUT_PERCENT": "100"}, {"DATABASE_URL": "x"}, {"1BAD": "x"}, {"A-B": "1"},
+                {"OK": "line\nBREAK=1"}, ["DOMAIN_ERROR_RATE=1"]],
+)
+def test_check_app_env_refuses_overrides_and_bad_names(app_env):
+    with pytest.raises(ValueError):
+        check_app_env(app_env)
+
+
+def test_check_app_env_accepts_knobs():
+    assert check_app_env({"DOMAIN_ERROR_RATE": 0.2, "DOMAIN_EXTRA_LATENCY_MS": 300}) == {
+        "DOMAIN_ERROR_RATE": "0.2", "DOMAIN_EXTRA_LATENCY_MS": "300",
+    }

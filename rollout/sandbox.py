@@ -305,9 +305,21 @@ def _redis_pid() -> int | None:
     return pid if cmd and "redis-server" in cmd[0] else None
 
 
+def _redis_accepts(password: str) -> bool:
+    """True when the running Redis takes this password (not one of another fleet)."""
+    try:
+        with socket.create_connection((gateway(), REDIS_PORT), timeout=2) as conn:
+            conn.sendall(f"AUTH {password}\r\n".encode())
+            return conn.recv(64).startswith(b"+OK")
+    except OSError:
+        return False
+
+
 def ensure_redis() -> None:
     if _redis_pid():
-        return
+        if _redis_accepts(_secrets()["redis_password"]):
+            return
+        stop_redis()
     data_dir = RUN_DIR / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     config = RUN_DIR / "redis.conf"
@@ -522,8 +534,11 @@ def up(count: int = 3, install: bool = True) -> list[Host]:
     started = time.monotonic()
     owner = _owner()
     if owner and owner.get("state_dir") != str(STATE_DIR):
+        # Its hosts, PostgreSQL and Redis hold that checkout's passwords: stop them all.
         log(f"bridge {BRIDGE} is held by the fleet of {owner.get('state_dir')}: stopping it first")
         _stop_hosts([Host(h["name"], h["address"], h.get("pid")) for h in owner.get("hosts", [])])
+        stop_redis()
+        stop_postgres()
         owner = {}
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     STATE_DIR.mkdir(parents=True, exist_ok=True)

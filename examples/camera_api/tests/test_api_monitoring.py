@@ -47,6 +47,7 @@ def test_metrics_start_empty(client):
     assert (body["requests_total"], body["errors_total"], body["error_rate"], body["success_rate"]) == (0, 0, 0.0, 1.0)
     assert body["latency_ms"]["p50"] == body["latency_ms"]["p99"] == 0.0
     assert body["domain"] == {"requests": 0, "errors": 0, "usage_rate": 0.0}
+    assert body["unforced"] == {"requests": 0, "domain": 0}
 
 
 def test_metrics_count_requests_errors_and_domain_usage(make_client):
@@ -61,13 +62,27 @@ def test_metrics_count_requests_errors_and_domain_usage(make_client):
     body = client.get(METRICS).json()
     assert (body["requests_total"], body["errors_total"]) == (10, 4)
     assert body["error_rate"] == pytest.approx(0.4) and body["success_rate"] == pytest.approx(0.6)
-    assert body["domain"] == {"requests": 4, "errors": 4, "usage_rate": pytest.approx(0.4)}
+    # usage_rate counts unforced requests only; every request here was forced
+    assert body["domain"] == {"requests": 4, "errors": 4, "usage_rate": 0.0}
+    assert body["unforced"] == {"requests": 0, "domain": 0}
     assert body["legacy"] == {"requests": 6, "errors": 0}
     assert body["rollout"] == {"use_domain_service": True, "rollout_percent": 25}
     latency = body["latency_ms"]
     assert 0.0 < latency["p50"] <= latency["p95"] <= latency["p99"] and latency["window"] == 10
     datetime.fromisoformat(body["started_at"])
     assert isinstance(body["pid"], int)
+
+
+def test_usage_rate_follows_unforced_requests_only(make_client):
+    client = make_client(USE_DOMAIN_SERVICE="true", ROLLOUT_PERCENT="100")
+    for _ in range(3):
+        assert client.get(STATUS).status_code == 200
+    for _ in range(5):
+        assert client.get(STATUS, params={"force_domain": "false"}).status_code == 200
+    body = client.get(METRICS).json()
+    assert body["unforced"] == {"requests": 3, "domain": 3}
+    assert body["domain"]["usage_rate"] == 1.0
+    assert body["domain"]["requests"] == 3 and body["legacy"]["requests"] == 5
 
 
 def test_metrics_are_shared_by_apps_on_one_runtime_directory(env, tmp_path):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 WINDOW = 20_000
 COUNTERS = ("requests_total", "errors_total", "domain_requests", "domain_errors",
-            "legacy_requests", "legacy_errors")
+            "legacy_requests", "legacy_errors", "unforced_requests", "unforced_domain")
 
 
 def master_pid() -> int:
@@ -98,9 +98,15 @@ class Metrics:
                 raise
             self._db.execute("COMMIT")
 
-    def record(self, implementation: str, status: int, latency_ms: float) -> None:
-        """Count one rollout request; status >= 500 counts as an error."""
+    def record(self, implementation: str, status: int, latency_ms: float, forced: bool = False) -> None:
+        """Count one rollout request; status >= 500 counts as an error. Requests that
+        chose their implementation with ?force_domain are kept out of the usage
+        share: only unforced requests show what the rollout draw does."""
         names = ["requests_total", f"{implementation}_requests"]
+        if not forced:
+            names.append("unforced_requests")
+            if implementation == "domain":
+                names.append("unforced_domain")
         if status >= 500:
             names += ["errors_total", f"{implementation}_errors"]
         with self._transaction() as db:
@@ -115,6 +121,7 @@ class Metrics:
             latencies = sorted(ms for (ms,) in db.execute("SELECT ms FROM latency"))
             (started_at,) = db.execute("SELECT value FROM meta WHERE key = 'started_at'").fetchone()
         total, errors = counters["requests_total"], counters["errors_total"]
+        unforced, unforced_domain = counters["unforced_requests"], counters["unforced_domain"]
         error_rate = errors / total if total else 0.0
         return {
             "requests_total": total,
@@ -124,7 +131,8 @@ class Metrics:
             "latency_ms": {"p50": percentile(latencies, 0.50), "p95": percentile(latencies, 0.95),
                            "p99": percentile(latencies, 0.99), "window": len(latencies)},
             "domain": {"requests": counters["domain_requests"], "errors": counters["domain_errors"],
-                       "usage_rate": counters["domain_requests"] / total if total else 0.0},
+                       "usage_rate": unforced_domain / unforced if unforced else 0.0},
+            "unforced": {"requests": unforced, "domain": unforced_domain},
             "legacy": {"requests": counters["legacy_requests"], "errors": counters["legacy_errors"]},
             "rollout": {"use_domain_service": use_domain_service, "rollout_percent": rollout_percent},
             "started_at": started_at,

@@ -46,8 +46,8 @@ class RolloutMiddleware:
         if scope["type"] != "http" or not is_rollout_path(scope["path"]):
             await self.app(scope, receive, send)
             return
-        use_domain = should_use_domain(force_domain_flag(scope.get("query_string", b"")),
-                                       self.settings.use_domain_service, self.settings.rollout_percent)
+        forced = force_domain_flag(scope.get("query_string", b""))
+        use_domain = should_use_domain(forced, self.settings.use_domain_service, self.settings.rollout_percent)
         implementation = "domain" if use_domain else "legacy"
         scope.setdefault("state", {})["implementation"] = implementation
         status = 0
@@ -71,4 +71,4 @@ class RolloutMiddleware:
                 scope, receive, send_with_header)
         finally:
             await run_in_threadpool(self.metrics.record, implementation, status or 500,
-                                    (time.perf_counter() - started) * 1000)
+                                    (time.perf_counter() - started) * 1000, forced is not None)

@@ -1,25 +1,35 @@
-"""Set one rollout stage on every host of an inventory.
+"""Set one rollout stage on every host of an inventory, and judge it.
 
     pyinfra inventories/prod.py deploy.py --data stage=10
 
-1. refuse a missing or unknown stage before any operation is planned;
+1. refuse a missing or unknown stage (or a bad setting) before any operation;
 2. (sandbox only, ``install_app``) install the reference service;
-3. write the stage into the service's EnvironmentFile, atomically;
-4. restart the unit only if one of its files changed, then wait for health.
+3. record the P95 the host serves now: the baseline of the gate;
+4. write the stage into the service's EnvironmentFile, atomically; restart the
+   unit only if one of its files changed; wait for health;
+5. preparation check -> endpoint verification -> metrics gate over ``soak_s``;
+6. on a failed check: roll that host back to stage 0, prove that legacy answers
+   every endpoint, and fail the run with the reason.
 
-Host batches, checks and the metrics gate are driven from the ``rollout`` CLI.
+Steps 3 and 5-6 run when ``checks`` is on (the default). Host batches, the
+recorded history and promotion live in the ``rollout`` CLI.
 """
 
 from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 
+from rollout.catalog import load_catalog
+from rollout.gate import Thresholds
 from rollout.render import check_app_env
-from rollout.stages import StageError, parse_stage
+from rollout.stages import ROLLBACK_STAGE, StageError, parse_stage
+from tasks import checks
 from tasks.stage import apply_stage
 
 try:
     stage = parse_stage(host.data.get("stage"), host.data.stage_plan)
     check_app_env(host.data.get("app_env") or {})
+    load_catalog(host.data.endpoints)
+    Thresholds.from_data(host.data.gate)
 except (StageError, ValueError) as error:
     raise PyinfraError(str(error)) from None
 
@@ -29,4 +39,23 @@ if host.data.get("install_app"):
 
     app_changes = install_app()
 
+if host.data.checks:
+    checks.record_baseline(stage)
+
 apply_stage(stage, also_restart_on=app_changes)
+
+if host.data.checks:
+    failed = checks.after_stage(stage)
+    if host.data.rollback_on_abort and stage != ROLLBACK_STAGE:
+        apply_stage(ROLLBACK_STAGE, _if=[failed])
+        checks.prove_legacy(_if=[failed])
+    from rollout.operations import fail
+
+    fail(
+        name=f"Stage {stage} failed its checks",
+        reason=(
+            f"stage {stage} failed its checks"
+            + (": rolled back to stage 0" if host.data.rollback_on_abort and stage else "")
+        ),
+        _if=[failed],
+    )

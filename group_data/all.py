@@ -60,3 +60,74 @@ health_timeout_s = 60
 install_app = False
 #: Wheelhouse built on the control machine (hosts have no package index).
 wheelhouse_dir = ".sandbox/wheelhouse"
+
+# --- Checks after a stage change (tasks/preflight.py, tasks/verify.py, tasks/gate.py) ---
+#: Run the preparation check, the endpoint verification and the metrics gate
+#: from deploy.py after the stage is applied. Off: apply the stage only.
+checks = True
+#: Helper script the checks run on each host (stdlib python3 only).
+probe_path = "/usr/local/lib/camera-rollout/probe.py"
+#: Rollout records on each host (baseline P95 before a stage change, ...).
+state_dir = "/var/lib/camera-rollout"
+#: Where a run writes one JSON report per host and check (None: no files).
+report_dir = None
+
+#: The endpoints a verification calls with force_domain=false and =true, in order
+#: (writes only touch the verification camera and the verification rule).
+#: ``expect`` is the status both implementations must answer. Add one here.
+verification_camera = "cam-verify"
+verification_rule_name = "rollout-verification"
+endpoints = [
+    {"name": "list alert rules", "method": "GET", "path": "/api/v1/alerts/rules", "expect": 200},
+    # The rule exists (created once by the verification), so creating it again is a conflict.
+    {"name": "create alert rule", "method": "POST", "path": "/api/v1/alerts/rules", "expect": 409,
+     "body": {"name": "{rule_name}", "camera_id": "{camera_id}", "metric": "offline_minutes",
+              "operator": ">", "threshold": 5, "enabled": True}},
+    {"name": "update alert rule", "method": "PUT", "path": "/api/v1/alerts/rules/{rule_id}",
+     "expect": 200, "body": {"threshold": 10, "enabled": True}},
+    {"name": "activate camera", "method": "POST", "path": "/api/v1/cameras/{camera_id}/activate", "expect": 200},
+    {"name": "start camera", "method": "POST", "path": "/api/v1/cameras/{camera_id}/start", "expect": 200},
+    {"name": "camera status", "method": "GET", "path": "/api/v1/cameras/{camera_id}/status", "expect": 200},
+    {"name": "restart camera", "method": "POST", "path": "/api/v1/cameras/{camera_id}/restart", "expect": 200},
+    {"name": "stop camera", "method": "POST", "path": "/api/v1/cameras/{camera_id}/stop", "expect": 200},
+    {"name": "toggle auto-start", "method": "PUT", "path": "/api/v1/cameras/{camera_id}/auto-start",
+     "expect": 200, "body": {"enabled": True}},
+    {"name": "deactivate camera", "method": "POST", "path": "/api/v1/cameras/{camera_id}/deactivate", "expect": 200},
+    {"name": "camera logs", "method": "GET", "path": "/api/v1/cameras/{camera_id}/logs?limit=20", "expect": 200},
+    {"name": "batch status", "method": "POST", "path": "/api/v1/cameras/batch-status", "expect": 200,
+     "body": {"camera_ids": ["{camera_id}"]}},
+    {"name": "refresh cameras", "method": "POST", "path": "/api/v1/cameras/refresh", "expect": 200},
+]
+#: Unforced requests whose implementation mix is tested against the stage (with
+#: the binomial test at gate["usage_confidence"]).
+unforced_requests = 200
+#: Only the GET endpoints, nothing written (``--data verify_read_only=true``).
+verify_read_only = False
+
+# --- The metrics gate -------------------------------------------------------------
+#: Thresholds (the seed's numbers) and evidence rules; see rollout/gate.py
+#: Thresholds for every key. Unknown keys are refused.
+gate = {
+    "error_rate_pass_below": 0.01,    # promote: error rate < 1 %
+    "error_rate_abort_above": 0.05,   # roll back: error rate > 5 %
+    "success_rate_pass_above": 0.99,  # promote: success > 99 %
+    "success_rate_abort_below": 0.95, # roll back: success < 95 %
+    "p95_max_ratio": 1.5,             # P95 <= 1.5 x baseline, else roll back
+    "p95_min_increase_ms": 25.0,      # ...unless it grew by less than this (noise)
+    "usage_confidence": 0.999,        # binomial test of domain usage vs the stage
+    "min_requests": 100,              # no verdict on fewer requests
+    "abort_after": 2,                 # consecutive breaching reads before a roll back
+    "max_read_failures": 3,           # consecutive unreadable answers: the gate errors
+}
+#: Field paths in the metrics JSON (dotted), for an app whose metrics differ.
+metrics_fields = {}
+#: Observation window after a stage change, polled every gate_interval_s.
+#: Short for the sandbox; production sets hours (and promotes with the CLI).
+soak_s = 30
+gate_interval_s = 5
+#: Drive smoke traffic at the hosts during the baseline read and the soak window
+#: (like Flagger's load tester). Off on production inventories.
+smoke_traffic = False
+smoke_requests_per_s = 20
+#: On an abort during deploy.py: roll the host back (stage 0) and prove legacy.
+rollback_on_abort = True

@@ -12,11 +12,21 @@ import shlex
 from io import StringIO
 
 from pyinfra import host, logger, state
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
 from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import File, FileContents, Sha256File
 
+from rollout import checks
 from rollout.facts import HttpStatus
+from rollout.stages import stage_from_env
+
+
+def when(*conditions):
+    """``_if`` for an operation inside a deploy function: pyinfra lets an
+    operation's own ``_if`` replace the enclosing deploy's, so carry that over
+    (``apply_stage(0, _if=[failed])`` must skip every one of its operations)."""
+    inherited = (host.current_deploy_kwargs or {}).get("_if") or []
+    return [*(inherited if isinstance(inherited, list) else [inherited]), *conditions]
 
 
 @operation()
@@ -146,3 +156,82 @@ def pip_install_offline(venv: str, wheelhouse: str, requirements: str, fingerpri
         f"{shlex.quote(wheelhouse)} -r {shlex.quote(requirements)} "
         f"&& echo {shlex.quote(fingerprint)} > {shlex.quote(marker)}"
     )
+
+
+# --- checks: judged in Python on the control machine (rollout/checks.py) ----------------------
+
+
+@operation(is_idempotent=False)
+def preflight(expected_stage: int | None = None):
+    """
+    The preparation check on the host: unit active, process runs the file's
+    stage, health, complete metrics, cameras config, database and Redis reachable.
+
+    + expected_stage: stage the env file must hold (None: any valid stage)
+    """
+    yield FunctionCommand(checks.preflight_check, (expected_stage,), {})
+
+
+@operation(is_idempotent=False)
+def compare_endpoints(read_only: bool = False, legacy_proof: bool = False):
+    """
+    Call every catalog endpoint with force_domain=false and =true: expected
+    statuses, the forced implementation answering, the same status and JSON
+    structure from both.
+
+    + read_only: GET endpoints only, nothing written
+    + legacy_proof: call every endpoint unforced instead; legacy must answer all
+    """
+    yield FunctionCommand(checks.compare_check, (read_only, legacy_proof), {})
+
+
+@operation(is_idempotent=False)
+def implementation_mix(stage: int | None = None):
+    """
+    Send unforced requests and test their implementation mix against the stage
+    (exact binomial test).
+
+    + stage: the stage to test against (None: the env file's)
+    """
+    yield FunctionCommand(checks.mix_check, (stage,), {})
+
+
+@operation(is_idempotent=False)
+def record_baseline(env_file: str, to_stage: int):
+    """
+    Record on the host the P95 it serves now, before its stage changes; nothing
+    to do when the stage stays (the recorded baseline is kept).
+
+    + env_file: the rollout env file (its stage is the one being left)
+    + to_stage: the stage about to be applied
+    """
+    lines = host.get_fact(FileContents, path=env_file) or []
+    current = stage_from_env(dict(line.split("=", 1) for line in lines if "=" in line))
+    if current == to_stage:
+        host.noop(f"stage stays {to_stage}: baseline kept")
+        return
+    yield FunctionCommand(checks.record_baseline_check, (current, to_stage), {})
+
+
+@operation(is_idempotent=False)
+def metrics_gate(stage: int | None = None, soak_s: float = 30, interval_s: float = 5):
+    """
+    Poll the app's metrics over a soak window and judge them against the
+    thresholds and the baseline; fail on an abort or on unreadable metrics.
+
+    + stage: the stage being judged (None: the env file's)
+    + soak_s: observation window in seconds (0: one read)
+    + interval_s: seconds between reads
+    """
+    yield FunctionCommand(checks.gate_check, (stage, soak_s, interval_s), {})
+
+
+@operation(is_idempotent=False)
+def fail(reason: str):
+    """
+    Fail the run on this host with ``reason`` (after earlier steps whose errors
+    were let through, e.g. to roll back first).
+
+    + reason: one line for the operator
+    """
+    yield FunctionCommand(checks.fail_check, (reason,), {})

@@ -1,12 +1,17 @@
-"""Global rollback: ``USE_DOMAIN_SERVICE=false``, ``ROLLOUT_PERCENT=0``, restart, health.
+"""Global rollback: ``USE_DOMAIN_SERVICE=false``, ``ROLLOUT_PERCENT=0``, restart,
+health, then proof that legacy answers every endpoint.
 
     pyinfra inventories/prod.py tasks/rollback.py
 
-The same task as any stage (tasks/stage.py), at stage 0. Proving that every
-endpoint is back on the legacy implementation is the CLI's ``rollout rollback``.
+The same task as any stage (tasks/stage.py), at stage 0.
 """
 
+from pyinfra import host
+
 from rollout.stages import ROLLBACK_STAGE
+from tasks import checks
 from tasks.stage import apply_stage
 
 apply_stage(ROLLBACK_STAGE)
+if host.data.checks:
+    checks.prove_legacy()

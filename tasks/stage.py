@@ -12,7 +12,7 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from rollout.facts import ServiceSwitch
-from rollout.operations import atomic_file, restart_unit, wait_healthy
+from rollout.operations import atomic_file, restart_unit, wait_healthy, when
 from rollout.render import check_app_env, render
 from rollout.stages import rollout_env
 
@@ -86,7 +86,7 @@ def apply_stage(stage: int, also_restart_on=()):
     )
     systemd.daemon_reload(
         name="systemd daemon-reload (unit file changed)",
-        _if=unit.did_change,
+        _if=when(unit.did_change),
     )
     switch = atomic_file(
         name=f"Rollout env file: stage {stage}",
@@ -114,7 +114,7 @@ def apply_stage(stage: int, also_restart_on=()):
     restart_unit(
         name=f"Restart {unit_name} (its files changed or it runs another stage)",
         unit=unit_name,
-        _if=restart_needed,
+        _if=when(restart_needed),
     )
     wait_healthy(
         name=f"Health of {unit_name}",

@@ -1,0 +1,84 @@
+"""The endpoint catalog: which endpoints a verification calls, as data.
+
+Entries come from group data (``endpoints`` in group_data/all.py), so an operator
+adds an endpoint without touching code. Paths and bodies may hold placeholders
+filled per run: ``{camera_id}`` (the verification camera), ``{rule_id}`` and
+``{rule_name}`` (the verification alert rule).
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from typing import Any
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+class CatalogError(ValueError):
+    """A catalog entry that cannot be used; one line, naming the entry."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    path: str
+    expect: int
+    body: Any = None
+
+    @property
+    def read_only(self) -> bool:
+        return self.method == "GET"
+
+
+def load_catalog(entries: Any) -> tuple[Endpoint, ...]:
+    """Validate catalog entries (dicts with name, method, path, expect, body)."""
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise CatalogError("the endpoint catalog must be a non-empty list")
+    catalog, names = [], set()
+    for index, entry in enumerate(entries):
+        label = entry.get("name", f"#{index}") if isinstance(entry, dict) else f"#{index}"
+        if not isinstance(entry, dict):
+            raise CatalogError(f"endpoint {label}: must be a mapping")
+        unknown = set(entry) - {"name", "method", "path", "expect", "body"}
+        if unknown:
+            raise CatalogError(f"endpoint {label}: unknown key(s) {', '.join(sorted(unknown))}")
+        name, method, path, expect = (entry.get(k) for k in ("name", "method", "path", "expect"))
+        if not isinstance(name, str) or not name or name in names:
+            raise CatalogError(f"endpoint {label}: needs a unique name")
+        if method not in METHODS:
+            raise CatalogError(f"endpoint {name}: method must be one of {', '.join(METHODS)}")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise CatalogError(f"endpoint {name}: path must start with /")
+        if isinstance(expect, bool) or not isinstance(expect, int) or not 100 <= expect <= 599:
+            raise CatalogError(f"endpoint {name}: expect must be an HTTP status code")
+        names.add(name)
+        catalog.append(Endpoint(name, method, path, expect, entry.get("body")))
+    return tuple(catalog)
+
+
+def fill(value: Any, context: dict[str, Any]) -> Any:
+    """Fill ``{placeholders}`` in a path or a JSON body (recursively). A string
+    that is exactly one placeholder takes the value's own type."""
+    if isinstance(value, str):
+        fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+        missing = [f for f in fields if f not in context]
+        if missing:
+            raise CatalogError(f"unknown placeholder {{{missing[0]}}} in {value!r}")
+        if len(fields) == 1 and value == f"{{{fields[0]}}}":
+            return context[fields[0]]
+        return value.format_map(context)
+    if isinstance(value, list):
+        return [fill(item, context) for item in value]
+    if isinstance(value, dict):
+        return {key: fill(item, context) for key, item in value.items()}
+    return value
+
+
+def with_force(path: str, mode: str | None) -> str:
+    """The path with ``force_domain`` for a forced mode (``domain``/``legacy``)."""
+    if mode is None:
+        return path
+    flag = "true" if mode == "domain" else "false"
+    return f"{path}{'&' if '?' in path else '?'}force_domain={flag}"

@@ -1,0 +1,307 @@
+"""The checks as they run against one host inside a pyinfra run: thin I/O around
+the pure modules (preflight, verify, gate) and the on-host probe.
+
+Each ``*_check`` function is the body of a pyinfra ``FunctionCommand``: it gets
+``(state, host, ...)``, runs the probe on the host over the run's own SSH
+connection, judges with pure code, logs one line per finding, writes a JSON
+report when ``report_dir`` is set, and returns False to fail the operation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import gevent
+
+from pyinfra import logger
+from pyinfra.api import StringCommand
+
+from rollout import verify as v
+from rollout.catalog import CatalogError, fill, load_catalog
+from rollout.gate import (
+    ABORT, ERROR, INCONCLUSIVE, PASS, GateRun, MetricsError, Thresholds, format_verdict, parse_metrics,
+)
+from rollout.preflight import judge_preflight
+from rollout.stages import stage_from_env
+
+
+class ProbeError(RuntimeError):
+    """The probe could not run on a host; one line."""
+
+
+def probe(host, mode: str, spec: dict, timeout: float = 300) -> Any:
+    """Run the probe on ``host``; the spec goes over stdin, the answer is JSON."""
+    command = StringCommand("python3", host.data.probe_path, mode)
+    ok, output = host.run_shell_command(
+        command, _stdin=json.dumps(spec), _timeout=timeout, _sudo=bool(host.data.get("_sudo")),
+    )
+    if not ok:
+        detail = (output.stderr_lines or ["no output"])[-1]
+        raise ProbeError(f"probe {mode} failed: {detail}")
+    try:
+        return json.loads(output.stdout)
+    except ValueError:
+        raise ProbeError(f"probe {mode} answered no JSON") from None
+
+
+def say(host, message: str, error: bool = False) -> None:
+    host.log(message, logger.error if error else logger.info)
+
+
+def report(host, check: str, payload: dict) -> None:
+    """One JSON file per host and check, for the CLI and CI (never a secret in it)."""
+    directory = host.data.get("report_dir")
+    if not directory:
+        return
+    path = Path(directory) / f"{host.name}.{check}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"host": host.name, "check": check,
+               "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **payload}
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True))
+
+
+def _port(host) -> int:
+    return int(host.data.bind_port)
+
+
+def file_stage(host) -> int | None:
+    """The stage the host's rollout env file says."""
+    ok, output = host.run_shell_command(
+        StringCommand("cat", host.data.rollout_env_file), _sudo=bool(host.data.get("_sudo")),
+    )
+    if not ok:
+        return None
+    return stage_from_env(dict(line.split("=", 1) for line in output.stdout_lines if "=" in line))
+
+
+def read_metrics(host) -> tuple[Any, str | None]:
+    """(Sample, None) or (None, why not): one read of the app's metrics."""
+    try:
+        (answer,) = probe(host, "requests", {
+            "port": _port(host), "timeout": 5,
+            "requests": [v.request("GET", host.data.metrics_path)],
+        }, timeout=30)
+        return parse_metrics(answer["status"], answer["body"], answer["content_type"],
+                             host.data.get("metrics_fields")), None
+    except (MetricsError, ProbeError) as error:
+        return None, str(error)
+
+
+def smoke_traffic(host, seconds: float) -> gevent.Greenlet | None:
+    """Bounded smoke traffic on the catalog's GET endpoints, run on the host in the
+    background of this run (a count and a time limit: it stops by itself)."""
+    if not host.data.get("smoke_traffic") or seconds <= 0:
+        return None
+    context = {"camera_id": host.data.verification_camera,
+               "rule_name": host.data.verification_rule_name, "rule_id": 0}
+    reads = [fill(e.path, context) for e in load_catalog(host.data.endpoints) if e.read_only]
+    rate = float(host.data.smoke_requests_per_s)
+    spec = {"port": _port(host), "paths": reads, "count": int(rate * seconds) + 1,
+            "seconds": seconds, "pause_s": 1.0 / rate}
+    return gevent.spawn(probe, host, "traffic", spec, seconds + 60)
+
+
+# --- preflight ------------------------------------------------------------------------------
+
+
+def preflight_check(state, host, expected_stage: int | None = None) -> bool:
+    data = host.data
+    try:
+        observation = probe(host, "preflight", {
+            "unit": f"{data.service_name}.service", "port": _port(host),
+            "env_file": data.rollout_env_file, "secrets_file": data.secrets_env_file,
+            "cameras_file": f"{data.app_dir}/config/cameras.yaml",
+            "health_path": data.health_path, "metrics_path": data.metrics_path,
+        }, timeout=60)
+    except ProbeError as error:
+        say(host, f"preflight FAIL: {error}", error=True)
+        return False
+    checks = judge_preflight(observation, expected_stage, data.get("metrics_fields"))
+    for check in checks:
+        say(host, f"preflight {'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}", error=not check.ok)
+    report(host, "preflight", {"ok": all(c.ok for c in checks),
+                               "checks": [vars(c) for c in checks]})
+    return all(c.ok for c in checks)
+
+
+# --- endpoint verification ---------------------------------------------------------------------
+
+
+def _requests(host, plan: list[dict]) -> list[dict]:
+    return probe(host, "requests", {"port": _port(host), "requests": plan, "timeout": 10})
+
+
+def _ensure_rule(host, catalog, context, rules_result) -> int | None:
+    """The verification rule's id; created once (legacy) when it is missing."""
+    rule_id = v.find_rule_id(rules_result, context["rule_name"])
+    if rule_id is not None:
+        return rule_id
+    creates = [e for e in catalog if e.method == "POST" and e.path == v.RULES_PATH]
+    if not creates:
+        return None
+    (created,) = _requests(host, v.create_rule_plan(creates[0], context))
+    if created.get("status") == 201:
+        say(host, f"verify: created the verification rule {context['rule_name']!r}")
+        return v.body_json(created).get("id")
+    if created.get("status") == 409:  # another host of the fleet created it just now
+        (listed,) = _requests(host, v.discovery_plan(context["camera_id"])[1:])
+        return v.find_rule_id(listed, context["rule_name"])
+    raise ProbeError(f"creating the verification rule answered {created.get('status')}")
+
+
+def compare_check(state, host, read_only: bool = False, legacy_proof: bool = False) -> bool:
+    """Every catalog endpoint under both forced implementations, compared (see
+    rollout/verify.py). ``legacy_proof``: after a rollback, every endpoint called
+    unforced must be answered by legacy."""
+    data = host.data
+    what = "legacy proof" if legacy_proof else "verify"
+    findings: list[v.Finding] = []
+    calls = 0
+    try:
+        catalog = load_catalog(data.endpoints)
+        context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name}
+        status_result, rules_result = _requests(host, v.discovery_plan(data.verification_camera))
+        before = v.camera_state(status_result)
+        context["rule_id"] = (v.find_rule_id(rules_result, context["rule_name"]) if read_only
+                              else _ensure_rule(host, catalog, context, rules_result))
+        plan = v.comparison_plan(catalog, context, read_only, (None,) if legacy_proof else v.MODES)
+        calls = len(plan)
+        findings += v.judge_comparison(plan, _requests(host, [call for _, _, call in plan]))
+        if not read_only:
+            restore = v.restore_plan(data.verification_camera, before)
+            findings += v.judge_restore(restore, _requests(host, restore))
+    except (ProbeError, CatalogError, ValueError) as error:
+        findings.append(v.Finding("verification", "-", str(error)))
+    modes = "unforced" if legacy_proof else "force_domain=false and =true"
+    say(host, f"{what}: {calls} calls ({modes}{', read-only' if read_only else ''}), "
+              f"{len(findings)} finding(s)")
+    for finding in findings:
+        say(host, f"{what} FAIL {finding}", error=True)
+    report(host, "legacy-proof" if legacy_proof else "compare", {
+        "ok": not findings, "read_only": read_only, "calls": calls,
+        "findings": [vars(f) for f in findings],
+    })
+    return not findings
+
+
+def mix_check(state, host, stage: int | None = None) -> bool:
+    """N unforced requests: their implementation mix must fit the stage."""
+    data = host.data
+    usage, findings = None, []
+    try:
+        stage = file_stage(host) if stage is None else stage
+        if stage is None:
+            raise ProbeError("the rollout env file holds no stage")
+        context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name,
+                   "rule_id": 0}
+        plan = v.unforced_plan(load_catalog(data.endpoints), context, int(data.unforced_requests))
+        usage, findings = v.judge_unforced(_requests(host, plan), stage,
+                                           Thresholds.from_data(data.gate).usage_confidence)
+    except (ProbeError, CatalogError, ValueError) as error:
+        findings.append(v.Finding("unforced traffic", "-", str(error)))
+    if usage is not None:
+        say(host, f"unforced traffic: {usage.describe()}")
+    for finding in findings:
+        say(host, f"unforced traffic FAIL {finding.problem}", error=True)
+    report(host, "mix", {
+        "ok": not findings, "stage": stage, "findings": [vars(f) for f in findings],
+        "usage": None if usage is None else {"domain": usage.domain, "total": usage.total,
+                                             "p_value": usage.p_value, "consistent": usage.consistent},
+    })
+    return not findings
+
+
+# --- baseline ----------------------------------------------------------------------------------
+
+
+def baseline_path(host) -> str:
+    return f"{host.data.state_dir}/baseline.json"
+
+
+def record_baseline_check(state, host, from_stage: int | None, to_stage: int) -> bool:
+    """Record the P95 the host serves now, before its stage changes, on the host."""
+    thresholds = Thresholds.from_data(host.data.gate)
+    sample, error = read_metrics(host)
+    if sample is not None and sample.requests < thresholds.min_requests:
+        traffic = smoke_traffic(host, min(30.0, thresholds.min_requests / float(host.data.smoke_requests_per_s) + 2))
+        if traffic is not None:
+            traffic.join()
+            sample, error = read_metrics(host)
+    if sample is not None and sample.requests < thresholds.min_requests:
+        sample, error = None, f"only {sample.requests} requests served (fewer than {thresholds.min_requests})"
+    record = {
+        "from_stage": from_stage, "to_stage": to_stage,
+        "p95_ms": sample.p95_ms if sample else None,
+        "requests": sample.requests if sample else None,
+        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        probe(host, "write", {"path": baseline_path(host), "content": json.dumps(record) + "\n"}, timeout=30)
+    except ProbeError as err:
+        say(host, f"baseline FAIL: {err}", error=True)
+        return False
+    if sample:
+        say(host, f"baseline p95 {sample.p95_ms:.1f} ms over {sample.requests} requests at stage {from_stage}")
+    else:
+        say(host, f"no baseline p95 ({error}): the P95 condition stays inconclusive")
+    return True
+
+
+def read_baseline(host, stage: int) -> float | None:
+    """The baseline P95 recorded for the change to ``stage`` (None otherwise)."""
+    ok, output = host.run_shell_command(StringCommand("cat", baseline_path(host)),
+                                        _sudo=bool(host.data.get("_sudo")))
+    if not ok:
+        return None
+    try:
+        record = json.loads(output.stdout)
+    except ValueError:
+        return None
+    return record.get("p95_ms") if record.get("to_stage") == stage else None
+
+
+# --- the gate ----------------------------------------------------------------------------------
+
+
+def gate_check(state, host, stage: int | None, soak_s: float, interval_s: float) -> bool:
+    """Poll the metrics over the soak window and judge them. Fails (False) on an
+    abort or an error; an inconclusive window succeeds with a warning."""
+    thresholds = Thresholds.from_data(host.data.gate)
+    stage = file_stage(host) if stage is None else stage
+    if stage is None:
+        say(host, "gate ERROR: the rollout env file holds no stage", error=True)
+        return False
+    run = GateRun(thresholds, stage, read_baseline(host, stage))
+    traffic = smoke_traffic(host, soak_s)
+    deadline = time.monotonic() + soak_s
+    try:
+        while True:
+            sample, error = read_metrics(host)
+            if run.observe(sample, error):
+                break
+            if time.monotonic() + interval_s > deadline:
+                break
+            gevent.sleep(interval_s)
+    finally:
+        if traffic is not None:
+            traffic.kill()  # the remote side ends by its own time bound too
+    verdict, reason = run.verdict()
+    for line in format_verdict(host.name, run):
+        say(host, line, error=verdict in (ABORT, ERROR))
+    if verdict == INCONCLUSIVE:
+        say(host, "gate: not promoted; keep observing, then check again")
+    report(host, "gate", {
+        "verdict": verdict, "reason": reason, "stage": stage, "baseline_p95_ms": run.baseline_p95_ms,
+        "reads": run.reads, "history": run.history,
+        "rows": [vars(r) for r in run.last.rows] if run.last else [],
+    })
+    return verdict in (PASS, INCONCLUSIVE)
+
+
+def fail_check(state, host, reason: str) -> bool:
+    say(host, reason, error=True)
+    return False

@@ -1,0 +1,103 @@
+"""The checks after a stage change, as pyinfra tasks: preparation check, endpoint
+verification, metrics gate, and the legacy proof after a rollback.
+
+The judging is in Python on the control machine (rollout/checks.py and the pure
+modules it calls); on the host runs only a small probe script.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files
+
+from rollout import operations as ops
+
+PROBE_SOURCE = Path(__file__).resolve().parent.parent / "rollout" / "hostprobe.py"
+
+
+@deploy("Checks")
+def install_probe():
+    """The probe script the checks run on the host."""
+    files.put(
+        name="Probe script",
+        src=str(PROBE_SOURCE),
+        dest=host.data.probe_path,
+        mode=755,
+        create_remote_dir=True,
+    )
+
+
+@deploy("Checks")
+def record_baseline(to_stage: int):
+    install_probe()
+    return ops.record_baseline(
+        name="Record baseline P95 (before the stage changes)",
+        env_file=host.data.rollout_env_file,
+        to_stage=to_stage,
+    )
+
+
+@deploy("Checks")
+def preflight(expected_stage: int | None = None, **kwargs):
+    install_probe()
+    return ops.preflight(name="Preparation check", expected_stage=expected_stage, **kwargs)
+
+
+@deploy("Checks")
+def verify(stage: int | None = None, **kwargs):
+    """Both implementations compared, then the unforced mix. The comparison writes
+    to one verification camera and rule that every host shares (through the
+    common database and Redis), so it runs host by host; read-only, and the mix
+    test, run on all hosts at once."""
+    install_probe()
+    read_only = bool(host.data.get("verify_read_only"))
+    compared = ops.compare_endpoints(
+        name="Endpoint verification: both implementations"
+        + (" (read-only)" if read_only else " (host by host: shared verification camera)"),
+        read_only=read_only,
+        _serial=not read_only,
+        **kwargs,
+    )
+    mix_kwargs = dict(kwargs)
+    mix_kwargs["_if"] = [*kwargs.get("_if", []), compared.did_succeed]
+    mixed = ops.implementation_mix(name="Endpoint verification: unforced mix", stage=stage, **mix_kwargs)
+    return compared, mixed
+
+
+@deploy("Checks")
+def gate(stage: int | None = None, **kwargs):
+    install_probe()
+    return ops.metrics_gate(
+        name=f"Metrics gate ({host.data.soak_s}s soak)",
+        stage=stage,
+        soak_s=float(host.data.soak_s),
+        interval_s=float(host.data.gate_interval_s),
+        **kwargs,
+    )
+
+
+@deploy("Checks")
+def prove_legacy(**kwargs):
+    """After a rollback: every endpoint, called unforced, answered by legacy; and
+    N unforced requests all on legacy."""
+    install_probe()
+    proof = ops.compare_endpoints(
+        name="Legacy proof: every endpoint unforced (host by host)",
+        legacy_proof=True, _serial=True, **kwargs,
+    )
+    mix = ops.implementation_mix(name="Legacy proof: unforced mix all legacy", stage=0, **kwargs)
+    return proof, mix
+
+
+def after_stage(stage: int):
+    """Preflight, then verification, then the gate; each runs only if the one
+    before passed, and their errors are let through so the caller can roll back
+    first. Returns a run-time test: did any of them fail on this host?"""
+    # A skipped operation counts as succeeded, so each step waits on all before it.
+    steps = [preflight(stage, _ignore_errors=True)]
+    steps += verify(stage, _ignore_errors=True, _if=[steps[0].did_succeed])
+    steps.append(gate(stage, _ignore_errors=True, _if=[s.did_succeed for s in steps]))
+    return lambda: any(step.is_complete() and step.did_error() for step in steps)

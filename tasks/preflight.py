@@ -1,0 +1,7 @@
+"""The preparation check alone: ``pyinfra inventories/ENV.py tasks/preflight.py``.
+
+One row per host and check; a non-zero exit on any failure."""
+
+from tasks.checks import preflight
+
+preflight()

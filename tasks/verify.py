@@ -1,0 +1,6 @@
+"""The endpoint verification alone: ``pyinfra inventories/ENV.py tasks/verify.py``
+(``--data verify_read_only=true`` for the GET endpoints only)."""
+
+from tasks.checks import verify
+
+verify()

@@ -18,9 +18,8 @@ from rollout import operations as ops
 PROBE_SOURCE = Path(__file__).resolve().parent.parent / "rollout" / "hostprobe.py"
 
 
-@deploy("Checks")
 def install_probe():
-    """The probe script the checks run on the host."""
+    """The probe script the checks run on the host (an operation of the calling task)."""
     files.put(
         name="Probe script",
         src=str(PROBE_SOURCE),

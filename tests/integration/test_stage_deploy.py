@@ -11,6 +11,8 @@ import pytest
 from fleetlib import implementations, run_pyinfra
 
 ENV_FILE = "/etc/camera-api/rollout.env"
+# These tests are about the stage mechanics; the checks have tests of their own.
+NO_CHECKS = ("--data", "checks=false")
 SECRETS_FILE = "/etc/camera-api/secrets.env"
 
 
@@ -42,7 +44,7 @@ def changed_hosts(result, op_suffix: str) -> list[str]:
 
 
 def test_stage_10_reaches_every_host(fleet, secret_values):
-    result = run_pyinfra("--diff", "-v", "deploy.py", "--data", "stage=10")
+    result = run_pyinfra("--diff", "-v", "deploy.py", "--data", "stage=10", *NO_CHECKS)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     for secret in secret_values:
@@ -53,7 +55,7 @@ def test_stage_10_reaches_every_host(fleet, secret_values):
 
 def test_same_stage_again_changes_nothing(fleet):
     pids = {host.name: host.main_pid() for host in fleet}
-    result = run_pyinfra("--json", "deploy.py", "--data", "stage=10")
+    result = run_pyinfra("--json", "deploy.py", "--data", "stage=10", *NO_CHECKS)
     assert result.returncode == 0, result.stderr
     assert changed_hosts(result, "Rollout env file: stage 10") == []
     assert changed_hosts(result, "runs another stage)") == []
@@ -62,7 +64,7 @@ def test_same_stage_again_changes_nothing(fleet):
 
 def test_stage_25_restarts_every_host(fleet):
     pids = {host.name: host.main_pid() for host in fleet}
-    result = run_pyinfra("--json", "deploy.py", "--data", "stage=25")
+    result = run_pyinfra("--json", "deploy.py", "--data", "stage=25", *NO_CHECKS)
     assert result.returncode == 0, result.stderr
     assert changed_hosts(result, "runs another stage)") == sorted(h.name for h in fleet)
     for host in fleet:
@@ -83,7 +85,7 @@ def test_bad_stage_is_refused_and_nothing_changes(fleet, stage_args):
 
 def test_dry_run_with_diff_shows_the_change_and_changes_nothing(fleet, secret_values):
     before = {h.name: h.testinfra.file(ENV_FILE).sha256sum for h in fleet}
-    result = run_pyinfra("--dry", "--diff", "-vvv", "deploy.py", "--data", "stage=50")
+    result = run_pyinfra("--dry", "--diff", "-vvv", "deploy.py", "--data", "stage=50", *NO_CHECKS)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "ROLLOUT_PERCENT=50" in output
@@ -107,7 +109,7 @@ def test_rollback_puts_every_request_on_legacy(fleet, secret_values):
 def test_a_host_that_does_not_come_up_fails_by_name_and_a_rerun_converges(fleet):
     canary = fleet[0]
     # The reference service's workers refuse to start on a malformed fault knob.
-    bad_run = ("deploy.py", "--limit", canary.name, "--data", "stage=10",
+    bad_run = ("deploy.py", "--limit", canary.name, "--data", "stage=10", *NO_CHECKS,
                "--data", "health_timeout_s=15",
                "--data", 'app_env={"DOMAIN_ERROR_RATE": "not-a-number"}')
     for attempt in ("first run", "same run again"):
@@ -117,7 +119,7 @@ def test_a_host_that_does_not_come_up_fails_by_name_and_a_rerun_converges(fleet)
         assert bad.returncode != 0, attempt
         assert f"[{canary.name}] camera-api.service not healthy after 15s" in output, output[-2000:]
 
-    good = run_pyinfra("deploy.py", "--limit", canary.name, "--data", "stage=10")
+    good = run_pyinfra("deploy.py", "--limit", canary.name, "--data", "stage=10", *NO_CHECKS)
     assert good.returncode == 0, good.stdout[-2000:] + good.stderr
     assert_host_on_stage(canary, 10)
     assert "DOMAIN_ERROR_RATE" not in canary.testinfra.file(ENV_FILE).content_string
@@ -131,7 +133,7 @@ def test_a_restart_lost_after_the_file_was_written_is_made_up(fleet):
         " -e 's/^ROLLOUT_PERCENT=.*/ROLLOUT_PERCENT=25/' /etc/camera-api/rollout.env"
     )
     pid = host.main_pid()
-    result = run_pyinfra("--json", "deploy.py", "--limit", host.name, "--data", "stage=25")
+    result = run_pyinfra("--json", "deploy.py", "--limit", host.name, "--data", "stage=25", *NO_CHECKS)
     assert result.returncode == 0, result.stderr
     assert changed_hosts(result, "Rollout env file: stage 25") == []
     assert changed_hosts(result, "runs another stage)") == [host.name]

@@ -15,6 +15,8 @@ REDIS_TOKEN = "redisSecretToken9902"
 SECRET_DATA = [
     "--data", f"database_url=postgresql://camera:{DB_TOKEN}@db:5432/camera",
     "--data", f"redis_url=redis://:{REDIS_TOKEN}@cache:6379/0",
+    # The checks talk to a real service; the @fake hosts have none.
+    "--data", "checks=false",
 ]
 
 
@@ -55,6 +57,25 @@ def test_every_operation_has_a_name_and_plan_is_in_order():
         "Apply rollout stage | Health of camera-api.service",
         "Apply rollout stage | Keep camera-api.service enabled and running",
     ]
+
+
+def test_plan_with_checks_judges_then_rolls_back_only_on_failure():
+    result = pyinfra("--dry", "--json", "@fake/api-1", "deploy.py", "--data", "stage=10")
+    assert result.returncode == 0, result.stderr
+    names = [op["name"] for op in json.loads(result.stdout)["plan"]]
+    order = [
+        "Checks | Record baseline P95 (before the stage changes)",
+        "Apply rollout stage | Rollout env file: stage 10",
+        "Checks | Preparation check",
+        "Checks | Endpoint verification: both implementations (host by host: shared verification camera)",
+        "Checks | Endpoint verification: unforced mix",
+        "Checks | Metrics gate (30s soak)",
+        "Apply rollout stage | Rollout env file: stage 0",
+        "Checks | Legacy proof: every endpoint unforced (host by host)",
+        "Stage 10 failed its checks",
+    ]
+    positions = [names.index(name) for name in order]
+    assert positions == sorted(positions)
 
 
 def test_env_file_is_replaced_by_rename():

@@ -33,6 +33,9 @@ try:
 except (StageError, ValueError) as error:
     raise PyinfraError(str(error)) from None
 
+# A rollout driven by the CLI holds the fleet's lock; anyone else is refused.
+checks.lock("check")
+
 app_changes = ()
 if host.data.get("install_app"):
     from tasks.app import install_app
@@ -49,6 +52,10 @@ if host.data.checks:
     if host.data.rollback_on_abort and stage != ROLLBACK_STAGE:
         apply_stage(ROLLBACK_STAGE, _if=[failed])
         checks.prove_legacy(_if=[failed])
+
+checks.record(stage)
+
+if host.data.checks:
     from rollout.operations import fail
 
     fail(

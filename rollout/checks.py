@@ -125,6 +125,7 @@ def preflight_check(state, host, expected_stage: int | None = None) -> bool:
         say(host, f"preflight {'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}", error=not check.ok)
     report(host, "preflight", {"ok": all(c.ok for c in checks),
                                "checks": [vars(c) for c in checks]})
+    _outcome(host, "preflight", all(c.ok for c in checks))
     return all(c.ok for c in checks)
 
 
@@ -185,10 +186,11 @@ def compare_check(state, host, read_only: bool = False, legacy_proof: bool = Fal
         "ok": not findings, "read_only": read_only, "calls": calls,
         "findings": [vars(f) for f in findings],
     })
+    _outcome(host, "legacy-proof" if legacy_proof else "compare", not findings)
     return not findings
 
 
-def mix_check(state, host, stage: int | None = None) -> bool:
+def mix_check(state, host, stage: int | None = None, legacy_proof: bool = False) -> bool:
     """N unforced requests: their implementation mix must fit the stage."""
     data = host.data
     usage, findings = None, []
@@ -212,6 +214,7 @@ def mix_check(state, host, stage: int | None = None) -> bool:
         "usage": None if usage is None else {"domain": usage.domain, "total": usage.total,
                                              "p_value": usage.p_value, "consistent": usage.consistent},
     })
+    _outcome(host, "legacy-mix" if legacy_proof else "mix", not findings)
     return not findings
 
 
@@ -299,9 +302,121 @@ def gate_check(state, host, stage: int | None, soak_s: float, interval_s: float)
         "reads": run.reads, "history": run.history,
         "rows": [vars(r) for r in run.last.rows] if run.last else [],
     })
+    _outcome(host, "gate", verdict)
     return verdict in (PASS, INCONCLUSIVE)
 
 
 def fail_check(state, host, reason: str) -> bool:
     say(host, reason, error=True)
     return False
+
+
+# --- lock, records, status -------------------------------------------------------------------
+
+#: What each check concluded on each host during this run (read by the record).
+OUTCOMES: dict[str, dict[str, Any]] = {}
+
+
+def _outcome(host, check: str, value: Any) -> None:
+    OUTCOMES.setdefault(host.name, {})[check] = value
+
+
+def operator_name(host) -> str:
+    """Who runs this: ``operator`` data (the CLI sets it), else the local user."""
+    import getpass
+    import socket
+
+    return host.data.get("operator") or f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def _lock_path(host) -> str:
+    return f"{host.data.state_dir}/lock.json"
+
+
+def _describe_lock(holder: dict) -> str:
+    return (f"{holder.get('owner', 'unknown')} since {holder.get('time', '?')}"
+            f" ({holder.get('command', '?')})")
+
+
+def lock_check(state, host, action: str, token: str | None, command: str = "", force: bool = False) -> bool:
+    """``acquire``: take the lock (or hold it already); ``check``: refuse when another
+    holds it; ``release``: give it back (``force`` breaks another's)."""
+    try:
+        if action == "acquire":
+            lock = {"token": token, "owner": operator_name(host), "command": command,
+                    "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            answer = probe(host, "lock", {"path": _lock_path(host), "token": token, "lock": lock}, timeout=30)
+            if not answer["acquired"]:
+                say(host, f"rollout lock held by {_describe_lock(answer['holder'])}", error=True)
+                return False
+            return True
+        if action == "check":
+            answer = probe(host, "status", _status_spec(host, history=0), timeout=30)
+            holder = answer.get("lock")
+            if holder and holder.get("token") != token:
+                say(host, f"rollout lock held by {_describe_lock(holder)}", error=True)
+                return False
+            return True
+        answer = probe(host, "unlock", {"path": _lock_path(host), "token": token, "force": force}, timeout=30)
+        if not answer["released"]:
+            say(host, f"rollout lock not released: held by {_describe_lock(answer['holder'])}", error=True)
+            return False
+        if force and answer.get("holder") and answer["holder"].get("token") != token:
+            say(host, f"broke the rollout lock of {_describe_lock(answer['holder'])}")
+        return True
+    except ProbeError as error:
+        say(host, f"rollout lock: {error}", error=True)
+        return False
+
+
+def record_check(state, host, target_stage: int, command: str) -> bool:
+    """Record on the host what this run did: stage now, operator, time, baseline
+    P95 and the checks' verdict; appended to the host's history too."""
+    stage = file_stage(host)
+    outcome = OUTCOMES.get(host.name, {})
+    failed = [name for name in ("preflight", "compare", "mix") if outcome.get(name) is False]
+    verdict = outcome.get("gate") or ("not checked" if not failed else None)
+    if failed:
+        verdict = f"{', '.join(failed)} failed"
+    if stage == 0 and target_stage != 0 and (failed or outcome.get("gate") in (ABORT, ERROR)):
+        verdict = f"rolled back ({verdict})"
+    baseline = None
+    ok, output = host.run_shell_command(StringCommand("cat", baseline_path(host)),
+                                        _sudo=bool(host.data.get("_sudo")))
+    if ok:
+        try:
+            baseline = json.loads(output.stdout).get("p95_ms")
+        except ValueError:
+            pass
+    record = {
+        "stage": stage, "target_stage": target_stage, "operator": operator_name(host),
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "baseline_p95_ms": baseline, "verdict": verdict, "command": command,
+    }
+    try:
+        probe(host, "record", {"dir": host.data.state_dir, "record": record}, timeout=30)
+    except ProbeError as error:
+        say(host, f"record FAIL: {error}", error=True)
+        return False
+    return True
+
+
+def _status_spec(host, history: int = 5) -> dict:
+    data = host.data
+    return {"unit": f"{data.service_name}.service", "env_file": data.rollout_env_file,
+            "state_dir": data.state_dir, "port": _port(host), "health_path": data.health_path,
+            "history": history}
+
+
+def status_check(state, host) -> bool:
+    """Where the host stands; written as the ``status`` report for the CLI."""
+    try:
+        answer = probe(host, "status", _status_spec(host), timeout=30)
+    except ProbeError as error:
+        say(host, f"status: {error}", error=True)
+        report(host, "status", {"error": str(error)})
+        return False
+    answer["file_stage"] = stage_from_env(answer.get("file_switch") or {})
+    answer["process_stage"] = stage_from_env(answer.get("process_switch") or {})
+    report(host, "status", answer)
+    return True

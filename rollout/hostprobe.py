@@ -13,7 +13,11 @@ Modes:
   preflight what the preparation check judges: unit, env file vs process, health,
             metrics, cameras config, database and Redis reachability
   traffic   bounded smoke traffic (a count and a time limit)
-  write     replace a file atomically (state records of the rollout)
+  write     replace a file atomically
+  lock      take the fleet's rollout lock on this host (or say who holds it)
+  unlock    release it (only the holder's token, or forced)
+  record    write the current stage record and append it to the history
+  status    the stage in the file and in the process, health, record, lock
 """
 
 import json
@@ -182,8 +186,76 @@ def mode_write(spec):
     return {"written": path}
 
 
+def read_json(path):
+    try:
+        return json.loads(open(path, encoding="utf-8").read())
+    except (OSError, ValueError):
+        return None
+
+
+def mode_lock(spec):
+    """Create the lock file exclusively (O_EXCL: two operators cannot both win);
+    taking it again with the same token refreshes nothing and succeeds."""
+    path = spec["path"]
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        holder = read_json(path) or {"owner": "unknown (unreadable lock file)"}
+        return {"acquired": holder.get("token") == spec["token"], "holder": holder}
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(spec["lock"], handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return {"acquired": True, "holder": spec["lock"]}
+
+
+def mode_unlock(spec):
+    holder = read_json(spec["path"])
+    if holder is None:
+        return {"released": True, "holder": None}
+    if holder.get("token") != spec["token"] and not spec.get("force"):
+        return {"released": False, "holder": holder}
+    os.unlink(spec["path"])
+    return {"released": True, "holder": holder}
+
+
+def mode_record(spec):
+    """current.json replaced atomically; history.jsonl appended and synced."""
+    directory, record = spec["dir"], spec["record"]
+    mode_write({"path": os.path.join(directory, "current.json"), "content": json.dumps(record) + "\n"})
+    with open(os.path.join(directory, "history.jsonl"), "a", encoding="utf-8") as history:
+        history.write(json.dumps(record) + "\n")
+        history.flush()
+        os.fsync(history.fileno())
+    return {"recorded": True}
+
+
+def mode_status(spec):
+    unit = spec["unit"]
+    active = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True).stdout.strip()
+    file_env = read_env_file(spec["env_file"])
+    health = call(spec["port"], "GET", spec["health_path"], timeout=5)
+    history = []
+    try:
+        lines = open(os.path.join(spec["state_dir"], "history.jsonl"), encoding="utf-8").read().splitlines()
+        history = [json.loads(line) for line in lines[-int(spec.get("history", 5)):] if line.strip()]
+    except (OSError, ValueError):
+        pass
+    return {
+        "unit_active": active,
+        "file_switch": None if file_env is None else {k: v for k, v in file_env.items() if k in SWITCH},
+        "process_switch": process_switch(unit),
+        "health": health["status"],
+        "current": read_json(os.path.join(spec["state_dir"], "current.json")),
+        "lock": read_json(os.path.join(spec["state_dir"], "lock.json")),
+        "history": history,
+    }
+
+
 MODES = {"requests": mode_requests, "preflight": mode_preflight, "traffic": mode_traffic,
-         "write": mode_write}
+         "write": mode_write, "lock": mode_lock, "unlock": mode_unlock, "record": mode_record,
+         "status": mode_status}
 
 
 def main(argv):

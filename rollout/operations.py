@@ -186,14 +186,15 @@ def compare_endpoints(read_only: bool = False, legacy_proof: bool = False):
 
 
 @operation(is_idempotent=False)
-def implementation_mix(stage: int | None = None):
+def implementation_mix(stage: int | None = None, legacy_proof: bool = False):
     """
     Send unforced requests and test their implementation mix against the stage
     (exact binomial test).
 
     + stage: the stage to test against (None: the env file's)
+    + legacy_proof: part of the proof after a rollback
     """
-    yield FunctionCommand(checks.mix_check, (stage,), {})
+    yield FunctionCommand(checks.mix_check, (stage, legacy_proof), {})
 
 
 @operation(is_idempotent=False)
@@ -235,3 +236,37 @@ def fail(reason: str):
     + reason: one line for the operator
     """
     yield FunctionCommand(checks.fail_check, (reason,), {})
+
+
+@operation(is_idempotent=False)
+def rollout_lock(action: str, token: str | None, command: str = "", force: bool = False):
+    """
+    The fleet's rollout lock on this host (one rollout at a time).
+
+    + action: ``acquire``, ``check`` (refuse when another holds it) or ``release``
+    + token: this rollout's token
+    + command: what the holder runs, shown to a refused operator
+    + force: with ``release``, break another operator's lock
+    """
+    yield FunctionCommand(checks.lock_check, (action, token, command, force), {})
+
+
+@operation(is_idempotent=False)
+def record_change(target_stage: int, command: str):
+    """
+    Record the stage now on the host, with operator, time, baseline P95 and the
+    checks' verdict; appended to the host's history.
+
+    + target_stage: the stage this run set out to apply
+    + command: what ran
+    """
+    yield FunctionCommand(checks.record_check, (target_stage, command), {})
+
+
+@operation(is_idempotent=False)
+def read_status():
+    """
+    Read where the host stands (file and process stage, health, record, lock)
+    into the ``status`` report.
+    """
+    yield FunctionCommand(checks.status_check, (), {})

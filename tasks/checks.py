@@ -87,7 +87,8 @@ def prove_legacy(**kwargs):
         name="Legacy proof: every endpoint unforced (host by host)",
         legacy_proof=True, _serial=True, **kwargs,
     )
-    mix = ops.implementation_mix(name="Legacy proof: unforced mix all legacy", stage=0, **kwargs)
+    mix = ops.implementation_mix(name="Legacy proof: unforced mix all legacy", stage=0,
+                                 legacy_proof=True, **kwargs)
     return proof, mix
 
 
@@ -100,3 +101,38 @@ def after_stage(stage: int):
     steps += verify(stage, _ignore_errors=True, _if=[steps[0].did_succeed])
     steps.append(gate(stage, _ignore_errors=True, _if=[s.did_succeed for s in steps]))
     return lambda: any(step.is_complete() and step.did_error() for step in steps)
+
+
+def run_command() -> str:
+    """What this run is, for the lock and the records: the CLI's own words when
+    it drives the run, else pyinfra's inventory and deploy files. Never the
+    ``--data`` values: a secret may have been passed there."""
+    import sys
+
+    files = [arg for arg in sys.argv[1:] if arg.endswith(".py") and not arg.startswith("-")]
+    return host.data.get("command") or "pyinfra " + " ".join(files)
+
+
+@deploy("Lock")
+def lock(action: str, **kwargs):
+    """The rollout lock: ``check`` unless this run holds it (``lock_token``)."""
+    install_probe()
+    return ops.rollout_lock(
+        name={"acquire": "Take the rollout lock", "check": "Rollout lock is free or ours",
+              "release": "Release the rollout lock"}[action],
+        action=action,
+        token=host.data.get("lock_token"),
+        command=run_command(),
+        force=bool(host.data.get("break_lock")),
+        **kwargs,
+    )
+
+
+@deploy("Record")
+def record(target_stage: int):
+    install_probe()
+    return ops.record_change(
+        name="Record the change on the host (stage, operator, baseline, verdict)",
+        target_stage=target_stage,
+        command=run_command(),
+    )

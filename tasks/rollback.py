@@ -12,6 +12,11 @@ from rollout.stages import ROLLBACK_STAGE
 from tasks import checks
 from tasks.stage import apply_stage
 
+# The CLI's rollback takes the lock itself (take_lock) for this one run.
+checks.lock("acquire" if host.data.get("take_lock") else "check")
 apply_stage(ROLLBACK_STAGE)
 if host.data.checks:
     checks.prove_legacy()
+checks.record(ROLLBACK_STAGE)
+if host.data.get("take_lock"):
+    checks.lock("release")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = "tests/unit/fake_inventory.py"
 DB_TOKEN = "dbSecretToken7781"
 REDIS_TOKEN = "redisSecretToken9902"
 SECRET_DATA = [
@@ -33,7 +34,7 @@ def pyinfra(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("flags", [["--diff", "-vvv"], ["--dry", "--diff", "-vvv"], ["-v"]])
 def test_secrets_never_printed(flags):
-    result = pyinfra(*flags, "@fake/api-1,@fake/api-2", "deploy.py", "--data", "stage=10", *SECRET_DATA)
+    result = pyinfra(*flags, INVENTORY, "deploy.py", "--data", "stage=10", *SECRET_DATA)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert DB_TOKEN not in output and REDIS_TOKEN not in output
@@ -44,10 +45,12 @@ def test_secrets_never_printed(flags):
 
 
 def test_every_operation_has_a_name_and_plan_is_in_order():
-    result = pyinfra("--json", "@fake/api-1", "deploy.py", "--data", "stage=25", *SECRET_DATA)
+    result = pyinfra("--json", INVENTORY, "deploy.py", "--data", "stage=25", *SECRET_DATA)
     assert result.returncode == 0, result.stderr
     names = [op["name"] for op in json.loads(result.stdout)["plan"]]
     assert names == [
+        "Lock | Probe script",
+        "Lock | Rollout lock is free or ours",
         "Apply rollout stage | Env directory /etc/camera-api",
         "Apply rollout stage | Unit file /etc/systemd/system/camera-api.service",
         "Apply rollout stage | systemd daemon-reload (unit file changed)",
@@ -56,11 +59,13 @@ def test_every_operation_has_a_name_and_plan_is_in_order():
         "Apply rollout stage | Restart camera-api.service (its files changed or it runs another stage)",
         "Apply rollout stage | Health of camera-api.service",
         "Apply rollout stage | Keep camera-api.service enabled and running",
+        "Record | Probe script",
+        "Record | Record the change on the host (stage, operator, baseline, verdict)",
     ]
 
 
 def test_plan_with_checks_judges_then_rolls_back_only_on_failure():
-    result = pyinfra("--dry", "--json", "@fake/api-1", "deploy.py", "--data", "stage=10")
+    result = pyinfra("--dry", "--json", INVENTORY, "deploy.py", "--data", "stage=10")
     assert result.returncode == 0, result.stderr
     names = [op["name"] for op in json.loads(result.stdout)["plan"]]
     order = [
@@ -72,6 +77,7 @@ def test_plan_with_checks_judges_then_rolls_back_only_on_failure():
         "Checks | Metrics gate (30s soak)",
         "Apply rollout stage | Rollout env file: stage 0",
         "Checks | Legacy proof: every endpoint unforced (host by host)",
+        "Record | Record the change on the host (stage, operator, baseline, verdict)",
         "Stage 10 failed its checks",
     ]
     positions = [names.index(name) for name in order]
@@ -79,7 +85,7 @@ def test_plan_with_checks_judges_then_rolls_back_only_on_failure():
 
 
 def test_env_file_is_replaced_by_rename():
-    result = pyinfra("-vvv", "@fake/api-1", "deploy.py", "--data", "stage=50", *SECRET_DATA)
+    result = pyinfra("-vvv", INVENTORY, "deploy.py", "--data", "stage=50", *SECRET_DATA)
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     tmp = "/etc/camera-api/.rollout.env.rollout-tmp"
@@ -87,7 +93,7 @@ def test_env_file_is_replaced_by_rename():
 
 
 def test_rollback_task_plans_stage_zero():
-    result = pyinfra("--json", "@fake/api-1", "tasks/rollback.py", *SECRET_DATA)
+    result = pyinfra("--json", INVENTORY, "tasks/rollback.py", *SECRET_DATA)
     assert result.returncode == 0, result.stderr
     names = [op["name"] for op in json.loads(result.stdout)["plan"]]
     assert "Apply rollout stage | Rollout env file: stage 0" in names
@@ -95,7 +101,7 @@ def test_rollback_task_plans_stage_zero():
 
 @pytest.mark.parametrize("stage_args", [["--data", "stage=33"], ["--data", "stage=abc"], []])
 def test_bad_stage_is_refused_before_any_operation(stage_args):
-    result = pyinfra("-v", "@fake/api-1", "deploy.py", *stage_args)
+    result = pyinfra("-v", INVENTORY, "deploy.py", *stage_args)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "pyinfra error" in line]
     assert len(errors) == 1 and "stage" in errors[0], result.stderr
@@ -103,7 +109,7 @@ def test_bad_stage_is_refused_before_any_operation(stage_args):
 
 
 def test_app_env_may_not_override_the_stage():
-    result = pyinfra("@fake/api-1", "deploy.py", "--data", "stage=10",
+    result = pyinfra(INVENTORY, "deploy.py", "--data", "stage=10",
                      "--data", 'app_env={"ROLLOUT_PERCENT": "100"}')
     assert result.returncode != 0
     assert "app_env may not set ROLLOUT_PERCENT" in result.stderr

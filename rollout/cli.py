@@ -1,21 +1,475 @@
 """The operator's front door: ``rollout``.
 
-Exit codes: 0 done, 1 a host or check failed, 2 usage error (bad input, refused
-before any host is touched), 3 rolled back.
+    rollout deploy prod --stage 10        stage in host batches, checked batch by batch
+    rollout promote prod                  gate on what the fleet served, then the next stage
+    rollout rollback prod                 stage 0 on every host at once, then proof of legacy
+    rollout status prod                   one row per host; drift flagged
+    rollout verify prod --junit-xml F     preflight + endpoint verification + testinfra checks
+    rollout check prod                    the gate alone (rolls back on abort)
+    rollout unlock prod [--force]         release (or break) the rollout lock
+    rollout sandbox up|down|status        the built-in sandbox fleet
+
+Exit codes: 0 done, 1 a host or a check failed, 2 usage error (refused before
+any host is touched), 3 rolled back.
 """
 
 from __future__ import annotations
 
+import getpass
+import json
+import re
+import socket
+import subprocess
 import sys
+import time
+import uuid
+from typing import Any
 
 import click
 
 from rollout import sandbox as sandbox_mod
+from rollout.batches import BatchError, parse_duration, plan_batches
+from rollout.fleet import PROJECT_ROOT, Fleet, Run, UsageError, load_fleet, pyinfra
+from rollout.stages import ROLLBACK_STAGE, StageError, check_move, next_stage, parse_stage
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ROLLED_BACK = 0, 1, 2, 3
+
+#: pyinfra lines that say nothing an operator needs in the CLI's summary.
+_QUIET = re.compile(r"\] (Success|No changes|Skipped|Connected|Ready: .*|Error( \(ignored\))?: executed 0 commands)$")
+
+
+class Abort(Exception):
+    """Stop the command with an exit code, after a one-line message."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class Context:
+    """What every command shares: output mode, operator, the JSON result."""
+
+    def __init__(self, as_json: bool, verbose: bool):
+        self.as_json = as_json
+        self.verbose = verbose
+        self.result: dict[str, Any] = {}
+        self.operator = f"{getpass.getuser()}@{socket.gethostname()}"
+        self.token = f"{self.operator}:{uuid.uuid4().hex[:12]}"
+
+    def say(self, message: str = "") -> None:
+        click.echo(message, err=self.as_json)
+
+    def show_run(self, run: Run, title: str) -> None:
+        """The lines of a pyinfra run that matter: check results, errors."""
+        if self.verbose:
+            return  # already streamed
+        for line in run.output.splitlines():
+            text = line.rstrip()
+            if (text.startswith("    [") and not _QUIET.search(text)) or "pyinfra error" in text \
+                    or "Could not connect" in text:
+                self.say(f"  {text.strip()}")
+        if run.returncode != 0:
+            self.say(f"  {title}: pyinfra exited {run.returncode}")
+
+    def run(self, fleet: Fleet, files: list[str], **kwargs) -> Run:
+        data = {"operator": self.operator, **kwargs.pop("data", {})}
+        return pyinfra(fleet, files, data=data, stream=self.verbose, **kwargs)
+
+
+def command(function):
+    """Run a command body with the shared error handling and JSON output."""
+
+    @click.pass_obj
+    def wrapper(ctx: Context, *args, **kwargs):
+        code = EXIT_OK
+        try:
+            function(ctx, *args, **kwargs)
+        except (UsageError, StageError, BatchError) as error:
+            code = EXIT_USAGE
+            ctx.result["error"] = str(error)
+            click.echo(f"rollout: {error}", err=True)
+        except Abort as error:
+            code = error.code
+            ctx.result["error"] = str(error)
+            click.echo(f"rollout: {error}", err=True)
+        ctx.result["exit_code"] = code
+        if ctx.as_json:
+            click.echo(json.dumps(ctx.result, indent=2, sort_keys=True, default=str))
+        sys.exit(code)
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper
 
 
 @click.group()
-def main() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (progress goes to stderr).")
+@click.option("-v", "--verbose", is_flag=True, help="Stream pyinfra's own output.")
+@click.pass_context
+def main(click_ctx: click.Context, as_json: bool, verbose: bool) -> None:
     """Staged canary rollout of the camera API on systemd hosts."""
+    click_ctx.obj = Context(as_json, verbose)
+
+
+# --- fleet state ---------------------------------------------------------------------------------
+
+
+def read_status(ctx: Context, fleet: Fleet) -> dict[str, dict]:
+    """Every host's status report; an unreachable host is named and stops us."""
+    run = ctx.run(fleet, ["tasks/status.py"])
+    statuses = {h: run.report(h, "status") for h in fleet.hosts}
+    missing = [h for h, s in statuses.items() if not s or "error" in s]
+    if missing:
+        ctx.show_run(run, "status")
+        raise Abort(EXIT_FAILED, f"cannot read the state of host(s) {', '.join(missing)} (unreachable?)")
+    return statuses
+
+
+def drift(statuses: dict[str, dict]) -> list[str]:
+    """What does not line up: hosts on different stages, file != process."""
+    flags = []
+    stages = {s["file_stage"] for s in statuses.values()}
+    if len(stages) > 1:
+        flags.append("hosts are on different stages: " + ", ".join(
+            f"{h}={s['file_stage']}" for h, s in sorted(statuses.items())))
+    for host, status in sorted(statuses.items()):
+        if status["file_stage"] != status["process_stage"]:
+            flags.append(f"{host}: file says stage {status['file_stage']}, "
+                         f"process runs {status['process_stage']}")
+    return flags
+
+
+def print_status(ctx: Context, statuses: dict[str, dict]) -> None:
+    ctx.say(f"{'host':<28} {'file':>5} {'process':>8} {'health':>7}  last change")
+    for host, status in sorted(statuses.items()):
+        current = status.get("current") or {}
+        change = (f"{current.get('time', '?')} {current.get('operator', '?')}: stage "
+                  f"{current.get('stage')} ({current.get('verdict')})") if current else "-"
+        marker = "  <- drift" if status["file_stage"] != status["process_stage"] else ""
+        ctx.say(f"{host:<28} {str(status['file_stage']):>5} {str(status['process_stage']):>8} "
+                f"{str(status.get('health')):>7}  {change}{marker}")
+    locks = {json.dumps(s["lock"], sort_keys=True) for s in statuses.values() if s.get("lock")}
+    for lock in locks:
+        holder = json.loads(lock)
+        ctx.say(f"lock held by {holder.get('owner')} since {holder.get('time')} ({holder.get('command')})")
+    for flag in drift(statuses):
+        ctx.say(f"DRIFT {flag}")
+
+
+def fleet_stage(statuses: dict[str, dict]) -> int | None:
+    """The stage the fleet is on, for the rule "one step forward at a time": the
+    highest stage any host's file holds (a half-done rollout counts as started)."""
+    stages = [s["file_stage"] for s in statuses.values() if s["file_stage"] is not None]
+    return max(stages) if stages else None
+
+
+# --- the lock ------------------------------------------------------------------------------------------
+
+
+def take_lock(ctx: Context, fleet: Fleet, command_line: str) -> None:
+    run = ctx.run(fleet, ["tasks/lock.py"], data={
+        "lock_action": "acquire", "lock_token": ctx.token, "command": command_line})
+    if run.returncode != 0:
+        ctx.show_run(run, "lock")
+        release_lock(ctx, fleet, quiet=True)  # only ours: the token must match
+        holders = sorted({m.group(1) for m in re.finditer(r"rollout lock held by (.*)", run.output)})
+        raise Abort(EXIT_FAILED, f"another rollout holds the lock: {holders[0]}" if holders
+                    else "could not take the rollout lock on every host")
+
+
+def release_lock(ctx: Context, fleet: Fleet, quiet: bool = False) -> None:
+    run = ctx.run(fleet, ["tasks/lock.py"], data={"lock_action": "release", "lock_token": ctx.token})
+    if run.returncode != 0 and not quiet:
+        ctx.show_run(run, "unlock")
+
+
+# --- commands ----------------------------------------------------------------------------------------
+
+
+def _gate_summary(run: Run, hosts: list[str]) -> dict[str, str]:
+    return {h: (run.report(h, "gate") or {}).get("verdict", "not run") for h in hosts}
+
+
+def apply_stage_in_batches(
+    ctx: Context, fleet: Fleet, stage: int, previous: dict[str, int | None], batches: list[list[str]],
+    soak_s: float, batch_soak_s: float, smoke: bool | None, on_failure: str, command_line: str,
+) -> None:
+    """The batches, in order; the first failure stops the rollout and applies the
+    failure policy to the hosts already touched."""
+    ctx.result["batches"] = []
+    done: list[str] = []
+    for number, batch in enumerate(batches, start=1):
+        last = number == len(batches)
+        soak = soak_s if last else batch_soak_s
+        ctx.say(f"batch {number}/{len(batches)}: {', '.join(batch)} -> stage {stage} "
+                f"(gate soak {soak:.0f}s)")
+        data = {"stage": stage, "lock_token": ctx.token, "command": command_line,
+                "soak_s": soak, "rollback_on_abort": False}
+        if smoke is not None:
+            data["smoke_traffic"] = smoke
+        started = time.monotonic()
+        run = ctx.run(fleet, ["deploy.py"], data=data, limit=batch)
+        ctx.show_run(run, f"batch {number}")
+        verdicts = _gate_summary(run, batch)
+        ctx.result["batches"].append({"hosts": batch, "returncode": run.returncode, "gate": verdicts,
+                                      "seconds": round(time.monotonic() - started, 1)})
+        done += batch
+        if run.returncode == 0:
+            ctx.say(f"batch {number} done in {time.monotonic() - started:.1f}s: "
+                    + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
+            continue
+        untouched = [h for h in fleet.hosts if h not in done]
+        ctx.say(f"batch {number} FAILED: the rollout stops; untouched: {', '.join(untouched) or 'none'}")
+        code = handle_failure(ctx, fleet, done, previous, on_failure)
+        raise Abort(code, f"stage {stage} failed in batch {number} ({', '.join(batch)})"
+                    + {"stop": "; nothing was reverted", "previous": "; reverted to the previous stage",
+                       "rollback": "; rolled back to stage 0"}[on_failure])
+
+
+def handle_failure(ctx: Context, fleet: Fleet, touched: list[str], previous: dict[str, int | None],
+                   on_failure: str) -> int:
+    """Apply the failure policy to the hosts this rollout touched."""
+    if on_failure == "stop":
+        return EXIT_FAILED
+    targets: dict[int, list[str]] = {}
+    for host in touched:
+        stage = ROLLBACK_STAGE if on_failure == "rollback" else (previous.get(host) or ROLLBACK_STAGE)
+        targets.setdefault(stage, []).append(host)
+    ok = True
+    for stage, hosts in sorted(targets.items()):
+        ctx.say(f"reverting {', '.join(hosts)} to stage {stage}")
+        if stage == ROLLBACK_STAGE:
+            run = ctx.run(fleet, ["tasks/rollback.py"], limit=hosts,
+                          data={"lock_token": ctx.token, "command": "rollout: revert after a failed batch"})
+        else:
+            run = ctx.run(fleet, ["deploy.py"], limit=hosts, data={
+                "stage": stage, "lock_token": ctx.token, "checks": False,
+                "command": "rollout: revert after a failed batch"})
+        ctx.show_run(run, "revert")
+        ok = ok and run.returncode == 0
+    return EXIT_ROLLED_BACK if ok else EXIT_FAILED
+
+
+def deploy_stage(ctx: Context, fleet: Fleet, statuses: dict[str, dict], stage: int, *, batches_spec: str,
+                 canary: str | None, soak: str | None, batch_soak: str, smoke: bool | None,
+                 on_failure: str, dry: bool, yes: bool, command_line: str) -> None:
+    batches = plan_batches(fleet.hosts, batches_spec, canary or fleet.setting("canary"))
+    soak_s = parse_duration(soak) if soak is not None else float(fleet.setting("soak_s", 30))
+    batch_soak_s = parse_duration(batch_soak)
+    ctx.result.update({"stage": stage, "plan": batches})
+    ctx.say(f"plan: stage {stage} in {len(batches)} batch(es): "
+            + " | ".join(", ".join(b) for b in batches))
+    if dry:
+        run = ctx.run(fleet, ["deploy.py"], data={"stage": stage, "checks": False}, dry=True)
+        for line in run.output.splitlines():
+            if line.startswith("    [") or line.startswith("      ") or "Will " in line:
+                ctx.say(line.rstrip())
+        if run.returncode != 0:
+            raise Abort(EXIT_FAILED, "the dry run failed")
+        ctx.say("dry run: nothing was changed")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not a terminal: pass --yes to apply")
+        click.confirm(f"apply stage {stage} to {len(fleet.hosts)} host(s)?", abort=True, err=True)
+    previous = {h: s["file_stage"] for h, s in statuses.items()}
+    take_lock(ctx, fleet, command_line)
+    try:
+        apply_stage_in_batches(ctx, fleet, stage, previous, batches, soak_s, batch_soak_s, smoke,
+                               on_failure, command_line)
+    finally:
+        release_lock(ctx, fleet)
+        final = read_status(ctx, fleet)
+        ctx.result["status"] = final
+        print_status(ctx, final)
+
+
+_deploy_options = [
+    click.option("--batches", "batches_spec", default="1,25%,100%", show_default=True,
+                 help="Batch sizes: hosts or percent of the fleet; the last repeats."),
+    click.option("--canary", help="The first batch's host (default: group data `canary`, else the first by name)."),
+    click.option("--soak", help="Gate window after the last batch (30s, 10m, 2h; default: group data soak_s)."),
+    click.option("--batch-soak", default="10s", show_default=True, help="Short gate window after each earlier batch."),
+    click.option("--smoke-traffic/--no-smoke-traffic", "smoke", default=None,
+                 help="Drive bounded smoke traffic during the gate (default: group data smoke_traffic)."),
+    click.option("--on-failure", type=click.Choice(["previous", "rollback", "stop"]), default="previous",
+                 show_default=True, help="Touched hosts after a failed batch: back to their previous "
+                 "stage, to stage 0, or left as they are."),
+    click.option("--dry", is_flag=True, help="Show the env changes per host (no secrets); change nothing."),
+    click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
+]
+
+
+def deploy_options(function):
+    for option in reversed(_deploy_options):
+        function = option(function)
+    return function
+
+
+@main.command()
+@click.argument("env")
+@click.option("--stage", required=True, help="Stage to apply: 0 or a stage of the plan.")
+@click.option("--allow-skip", is_flag=True, help="Allow skipping stages of the plan.")
+@deploy_options
+@command
+def deploy(ctx: Context, env: str, stage: str, allow_skip: bool, **options) -> None:
+    """Apply a stage to ENV in host batches, each checked before the next."""
+    fleet = load_fleet(env)
+    plan = fleet.setting("stage_plan")
+    target = parse_stage(stage, plan)
+    plan_batches(fleet.hosts, options["batches_spec"], options["canary"] or fleet.setting("canary"))
+    statuses = read_status(ctx, fleet)
+    current = fleet_stage(statuses)
+    check_move(current, target, plan, allow_skip)
+    ctx.result["from_stage"] = current
+    deploy_stage(ctx, fleet, statuses, target, command_line=f"rollout deploy {env} --stage {target}", **options)
+
+
+@main.command()
+@click.argument("env")
+@deploy_options
+@command
+def promote(ctx: Context, env: str, **options) -> None:
+    """Judge what ENV served on its stage; on pass apply the next stage."""
+    fleet = load_fleet(env)
+    plan = fleet.setting("stage_plan")
+    statuses = read_status(ctx, fleet)
+    flags = drift(statuses)
+    if flags:
+        print_status(ctx, statuses)
+        raise Abort(EXIT_FAILED, "the fleet has drifted; settle it with deploy or rollback first")
+    current = fleet_stage(statuses)
+    following = next_stage(current or 0, plan)
+    if following is None:
+        raise Abort(EXIT_FAILED, "already at 100%: nothing to promote")
+    if options["dry"]:
+        deploy_stage(ctx, fleet, statuses, following, command_line=f"rollout promote {env}", **options)
+        return
+    soak_s = parse_duration(options["soak"]) if options["soak"] is not None else 0.0
+    ctx.say(f"gate on stage {current} ({'one read' if not soak_s else f'{soak_s:.0f}s'}) before promoting to {following}")
+    data: dict[str, Any] = {"soak_s": soak_s}
+    if options["smoke"] is not None:
+        data["smoke_traffic"] = options["smoke"]
+    run = ctx.run(fleet, ["tasks/gate.py"], data=data)
+    ctx.show_run(run, "gate")
+    verdicts = _gate_summary(run, fleet.hosts)
+    ctx.result.update({"from_stage": current, "gate": verdicts})
+    if any(v in ("abort", "error") for v in verdicts.values()):
+        ctx.say("gate failed: rolling every host back")
+        code = rollback_fleet(ctx, fleet, f"rollout promote {env} (gate failed)")
+        raise Abort(code if code == EXIT_FAILED else EXIT_ROLLED_BACK, f"stage {current} failed its gate")
+    if any(v != "pass" for v in verdicts.values()):
+        raise Abort(EXIT_FAILED, f"gate inconclusive on stage {current}: keep observing, then promote again")
+    deploy_stage(ctx, fleet, statuses, following, command_line=f"rollout promote {env}", **options)
+
+
+def rollback_fleet(ctx: Context, fleet: Fleet, command_line: str, break_lock: bool = False) -> int:
+    """Stage 0 on every host at once, with the legacy proof; lock held for the run."""
+    started = time.monotonic()
+    run = ctx.run(fleet, ["tasks/rollback.py"], data={
+        "take_lock": True, "lock_token": ctx.token, "command": command_line, "break_lock": break_lock})
+    ctx.show_run(run, "rollback")
+    proven = {h: bool((run.report(h, "legacy-proof") or {}).get("ok")) and
+              bool((run.report(h, "mix") or {}).get("ok")) for h in fleet.hosts}
+    ctx.result.update({"rollback_seconds": round(time.monotonic() - started, 1), "legacy_proven": proven})
+    if run.returncode != 0 or not all(proven.values()):
+        release_lock(ctx, fleet, quiet=True)
+        failed = [h for h, ok in proven.items() if not ok]
+        ctx.say(f"rollback FAILED on {', '.join(failed) or 'some host'}")
+        return EXIT_FAILED
+    ctx.say(f"rolled back in {time.monotonic() - started:.1f}s: every host serves legacy "
+            f"({', '.join(fleet.hosts)})")
+    return EXIT_OK
+
+
+@main.command()
+@click.argument("env")
+@click.option("--break-lock", is_flag=True, help="Roll back even if another operator holds the lock.")
+@command
+def rollback(ctx: Context, env: str, break_lock: bool) -> None:
+    """Stage 0 on every host of ENV at once, then prove legacy answers everything."""
+    fleet = load_fleet(env)
+    if break_lock:
+        ctx.run(fleet, ["tasks/lock.py"], data={"lock_action": "release", "break_lock": True})
+    code = rollback_fleet(ctx, fleet, f"rollout rollback {env}")
+    if code != EXIT_OK:
+        raise Abort(code, "rollback did not complete")
+
+
+@main.command()
+@click.argument("env")
+@command
+def status(ctx: Context, env: str) -> None:
+    """One row per host: stage in the file and in the process, health, last change."""
+    fleet = load_fleet(env)
+    statuses = read_status(ctx, fleet)
+    ctx.result.update({"hosts": statuses, "drift": drift(statuses)})
+    print_status(ctx, statuses)
+
+
+@main.command()
+@click.argument("env")
+@click.option("--junit-xml", type=click.Path(dir_okay=False), help="Write a JUnit XML report (for CI).")
+@click.option("--read-only", is_flag=True, help="GET endpoints only: nothing written on the hosts.")
+@command
+def verify(ctx: Context, env: str, junit_xml: str | None, read_only: bool) -> None:
+    """Preflight, endpoint verification and the testinfra host checks of ENV."""
+    fleet = load_fleet(env)
+    pytest_args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                   str(PROJECT_ROOT / "tests" / "hosts"), "--inventory", str(fleet.inventory),
+                   "--checks", "preflight,verify"]
+    if read_only:
+        pytest_args.append("--read-only")
+    if junit_xml:
+        pytest_args += ["--junit-xml", junit_xml]
+    result = subprocess.run(pytest_args, cwd=PROJECT_ROOT, text=True, capture_output=True)
+    ctx.say(result.stdout.strip())
+    ctx.result.update({"returncode": result.returncode, "junit_xml": junit_xml})
+    if result.returncode != 0:
+        raise Abort(EXIT_FAILED, "verification failed (details above)")
+
+
+@main.command()
+@click.argument("env")
+@click.option("--soak", default="0", show_default=True, help="Observe this long (0: one read).")
+@click.option("--no-rollback", is_flag=True, help="Report an abort; do not roll back.")
+@click.option("--smoke-traffic/--no-smoke-traffic", "smoke", default=None)
+@command
+def check(ctx: Context, env: str, soak: str, no_rollback: bool, smoke: bool | None) -> None:
+    """The metrics gate alone on ENV's current metrics (for a scheduled job)."""
+    fleet = load_fleet(env)
+    data: dict[str, Any] = {"soak_s": parse_duration(soak)}
+    if smoke is not None:
+        data["smoke_traffic"] = smoke
+    run = ctx.run(fleet, ["tasks/gate.py"], data=data)
+    ctx.show_run(run, "gate")
+    verdicts = _gate_summary(run, fleet.hosts)
+    ctx.result["gate"] = verdicts
+    failed = [h for h, v in verdicts.items() if v in ("abort", "error", "not run")]
+    if not failed:
+        ctx.say("gate: " + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
+        return
+    if no_rollback:
+        raise Abort(EXIT_FAILED, f"gate failed on {', '.join(failed)} (not rolled back: --no-rollback)")
+    ctx.say(f"gate failed on {', '.join(failed)}: rolling every host back")
+    code = rollback_fleet(ctx, fleet, f"rollout check {env} (gate failed)")
+    raise Abort(EXIT_ROLLED_BACK if code == EXIT_OK else EXIT_FAILED, f"gate failed on {', '.join(failed)}")
+
+
+@main.command()
+@click.argument("env")
+@click.option("--force", is_flag=True, help="Break another operator's lock (a stale one).")
+@command
+def unlock(ctx: Context, env: str, force: bool) -> None:
+    """Release the rollout lock on ENV (--force breaks another operator's)."""
+    fleet = load_fleet(env)
+    run = ctx.run(fleet, ["tasks/lock.py"], data={"lock_action": "release", "break_lock": force})
+    ctx.show_run(run, "unlock")
+    if run.returncode != 0:
+        raise Abort(EXIT_FAILED, "the lock is held by another rollout (use --force to break a stale one)")
+
+
+# --- the sandbox ---------------------------------------------------------------------------------------
 
 
 @main.group()
@@ -33,7 +487,7 @@ def sandbox_up(count: int, no_install: bool) -> None:
         hosts = sandbox_mod.up(count, install=not no_install)
     except sandbox_mod.SandboxError as error:
         click.echo(f"rollout: sandbox up failed: {error}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     for host in hosts:
         click.echo(f"{host.name}\t{host.address}\tnspawn pid {host.pid}")
 
@@ -45,7 +499,7 @@ def sandbox_down() -> None:
         sandbox_mod.down()
     except sandbox_mod.SandboxError as error:
         click.echo(f"rollout: sandbox down failed: {error}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 @sandbox.command("status")
@@ -56,14 +510,11 @@ def sandbox_status(count: int) -> None:
     rows = sandbox_mod.status(count)
     if not rows:
         click.echo("rollout: no sandbox fleet is up (rollout sandbox up)", err=True)
-        sys.exit(1)
-    header = f"{'host':<10} {'address':<14} {'file':>5} {'process':>8} {'health':>7}  unforced requests"
-    click.echo(header)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"{'host':<10} {'address':<14} {'file':>5} {'process':>8} {'health':>7}  unforced requests")
     for row in rows:
         mix = ", ".join(f"{name} {n}" for name, n in sorted(row["mix"].items())) or "-"
-        click.echo(
-            f"{row['host']:<10} {row['address']:<14} {str(row['file_stage']):>5} "
-            f"{str(row['process_stage']):>8} {str(row['health']):>7}  {mix}"
-        )
+        click.echo(f"{row['host']:<10} {row['address']:<14} {str(row['file_stage']):>5} "
+                   f"{str(row['process_stage']):>8} {str(row['health']):>7}  {mix}")
     if any(r["file_stage"] != r["process_stage"] or r["health"] != 200 for r in rows):
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)

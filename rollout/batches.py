@@ -1,0 +1,55 @@
+"""Host batches of a rollout, like Ansible's ``serial: [1, "25%", "100%"]``.
+
+Pure. Sizes are taken in turn (the last one repeats until every host is done); a
+percentage is of the whole fleet, rounded up, at least one host. The canary is
+chosen explicitly (pyinfra's host order is not stable): first the named canary,
+then the others by name.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+
+class BatchError(ValueError):
+    """A batch plan or host name that cannot be used; one line."""
+
+
+def parse_batches(spec: str) -> list[str]:
+    """``"1,25%,100%"`` -> ``["1", "25%", "100%"]``, each checked."""
+    sizes = [part.strip() for part in str(spec).split(",") if part.strip()]
+    if not sizes:
+        raise BatchError("--batches is empty")
+    for size in sizes:
+        match = re.fullmatch(r"(\d+)(%?)", size)
+        if not match or int(match.group(1)) < 1 or (match.group(2) and int(match.group(1)) > 100):
+            raise BatchError(f"batch size {size!r} must be a whole number of hosts or 1%..100%")
+    return sizes
+
+
+def plan_batches(hosts: list[str], spec: str, canary: str | None = None) -> list[list[str]]:
+    """Split ``hosts`` into batches following ``spec``."""
+    if not hosts:
+        raise BatchError("the inventory has no hosts")
+    if canary is not None and canary not in hosts:
+        raise BatchError(f"canary {canary!r} is not a host of the inventory ({', '.join(sorted(hosts))})")
+    order = ([canary] if canary else []) + sorted(h for h in hosts if h != canary)
+    sizes = parse_batches(spec)
+    batches, index, step = [], 0, 0
+    while index < len(order):
+        size = sizes[min(step, len(sizes) - 1)]
+        count = (max(1, math.ceil(len(order) * int(size[:-1]) / 100)) if size.endswith("%")
+                 else int(size))
+        batches.append(order[index:index + count])
+        index += count
+        step += 1
+    return batches
+
+
+def parse_duration(text: str | int | float) -> float:
+    """``"90"``, ``"30s"``, ``"5m"``, ``"2h"``, ``"1d"`` -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
+    if not match:
+        raise BatchError(f"duration {text!r} must look like 30s, 5m, 2h or 1d")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]

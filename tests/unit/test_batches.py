@@ -1,0 +1,54 @@
+"""Host batches and durations."""
+
+import pytest
+
+from rollout.batches import BatchError, parse_batches, parse_duration, plan_batches
+
+HOSTS = ["web-3", "web-1", "web-4", "web-2"]
+
+
+def test_default_plan_on_four_hosts_canary_quarter_rest():
+    assert plan_batches(HOSTS, "1,25%,100%") == [["web-1"], ["web-2"], ["web-3", "web-4"]]
+
+
+def test_canary_is_chosen_explicitly():
+    assert plan_batches(HOSTS, "1,25%,100%", canary="web-4") == [["web-4"], ["web-1"], ["web-2", "web-3"]]
+
+
+def test_last_size_repeats_and_percent_rounds_up():
+    hosts = [f"h{i:02d}" for i in range(10)]
+    assert [len(b) for b in plan_batches(hosts, "1,25%")] == [1, 3, 3, 3]
+    assert [len(b) for b in plan_batches(hosts, "2")] == [2, 2, 2, 2, 2]
+    assert [len(b) for b in plan_batches(hosts, "100%")] == [10]
+
+
+def test_every_host_exactly_once():
+    hosts = [f"h{i}" for i in range(7)]
+    batches = plan_batches(hosts, "1,30%,50%")
+    assert sorted(h for b in batches for h in b) == sorted(hosts)
+
+
+@pytest.mark.parametrize("spec", ["", "0", "x", "1,0%", "101%", "1,-2", "25 %%"])
+def test_bad_batch_plans_are_refused(spec):
+    with pytest.raises(BatchError):
+        plan_batches(HOSTS, spec)
+
+
+def test_unknown_canary_is_refused():
+    with pytest.raises(BatchError, match="not a host"):
+        plan_batches(HOSTS, "1", canary="web-9")
+
+
+def test_parse_batches():
+    assert parse_batches(" 1, 25% ,100%") == ["1", "25%", "100%"]
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), (0, 0)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5x", "-3", "m"])
+def test_parse_duration_refuses(text):
+    with pytest.raises(BatchError):
+        parse_duration(text)

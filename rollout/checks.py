@@ -398,6 +398,7 @@ def record_check(state, host, target_stage: int, command: str) -> bool:
     except ProbeError as error:
         say(host, f"record FAIL: {error}", error=True)
         return False
+    report(host, "record", record)
     return True
 
 

@@ -214,6 +214,10 @@ def apply_stage_in_batches(
         ctx.result["batches"].append({"hosts": batch, "returncode": run.returncode, "gate": verdicts,
                                       "seconds": round(time.monotonic() - started, 1)})
         done += batch
+        unrecorded = [h for h in batch if run.report(h, "record") is None]
+        if unrecorded and run.returncode == 0:
+            ctx.say(f"  no record from {', '.join(unrecorded)}: the run did not reach it")
+            run.returncode = EXIT_FAILED
         if run.returncode == 0:
             ctx.say(f"batch {number} done in {time.monotonic() - started:.1f}s: "
                     + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
@@ -262,7 +266,7 @@ def deploy_stage(ctx: Context, fleet: Fleet, statuses: dict[str, dict], stage: i
     if dry:
         run = ctx.run(fleet, ["deploy.py"], data={"stage": stage, "checks": False}, dry=True)
         for line in run.output.splitlines():
-            if line.startswith("    [") or line.startswith("      ") or "Will " in line:
+            if (line.startswith("    [") and not _QUIET.search(line.rstrip())) or line.startswith("      "):
                 ctx.say(line.rstrip())
         if run.returncode != 0:
             raise Abort(EXIT_FAILED, "the dry run failed")
@@ -415,7 +419,7 @@ def status(ctx: Context, env: str) -> None:
 def verify(ctx: Context, env: str, junit_xml: str | None, read_only: bool) -> None:
     """Preflight, endpoint verification and the testinfra host checks of ENV."""
     fleet = load_fleet(env)
-    pytest_args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+    pytest_args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:warnings", "-q",
                    str(PROJECT_ROOT / "tests" / "hosts"), "--inventory", str(fleet.inventory),
                    "--checks", "preflight,verify"]
     if read_only:

@@ -111,8 +111,8 @@ def pyinfra(
     with tempfile.TemporaryDirectory(prefix="rollout-reports-") as reports_dir:
         command = [sys.executable, "-m", "pyinfra", str(fleet.inventory), *files]
         command += ["--dry", "--diff"] if dry else ["-y"]
-        if limit:
-            command += ["--limit", ",".join(limit)]
+        for name in limit or []:
+            command += ["--limit", name]  # one pattern per --limit
         for key, value in {**(data or {}), "report_dir": reports_dir}.items():
             command += ["--data", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, text=True, stdout=subprocess.PIPE,

@@ -127,7 +127,9 @@ def judge_comparison(plan: list[tuple[Endpoint, str | None, dict]], results: lis
         if not (legacy and domain) or legacy.get("status") is None or domain.get("status") is None:
             continue
         if legacy["status"] != domain["status"]:
+            # An error body against a normal one: the shapes say nothing more.
             findings.append(Finding(name, "both", f"status legacy {legacy['status']} != domain {domain['status']}"))
+            continue
         legacy_body, domain_body = body_json(legacy), body_json(domain)
         if legacy_body is None or domain_body is None:
             if (legacy_body is None) != (domain_body is None):

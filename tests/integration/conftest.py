@@ -11,7 +11,7 @@ import sys
 import pytest
 from fleetlib import ROOT, FleetHost
 
-FLEET_SIZE = int(os.environ.get("ROLLOUT_TEST_HOSTS", "3"))
+FLEET_SIZE = int(os.environ.get("ROLLOUT_TEST_HOSTS", "4"))
 
 
 def pytest_collection_modifyitems(config, items):

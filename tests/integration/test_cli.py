@@ -1,0 +1,207 @@
+"""Issue 4 on a real fleet of 4 hosts: the operator CLI end to end. The tests run
+in file order: a full progression, refusals, a failing canary, drift, rollback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+from fleetlib import ROOT, implementations, run_pyinfra, run_rollout, wait_until
+
+FAST = ("--soak", "6s", "--batch-soak", "3s")
+
+
+def status() -> dict:
+    result = run_rollout("--json", "status", "sandbox")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def stages() -> dict[str, tuple]:
+    return {h: (s["file_stage"], s["process_stage"]) for h, s in status()["hosts"].items()}
+
+
+def test_start_from_stage_zero(fleet):
+    result = run_pyinfra("tasks/rollback.py", "--data", "checks=false")
+    assert result.returncode == 0, result.stderr
+    assert set(stages().values()) == {(0, 0)}
+
+
+def test_full_progression_with_deploy_and_promote(fleet):
+    result = run_rollout("--json", "deploy", "sandbox", "--stage", "10", "--yes", *FAST)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout)
+    # canary, a quarter, the rest
+    assert [len(batch) for batch in report["plan"]] == [1, 1, 2]
+    assert report["plan"][0] == ["camera-1"]
+    assert all(set(b["gate"].values()) == {"pass"} for b in report["batches"])
+    for expected in (25, 50, 100):
+        result = run_rollout("--json", "promote", "sandbox", "--yes", *FAST)
+        assert result.returncode == 0, result.stderr[-4000:]
+        assert json.loads(result.stdout)["stage"] == expected
+        assert set(stages().values()) == {(expected, expected)}
+    for host in fleet:
+        assert implementations(host, 20) == ["domain"] * 20
+    records = status()["hosts"]
+    for name, host_status in records.items():
+        current = host_status["current"]
+        assert current["stage"] == 100 and current["verdict"] == "pass", current
+        assert current["operator"] and current["baseline_p95_ms"] is not None
+        assert [r["stage"] for r in host_status["history"]][-4:] == [10, 25, 50, 100]
+
+
+def test_promote_at_100_is_refused(fleet):
+    result = run_rollout("promote", "sandbox", "--yes")
+    assert result.returncode == 1
+    assert "already at 100%" in result.stderr
+
+
+def test_going_back_is_allowed_and_skipping_is_refused(fleet):
+    result = run_rollout("deploy", "sandbox", "--stage", "10", "--yes", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    before = stages()
+    result = run_rollout("deploy", "sandbox", "--stage", "100", "--yes")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "rollout: stage 100 skips the plan: from 10 the next stage is 25 "
+        "(pass --allow-skip to skip on purpose)")
+    assert stages() == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("deploy", "sandbox", "--stage", "33", "--yes"), "stage must be one of 0, 10, 25, 50, 100, got 33"),
+        (("deploy", "nowhere", "--stage", "25", "--yes"), "unknown environment 'nowhere'"),
+        (("deploy", "sandbox", "--stage", "25", "--yes", "--canary", "camera-9"), "canary 'camera-9' is not a host"),
+        (("deploy", "sandbox", "--stage", "25", "--yes", "--batches", "0"), "batch size '0'"),
+        (("deploy", "sandbox", "--stage", "25"), "not a terminal: pass --yes"),
+    ],
+)
+def test_bad_input_is_refused_before_any_host_is_touched(fleet, args, message):
+    before = {h.name: h.main_pid() for h in fleet}
+    result = run_rollout(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert {h.name: h.main_pid() for h in fleet} == before
+
+
+def test_dry_run_shows_the_change_and_changes_nothing(fleet, secret_values):
+    before = {h.name: (h.main_pid(), h.testinfra.file("/etc/camera-api/rollout.env").sha256sum) for h in fleet}
+    result = run_rollout("deploy", "sandbox", "--stage", "25", "--dry")
+    assert result.returncode == 0, result.stderr
+    assert "+ ROLLOUT_PERCENT=25" in result.stdout and "dry run: nothing was changed" in result.stdout
+    for secret in secret_values:
+        assert secret not in result.stdout + result.stderr
+    after = {h.name: (h.main_pid(), h.testinfra.file("/etc/camera-api/rollout.env").sha256sum) for h in fleet}
+    assert after == before
+
+
+def test_a_second_concurrent_deploy_is_refused_by_the_lock(fleet):
+    first = subprocess.Popen(
+        [sys.executable, "-m", "rollout", "deploy", "sandbox", "--stage", "25", "--yes", *FAST],
+        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        canary = fleet[0].testinfra
+        wait_until(lambda: canary.file("/var/lib/camera-rollout/lock.json").exists, 60, "the first deploy's lock")
+        second = run_rollout("deploy", "sandbox", "--stage", "25", "--yes", *FAST)
+        assert second.returncode == 1
+        assert "another rollout holds the lock: " in second.stderr
+        assert "(rollout deploy sandbox --stage 25)" in second.stderr
+    finally:
+        out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    assert set(stages().values()) == {(25, 25)}
+    assert all(s["lock"] is None for s in status()["hosts"].values())
+
+
+def test_a_stale_lock_needs_force(fleet):
+    take = run_pyinfra("tasks/lock.py", "--data", "lock_action=acquire", "--data", "lock_token=crashed-run",
+                       "--data", "operator=alice@elsewhere", "--data", "command=rollout deploy sandbox --stage 50")
+    assert take.returncode == 0, take.stderr
+    refused = run_rollout("deploy", "sandbox", "--stage", "50", "--yes")
+    assert refused.returncode == 1 and "alice@elsewhere" in refused.stderr
+    assert run_rollout("unlock", "sandbox").returncode == 1
+    assert run_rollout("unlock", "sandbox", "--force").returncode == 0
+    assert all(s["lock"] is None for s in status()["hosts"].values())
+
+
+def test_a_failing_canary_stops_the_rollout_and_is_reverted(fleet):
+    canary, others = fleet[0], fleet[1:]
+    pids = {h.name: h.main_pid() for h in others}
+    # Only the canary's service breaks: a drop-in makes its domain side fail.
+    canary.testinfra.check_output(
+        "mkdir -p /etc/systemd/system/camera-api.service.d && printf '[Service]\\n"
+        "Environment=DOMAIN_ERROR_RATE=1.0\\n' > /etc/systemd/system/camera-api.service.d/fault.conf"
+        " && systemctl daemon-reload")
+    try:
+        result = run_rollout("--json", "deploy", "sandbox", "--stage", "50", "--yes", *FAST)
+    finally:
+        canary.testinfra.check_output(
+            "rm -r /etc/systemd/system/camera-api.service.d && systemctl daemon-reload")
+    assert result.returncode == 3, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert len(report["batches"]) == 1 and report["batches"][0]["hosts"] == [canary.name]
+    assert "failed in batch 1 (camera-1); reverted to the previous stage" in report["error"]
+    now = stages()
+    assert now[canary.name] == (25, 25)
+    for host in others:
+        assert now[host.name] == (25, 25)
+        assert host.main_pid() == pids[host.name]  # untouched
+
+
+def test_status_flags_drift_after_a_hand_change(fleet):
+    host = fleet[2]
+    host.testinfra.check_output("sed -i 's/^ROLLOUT_PERCENT=.*/ROLLOUT_PERCENT=50/' /etc/camera-api/rollout.env")
+    report = status()
+    assert f"{host.name}: file says stage 50, process runs 25" in report["drift"]
+    assert any("hosts are on different stages" in flag for flag in report["drift"])
+    # put it right again (the deploy restarts the drifted host only)
+    result = run_pyinfra("deploy.py", "--limit", host.name, "--data", "stage=25", "--data", "checks=false")
+    assert result.returncode == 0, result.stderr
+    assert status()["drift"] == []
+
+
+def test_rollback_from_50_puts_every_host_on_legacy(fleet):
+    result = run_rollout("deploy", "sandbox", "--stage", "50", "--yes", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_rollout("--json", "rollback", "sandbox")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(json.loads(result.stdout)["legacy_proven"].values())
+    for host in fleet:
+        assert host.process_switch() == {"USE_DOMAIN_SERVICE": "false", "ROLLOUT_PERCENT": "0"}
+        assert implementations(host, 50) == ["legacy"] * 50
+    assert all(s["current"]["stage"] == 0 for s in status()["hosts"].values())
+
+
+def test_verify_writes_a_junit_file(fleet, tmp_path):
+    junit = tmp_path / "verify.xml"
+    result = run_rollout("verify", "sandbox", "--junit-xml", str(junit))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    root = ET.parse(junit).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    assert int(suite.get("tests")) == 8 * len(fleet)
+    assert suite.get("failures") == "0" and suite.get("errors") == "0"
+    names = {case.get("name") for case in suite.iter("testcase")}
+    assert "test_package_check[camera-1-compare]" in names
+
+
+def test_check_rolls_back_on_an_abort_unless_told_not_to(fleet):
+    result = run_rollout("deploy", "sandbox", "--stage", "10", "--yes", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    faulty = ("--data", 'app_env={"DOMAIN_ERROR_RATE": "1.0"}', "--data", "checks=false", "--data", "stage=10")
+    assert run_pyinfra("deploy.py", *faulty).returncode == 0
+    # A fresh restart: the first reads have too few requests; 25 s of smoke traffic
+    # give two reads over min_requests, both breaching (abort_after=2).
+    kept = run_rollout("check", "sandbox", "--soak", "25s", "--no-rollback")
+    assert kept.returncode == 1 and "not rolled back" in kept.stderr
+    assert set(stages().values()) == {(10, 10)}
+    rolled = run_rollout("check", "sandbox", "--soak", "25s")
+    assert rolled.returncode == 3, rolled.stderr[-3000:]
+    assert set(stages().values()) == {(0, 0)}
+    assert run_pyinfra("deploy.py", "--data", "stage=0", "--data", "checks=false").returncode == 0

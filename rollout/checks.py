@@ -157,27 +157,32 @@ def _ensure_rule(host, catalog, context, rules_result) -> int | None:
 def compare_check(state, host, read_only: bool = False, legacy_proof: bool = False) -> bool:
     """Every catalog endpoint under both forced implementations, compared (see
     rollout/verify.py). ``legacy_proof``: after a rollback, every endpoint called
-    unforced must be answered by legacy."""
+    unforced must be answered by legacy (a write-free probe of each route)."""
     data = host.data
     what = "legacy proof" if legacy_proof else "verify"
     findings: list[v.Finding] = []
     calls = 0
     try:
         catalog = load_catalog(data.endpoints)
-        context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name}
-        status_result, rules_result = _requests(host, v.discovery_plan(data.verification_camera))
-        before = v.camera_state(status_result)
-        context["rule_id"] = (v.find_rule_id(rules_result, context["rule_name"]) if read_only
-                              else _ensure_rule(host, catalog, context, rules_result))
-        plan = v.comparison_plan(catalog, context, read_only, (None,) if legacy_proof else v.MODES)
-        calls = len(plan)
-        findings += v.judge_comparison(plan, _requests(host, [call for _, _, call in plan]))
-        if not read_only:
-            restore = v.restore_plan(data.verification_camera, before)
-            findings += v.judge_restore(restore, _requests(host, restore))
+        if legacy_proof:
+            plan = v.legacy_proof_plan(catalog)
+            calls = len(plan)
+            findings += v.judge_legacy_proof(plan, _requests(host, [call for _, _, call in plan]))
+        else:
+            context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name}
+            status_result, rules_result = _requests(host, v.discovery_plan(data.verification_camera))
+            before = v.camera_state(status_result)
+            context["rule_id"] = (v.find_rule_id(rules_result, context["rule_name"]) if read_only
+                                  else _ensure_rule(host, catalog, context, rules_result))
+            plan = v.comparison_plan(catalog, context, read_only)
+            calls = len(plan)
+            findings += v.judge_comparison(plan, _requests(host, [call for _, _, call in plan]))
+            if not read_only:
+                restore = v.restore_plan(data.verification_camera, before)
+                findings += v.judge_restore(restore, _requests(host, restore))
     except (ProbeError, CatalogError, ValueError) as error:
         findings.append(v.Finding("verification", "-", str(error)))
-    modes = "unforced" if legacy_proof else "force_domain=false and =true"
+    modes = "unforced, writing nothing" if legacy_proof else "force_domain=false and =true"
     say(host, f"{what}: {calls} calls ({modes}{', read-only' if read_only else ''}), "
               f"{len(findings)} finding(s)")
     for finding in findings:

@@ -140,6 +140,35 @@ def judge_comparison(plan: list[tuple[Endpoint, str | None, dict]], results: lis
     return findings
 
 
+# --- after a rollback: the legacy proof ---------------------------------------------------------
+
+#: Ids that exist nowhere: the proof observes the switch without changing anything.
+PROOF_CONTEXT = {"camera_id": "rollout-proof-no-such-camera", "rule_id": 0, "rule_name": ""}
+
+
+def legacy_proof_plan(catalog: tuple[Endpoint, ...]) -> list[tuple[Endpoint, None, dict]]:
+    """Every catalog endpoint, unforced, aimed at a camera and a rule that do not
+    exist and (for writes) with an empty body: the app picks the implementation
+    before it looks at either, so the header proves the switch, while the answer
+    (404 or 422) writes nothing. Safe on every host at once."""
+    return [
+        (e, None, request(e.method, fill(e.path, PROOF_CONTEXT), None if e.read_only else {}))
+        for e in catalog
+    ]
+
+
+def judge_legacy_proof(plan: list[tuple[Endpoint, None, dict]], results: list[dict]) -> list[Finding]:
+    findings = []
+    for (endpoint, _, _), result in zip(plan, results):
+        if result.get("status") is None or result["status"] >= 500:
+            findings.append(Finding(endpoint.name, "unforced",
+                                    f"answered {result.get('status') or result.get('error')}"))
+        elif result.get("implementation") != "legacy":
+            findings.append(Finding(endpoint.name, "unforced",
+                                    f"answered by {result.get('implementation') or 'no implementation header'}"))
+    return findings
+
+
 # --- 3. restore --------------------------------------------------------------------------
 
 

@@ -76,7 +76,7 @@ def test_plan_with_checks_judges_then_rolls_back_only_on_failure():
         "Checks | Endpoint verification: unforced mix",
         "Checks | Metrics gate (30s soak)",
         "Apply rollout stage | Rollout env file: stage 0",
-        "Checks | Legacy proof: every endpoint unforced (host by host)",
+        "Checks | Legacy proof: every endpoint unforced answered by legacy",
         "Record | Record the change on the host (stage, operator, baseline, verdict)",
         "Stage 10 failed its checks",
     ]

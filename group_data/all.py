@@ -131,3 +131,13 @@ smoke_traffic = False
 smoke_requests_per_s = 20
 #: On an abort during deploy.py: roll the host back (stage 0) and prove legacy.
 rollback_on_abort = True
+
+# --- Batches (rollout deploy / promote) ------------------------------------------
+#: The first batch's host; None: the first host by name.
+canary = None
+#: Commands run on the control machine before and after each batch, in order,
+#: with {hosts} (space separated), {stage} and {batch} filled in; a failing
+#: command fails the batch. E.g. drain the hosts from a load balancer before
+#: their restart and put them back after:
+#:   batch_hooks = {"before": ["lb-drain {hosts}"], "after": ["lb-enable {hosts}"]}
+batch_hooks = {}

@@ -53,3 +53,20 @@ def parse_duration(text: str | int | float) -> float:
     if not match:
         raise BatchError(f"duration {text!r} must look like 30s, 5m, 2h or 1d")
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def hook_commands(hooks: dict | None, when: str, hosts: list[str], stage: int, batch: int) -> list[str]:
+    """The ``before``/``after`` commands of a batch with ``{hosts}`` (space
+    separated), ``{stage}`` and ``{batch}`` filled in."""
+    if not hooks:
+        return []
+    unknown = set(hooks) - {"before", "after"}
+    if unknown:
+        raise BatchError(f"batch_hooks: unknown key(s) {', '.join(sorted(unknown))} (before, after)")
+    commands = hooks.get(when) or []
+    if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+        raise BatchError(f"batch_hooks.{when} must be a list of command strings")
+    try:
+        return [c.format(hosts=" ".join(hosts), stage=stage, batch=batch) for c in commands]
+    except (KeyError, IndexError) as error:
+        raise BatchError(f"batch_hooks.{when}: unknown placeholder {error}") from None

@@ -28,7 +28,7 @@ from typing import Any
 import click
 
 from rollout import sandbox as sandbox_mod
-from rollout.batches import BatchError, parse_duration, plan_batches
+from rollout.batches import BatchError, hook_commands, parse_duration, plan_batches
 from rollout.fleet import PROJECT_ROOT, Fleet, Run, UsageError, load_fleet, pyinfra
 from rollout.stages import ROLLBACK_STAGE, StageError, check_move, next_stage, parse_stage
 
@@ -190,6 +190,21 @@ def _gate_summary(run: Run, hosts: list[str]) -> dict[str, str]:
     return {h: (run.report(h, "gate") or {}).get("verdict", "not run") for h in hosts}
 
 
+def run_hooks(ctx: Context, fleet: Fleet, when: str, hosts: list[str], stage: int, batch: int) -> bool:
+    """The batch hooks of group data (e.g. drain a host from the load balancer
+    before its restart, put it back after), run on the control machine in order;
+    the first failing command fails the batch."""
+    for hook in hook_commands(fleet.setting("batch_hooks"), when, hosts, stage, batch):
+        ctx.say(f"  hook ({when}): {hook}")
+        result = subprocess.run(["bash", "-c", hook], cwd=PROJECT_ROOT, text=True, capture_output=True,
+                                stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            ctx.say(f"  hook ({when}) failed with {result.returncode}: {detail[-1] if detail else ''}")
+            return False
+    return True
+
+
 def apply_stage_in_batches(
     ctx: Context, fleet: Fleet, stage: int, previous: dict[str, int | None], batches: list[list[str]],
     soak_s: float, batch_soak_s: float, smoke: bool | None, on_failure: str, command_line: str,
@@ -208,8 +223,13 @@ def apply_stage_in_batches(
         if smoke is not None:
             data["smoke_traffic"] = smoke
         started = time.monotonic()
-        run = ctx.run(fleet, ["deploy.py"], data=data, limit=batch)
-        ctx.show_run(run, f"batch {number}")
+        if run_hooks(ctx, fleet, "before", batch, stage, number):
+            run = ctx.run(fleet, ["deploy.py"], data=data, limit=batch)
+            ctx.show_run(run, f"batch {number}")
+            if run.returncode == 0 and not run_hooks(ctx, fleet, "after", batch, stage, number):
+                run.returncode = EXIT_FAILED
+        else:
+            run = Run(EXIT_FAILED, "", {})
         verdicts = _gate_summary(run, batch)
         ctx.result["batches"].append({"hosts": batch, "returncode": run.returncode, "gate": verdicts,
                                       "seconds": round(time.monotonic() - started, 1)})
@@ -258,6 +278,7 @@ def deploy_stage(ctx: Context, fleet: Fleet, statuses: dict[str, dict], stage: i
                  canary: str | None, soak: str | None, batch_soak: str, smoke: bool | None,
                  on_failure: str, dry: bool, yes: bool, command_line: str) -> None:
     batches = plan_batches(fleet.hosts, batches_spec, canary or fleet.setting("canary"))
+    hook_commands(fleet.setting("batch_hooks"), "before", [], stage, 0)  # refuse a bad hook config now
     soak_s = parse_duration(soak) if soak is not None else float(fleet.setting("soak_s", 30))
     batch_soak_s = parse_duration(batch_soak)
     ctx.result.update({"stage": stage, "plan": batches})

@@ -75,7 +75,7 @@ def load_fleet(env: str) -> Fleet:
     hosts = [host.name for host in loaded]
     if not hosts:
         raise UsageError(f"inventory {inventory.name} has no hosts")
-    keys = ("stage_plan", "canary", "soak_s", "smoke_traffic", "service_name", "service_group",
+    keys = ("stage_plan", "canary", "soak_s", "smoke_traffic", "batch_hooks", "service_name", "service_group",
             "rollout_env_file", "secrets_env_file", "unit_file", "bind_port", "health_path",
             "ssh_hostname", "ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file",
             "ssh_strict_host_key_checking", "_sudo")

@@ -155,6 +155,23 @@ def test_a_failing_canary_stops_the_rollout_and_is_reverted(fleet):
         assert host.main_pid() == pids[host.name]  # untouched
 
 
+def test_an_unreachable_host_is_named_and_nothing_changes(fleet):
+    host = fleet[-1]
+    link = f"vb-{host.name}"[:15]  # systemd-nspawn's host side of the host's veth
+    pids = {h.name: h.main_pid() for h in fleet}
+    subprocess.run(["ip", "link", "set", link, "down"], check=True)
+    try:
+        result = run_rollout("deploy", "sandbox", "--stage", "50", "--yes", *FAST)
+    finally:
+        subprocess.run(["ip", "link", "set", link, "up"], check=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"rollout: cannot read the state of host(s) {host.name} (unreachable?)")
+    wait_until(lambda: host.testinfra.run("true").rc == 0, 30, f"{host.name} reachable again")
+    assert {h.name: h.main_pid() for h in fleet} == pids
+    assert set(stages().values()) == {(25, 25)}
+
+
 def test_status_flags_drift_after_a_hand_change(fleet):
     host = fleet[2]
     host.testinfra.check_output("sed -i 's/^ROLLOUT_PERCENT=.*/ROLLOUT_PERCENT=50/' /etc/camera-api/rollout.env")
@@ -165,6 +182,36 @@ def test_status_flags_drift_after_a_hand_change(fleet):
     result = run_pyinfra("deploy.py", "--limit", host.name, "--data", "stage=25", "--data", "checks=false")
     assert result.returncode == 0, result.stderr
     assert status()["drift"] == []
+
+
+def test_batch_hooks_run_around_each_batch_and_a_failing_hook_stops(fleet, tmp_path):
+    log = tmp_path / "hooks.log"
+    inventory = tmp_path / "hooked.py"
+
+    def write_inventory(before: str) -> None:
+        inventory.write_text(
+            "import runpy\n"
+            f"_base = runpy.run_path({str(ROOT / 'inventories' / 'sandbox.py')!r})\n"
+            "_hooks = {'before': [" + repr(before) + "], "
+            f"'after': ['echo after {{batch}} {{hosts}} >> {log}']}}\n"
+            "camera_api = [(n, {**d, 'smoke_traffic': True, 'batch_hooks': _hooks})"
+            " for n, d in _base['camera_api']]\n")
+
+    write_inventory(f"echo before {{batch}} {{hosts}} stage {{stage}} >> {log}")
+    result = run_rollout("deploy", str(inventory), "--stage", "25", "--yes", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert log.read_text().splitlines() == [
+        "before 1 camera-1 stage 25", "after 1 camera-1",
+        "before 2 camera-2 stage 25", "after 2 camera-2",
+        "before 3 camera-3 camera-4 stage 25", "after 3 camera-3 camera-4",
+    ]
+    pids = {h.name: h.main_pid() for h in fleet}
+    write_inventory("echo drain refused >&2; exit 4")
+    result = run_rollout("deploy", str(inventory), "--stage", "50", "--yes", *FAST)
+    assert result.returncode in (1, 3)
+    assert "hook (before) failed with 4: drain refused" in result.stderr
+    assert {h.name: h.main_pid() for h in fleet} == pids  # nothing restarted
+    assert set(stages().values()) == {(25, 25)}
 
 
 def test_rollback_from_50_puts_every_host_on_legacy(fleet):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rollout.batches import BatchError, parse_batches, parse_duration, plan_batches
+from rollout.batches import BatchError, hook_commands, parse_batches, parse_duration, plan_batches
 
 HOSTS = ["web-3", "web-1", "web-4", "web-2"]
 
@@ -52,3 +52,16 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_refuses(text):
     with pytest.raises(BatchError):
         parse_duration(text)
+
+
+def test_hook_commands_fill_placeholders():
+    hooks = {"before": ["drain {hosts}", "echo stage {stage} batch {batch}"], "after": ["enable {hosts}"]}
+    assert hook_commands(hooks, "before", ["a", "b"], 25, 2) == ["drain a b", "echo stage 25 batch 2"]
+    assert hook_commands(hooks, "after", ["a"], 25, 2) == ["enable a"]
+    assert hook_commands({}, "before", ["a"], 25, 1) == []
+
+
+@pytest.mark.parametrize("hooks", [{"during": []}, {"before": "drain"}, {"before": ["x {host}"]}])
+def test_bad_hooks_are_refused(hooks):
+    with pytest.raises(BatchError):
+        hook_commands(hooks, "before", ["a"], 10, 1)

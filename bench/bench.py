@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Benchmarks of the rollout on the sandbox fleet; prints a table. Not a test:
+timing goals live here, never in the test suite.
+
+    sudo .venv/bin/python bench/bench.py --hosts 5 --runs 3 [--scale 20]
+
+Each figure is the median of ``--runs`` runs; each ratio is computed inside one
+run (these machines are noisy) and then its median is taken.
+
+figures (goals from issue 5):
+  floor             one host: systemctl restart until health answers 200 (measured on the host)
+  rollback          `rollout rollback` on every host until each is proven legacy   (<= 1.5 x floor)
+  no-change apply   the same stage again, checks off (no restart)                  (<= 1.5 x fact run)
+  fact run          a bare pyinfra fact run on the same hosts
+  deploy            `rollout deploy --stage 10`, plan 1,25%,100%, with checks (gate soak 0)
+  scale             rollback on --scale hosts / rollback on --hosts hosts          (<= 1.5)
+  peak memory       max RSS of the control processes during the scale rollback    (<= 200 MB)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(args), cwd=ROOT, text=True, capture_output=True, stdin=subprocess.DEVNULL)
+    if check and result.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(args[:5])} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    return result
+
+
+def timed(*args: str) -> float:
+    started = time.monotonic()
+    run(*args)
+    return time.monotonic() - started
+
+
+def pyinfra(*args: str) -> list[str]:
+    return [PY, "-m", "pyinfra", "-y", "inventories/sandbox.py", *args]
+
+
+def rollout(*args: str) -> list[str]:
+    return [PY, "-m", "rollout", *args]
+
+
+def floor_seconds() -> float:
+    """One host's restart until healthy, timed on the host itself."""
+    script = (
+        "s=$(date +%s.%N); systemctl restart camera-api; "
+        "until curl -fs -o /dev/null http://127.0.0.1:8000/api/v1/monitoring/health; do sleep 0.02; done; "
+        "e=$(date +%s.%N); echo \"$e - $s\" | bc -l 2>/dev/null || python3 -c \"print($e - $s)\""
+    )
+    result = run("ssh", "-F", str(ROOT / ".sandbox" / "ssh_config"), "camera-1", script)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def fleet_up(count: int) -> None:
+    run(PY, "-m", "rollout", "sandbox", "up", "--hosts", str(count))
+
+
+def one_run(hosts: int) -> dict[str, float]:
+    run(*pyinfra("deploy.py", "--data", "stage=10", "--data", "checks=false"))
+    figures = {"floor": floor_seconds()}
+    run(*pyinfra("deploy.py", "--data", "stage=10", "--data", "checks=false"))  # healthy again
+    figures["no-change apply"] = timed(*pyinfra("deploy.py", "--data", "stage=10", "--data", "checks=false"))
+    figures["fact run"] = timed(*pyinfra("fact", "server.Hostname"))
+    figures["rollback"] = timed(*rollout("rollback", "sandbox"))
+    figures["deploy"] = timed(*rollout("deploy", "sandbox", "--stage", "10", "--yes",
+                                       "--batch-soak", "0", "--soak", "0"))
+    figures["rollback / floor"] = figures["rollback"] / figures["floor"]
+    figures["no-change / fact run"] = figures["no-change apply"] / figures["fact run"]
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hosts", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scale", type=int, default=0, help="also measure rollback on this many hosts")
+    parser.add_argument("--json", dest="json_path", help="also write the figures as JSON here")
+    options = parser.parse_args()
+
+    fleet_up(options.hosts)
+    runs = [one_run(options.hosts) for _ in range(options.runs)]
+    table = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
+
+    if options.scale:
+        small = table["rollback"]
+        fleet_up(options.scale)
+        run(*pyinfra("deploy.py", "--data", "stage=10", "--data", "checks=false"))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        big = []
+        for _ in range(options.runs):
+            run(*pyinfra("deploy.py", "--data", "stage=10", "--data", "checks=false"))
+            big.append(timed(*rollout("rollback", "sandbox")))
+        table[f"rollback on {options.scale}"] = statistics.median(big)
+        table[f"rollback {options.scale} / {options.hosts}"] = statistics.median(big) / small
+        table["peak memory MB (control)"] = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+
+    goals = {"rollback / floor": "<= 1.5", "no-change / fact run": "<= 1.5",
+             f"rollback {options.scale} / {options.hosts}": "<= 1.5", "peak memory MB (control)": "<= 200"}
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    print(f"bench {stamp} on {platform.node()} ({platform.machine()}, {platform.python_version()}), "
+          f"{options.hosts} hosts, median of {options.runs} runs")
+    print(f"{'figure':<30} {'value':>10}  goal")
+    for name, value in table.items():
+        unit = "" if "/" in name or "MB" in name else " s"
+        print(f"{name:<30} {value:>8.2f}{unit:<2}  {goals.get(name, '')}")
+    if options.json_path:
+        Path(options.json_path).write_text(json.dumps({"time": stamp, "hosts": options.hosts,
+                                                       "runs": runs, "median": table}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -113,8 +113,12 @@ gate = {
     "success_rate_pass_above": 0.99,  # promote: success > 99 %
     "success_rate_abort_below": 0.95, # roll back: success < 95 %
     "p95_max_ratio": 1.5,             # P95 <= 1.5 x baseline, else roll back
-    "p95_min_increase_ms": 25.0,      # ...unless it grew by less than this (noise)
-    "usage_confidence": 0.999,        # binomial test of domain usage vs the stage
+    "p95_min_increase_ms": 50.0,      # ...unless it grew by less than this (noise)
+    # Binomial test of domain usage vs the stage. Strict on purpose: every host is
+    # tested on every read, so at 99.9 % a fleet would see false alarms daily; a
+    # broken switch (0 % or 25 % instead of 10 % over 200 requests) still fails
+    # it by many orders of magnitude.
+    "usage_confidence": 0.999999,
     "min_requests": 100,              # no verdict on fewer requests
     "abort_after": 2,                 # consecutive breaching reads before a roll back
     "max_read_failures": 3,           # consecutive unreadable answers: the gate errors

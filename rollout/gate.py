@@ -48,9 +48,10 @@ class Thresholds:
     p95_max_ratio: float = 1.5
     #: A P95 increase smaller than this is noise, never a breach: at a few
     #: milliseconds, 1.5x is one scheduler hiccup.
-    p95_min_increase_ms: float = 25.0
-    #: Confidence of the binomial test of domain usage against the stage.
-    usage_confidence: float = 0.999
+    p95_min_increase_ms: float = 50.0
+    #: Confidence of the binomial test of domain usage against the stage (strict:
+    #: it runs on every host on every read; see group_data/all.py).
+    usage_confidence: float = 0.999999
     #: No verdict (neither pass nor abort) on fewer requests than this.
     min_requests: int = 100
     #: Consecutive breaching reads before an abort: one noisy read rolls nothing back.

@@ -28,7 +28,7 @@ class UsageResult:
         return (
             f"domain {self.domain}/{self.total} = {self.observed_rate:.1%} vs stage "
             f"{self.expected_rate:.0%} (binomial p={self.p_value:.3g}, "
-            f"{'consistent' if self.consistent else 'inconsistent'} at {self.confidence:.1%} confidence)"
+            f"{'consistent' if self.consistent else 'inconsistent'} at {self.confidence:.4%} confidence)"
         )
 
 

@@ -142,8 +142,13 @@ def test_a_failing_canary_stops_the_rollout_and_is_reverted(fleet):
     try:
         result = run_rollout("--json", "deploy", "sandbox", "--stage", "50", "--yes", *FAST)
     finally:
+        # The reverted process still carries the drop-in's variable: restart it clean.
         canary.testinfra.check_output(
-            "rm -r /etc/systemd/system/camera-api.service.d && systemctl daemon-reload")
+            "rm -r /etc/systemd/system/camera-api.service.d && systemctl daemon-reload"
+            " && systemctl restart camera-api")
+        wait_until(lambda: canary.testinfra.run(
+            "curl -fs -o /dev/null http://127.0.0.1:8000/api/v1/monitoring/health").rc == 0,
+            60, "the canary healthy again")
     assert result.returncode == 3, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert len(report["batches"]) == 1 and report["batches"][0]["hosts"] == [canary.name]

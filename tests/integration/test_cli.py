@@ -214,7 +214,7 @@ def test_batch_hooks_run_around_each_batch_and_a_failing_hook_stops(fleet, tmp_p
     write_inventory("echo drain refused >&2; exit 4")
     result = run_rollout("deploy", str(inventory), "--stage", "50", "--yes", *FAST)
     assert result.returncode in (1, 3)
-    assert "hook (before) failed with 4: drain refused" in result.stderr
+    assert "hook (before) failed with 4: drain refused" in result.stdout
     assert {h.name: h.main_pid() for h in fleet} == pids  # nothing restarted
     assert set(stages().values()) == {(25, 25)}
 

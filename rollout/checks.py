@@ -26,7 +26,7 @@ from rollout.gate import (
     ABORT, ERROR, INCONCLUSIVE, PASS, GateRun, MetricsError, Thresholds, format_verdict, parse_metrics,
 )
 from rollout.preflight import judge_preflight
-from rollout.stages import stage_from_env
+from rollout.stages import stage_from_env, stage_from_env_lines
 
 
 class ProbeError(RuntimeError):
@@ -75,7 +75,7 @@ def file_stage(host) -> int | None:
     )
     if not ok:
         return None
-    return stage_from_env(dict(line.split("=", 1) for line in output.stdout_lines if "=" in line))
+    return stage_from_env_lines(output.stdout_lines)
 
 
 def read_metrics(host) -> tuple[Any, str | None]:

@@ -18,7 +18,7 @@ from pyinfra.facts.files import File, FileContents, Sha256File
 
 from rollout import checks
 from rollout.facts import HttpStatus
-from rollout.stages import stage_from_env
+from rollout.stages import stage_from_env_lines
 
 
 def when(*conditions):
@@ -207,7 +207,7 @@ def record_baseline(env_file: str, to_stage: int):
     + to_stage: the stage about to be applied
     """
     lines = host.get_fact(FileContents, path=env_file) or []
-    current = stage_from_env(dict(line.split("=", 1) for line in lines if "=" in line))
+    current = stage_from_env_lines(lines)
     if current == to_stage:
         host.noop(f"stage stays {to_stage}: baseline kept")
         return

@@ -88,6 +88,12 @@ def stage_from_env(env: dict[str, str]) -> int | None:
     return int(percent) if use == "true" else ROLLBACK_STAGE
 
 
+def stage_from_env_lines(lines) -> int | None:
+    """The stage of an env file's ``KEY=VALUE`` lines (comments and other lines
+    are ignored); ``None`` when they make no stage."""
+    return stage_from_env(dict(line.strip().split("=", 1) for line in lines if "=" in line))
+
+
 def next_stage(current: int, plan: Sequence[int] = DEFAULT_PLAN) -> int | None:
     """The stage after ``current`` in the plan; ``None`` when already at 100."""
     stages = allowed_stages(plan)

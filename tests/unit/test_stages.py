@@ -77,3 +77,11 @@ def test_check_move_allows_one_step_forward_and_any_step_back():
 def test_check_move_refuses_a_skip(current, target):
     with pytest.raises(StageError, match="skips the plan"):
         check_move(current, target)
+
+
+def test_stage_from_env_lines_reads_an_env_file():
+    from rollout.stages import stage_from_env_lines
+
+    assert stage_from_env_lines(["# stage 25", "USE_DOMAIN_SERVICE=true", "ROLLOUT_PERCENT=25", ""]) == 25
+    assert stage_from_env_lines(["USE_DOMAIN_SERVICE=false", "ROLLOUT_PERCENT=0", "X=a=b"]) == 0
+    assert stage_from_env_lines([]) is None

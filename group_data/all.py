@@ -101,6 +101,10 @@ endpoints = [
 #: Unforced requests whose implementation mix is tested against the stage (with
 #: the binomial test at gate["usage_confidence"]).
 unforced_requests = 200
+#: Unforced requests of the legacy proof after a rollback. At stage 0 a single
+#: domain answer fails the proof (no statistics needed); the requests only have
+#: to reach every uvicorn worker.
+legacy_proof_requests = 40
 #: Only the GET endpoints, nothing written (``--data verify_read_only=true``).
 verify_read_only = False
 

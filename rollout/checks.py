@@ -205,7 +205,8 @@ def mix_check(state, host, stage: int | None = None, legacy_proof: bool = False)
             raise ProbeError("the rollout env file holds no stage")
         context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name,
                    "rule_id": 0}
-        plan = v.unforced_plan(load_catalog(data.endpoints), context, int(data.unforced_requests))
+        count = data.legacy_proof_requests if legacy_proof else data.unforced_requests
+        plan = v.unforced_plan(load_catalog(data.endpoints), context, int(count))
         usage, findings = v.judge_unforced(_requests(host, plan), stage,
                                            Thresholds.from_data(data.gate).usage_confidence)
     except (ProbeError, CatalogError, ValueError) as error:

@@ -644,6 +644,8 @@ def status(requests_per_host: int = 100) -> list[dict]:
 
     from rollout.stages import stage_from_env
 
+    if _owner().get("state_dir") != str(STATE_DIR):
+        return []  # no fleet, or the bridge now belongs to another checkout's fleet
     rows = []
     for entry in load_fleet().get("hosts", []):
         host = Host(entry["name"], entry["address"], entry.get("pid"))

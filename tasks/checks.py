@@ -20,6 +20,11 @@ PROBE_SOURCE = Path(__file__).resolve().parent.parent / "rollout" / "hostprobe.p
 
 def install_probe():
     """The probe script the checks run on the host (an operation of the calling task)."""
+    # Once per host and run, not once per task: each check is an SSH round trip.
+    # (Marked on the Host object, which lives exactly as long as the run.)
+    if getattr(host, "_rollout_probe_put", False):
+        return
+    host._rollout_probe_put = True
     files.put(
         name="Probe script",
         src=str(PROBE_SOURCE),

@@ -59,7 +59,6 @@ def test_every_operation_has_a_name_and_plan_is_in_order():
         "Apply rollout stage | Restart camera-api.service (its files changed or it runs another stage)",
         "Apply rollout stage | Health of camera-api.service",
         "Apply rollout stage | Keep camera-api.service enabled and running",
-        "Record | Probe script",
         "Record | Record the change on the host (stage, operator, baseline, verdict)",
     ]
 

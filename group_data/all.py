@@ -149,3 +149,6 @@ canary = None
 #: their restart and put them back after:
 #:   batch_hooks = {"before": ["lb-drain {hosts}"], "after": ["lb-enable {hosts}"]}
 batch_hooks = {}
+#: Batches of `rollout rollback`: every host at once unless a load balancer needs
+#: some hosts serving while others restart (then e.g. "50%", with the hooks above).
+rollback_batches = "100%"

@@ -5,9 +5,12 @@ systemd as PID 1, on a private bridge). Read from ``.sandbox/fleet.json``.
     pyinfra inventories/sandbox.py deploy.py --data stage=10
 """
 
+import os as _os
+
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.hiddenvalue import HiddenValue
 
+from rollout import lb as _lb
 from rollout import sandbox as _sandbox
 
 _fleet = _sandbox.load_fleet()
@@ -32,3 +35,9 @@ camera_api = [
     )
     for host in _fleet["hosts"]
 ]
+
+# With the sandbox's load balancer up (`rollout sandbox up --lb`), the hosts are
+# also in group sandbox_lb: group_data/sandbox_lb.py drains each batch from it.
+# (ROLLOUT_SANDBOX_NO_DRAIN=1: the zero-downtime drill's control run, no hooks.)
+if _lb.master_pid() is not None and not _os.environ.get("ROLLOUT_SANDBOX_NO_DRAIN"):
+    sandbox_lb = [host["name"] for host in _fleet["hosts"]]

@@ -27,8 +27,9 @@ from typing import Any
 
 import click
 
+from rollout import lb as lb_mod
 from rollout import sandbox as sandbox_mod
-from rollout.batches import BatchError, hook_commands, parse_duration, plan_batches
+from rollout.batches import BatchError, hook_commands, parse_batches, parse_duration, plan_batches
 from rollout.fleet import PROJECT_ROOT, Fleet, Run, UsageError, load_fleet, pyinfra
 from rollout.stages import ROLLBACK_STAGE, StageError, check_move, next_stage, parse_stage
 
@@ -245,9 +246,15 @@ def apply_stage_in_batches(
         untouched = [h for h in fleet.hosts if h not in done]
         ctx.say(f"batch {number} FAILED: the rollout stops; untouched: {', '.join(untouched) or 'none'}")
         code = handle_failure(ctx, fleet, done, previous, on_failure)
-        raise Abort(code, f"stage {stage} failed in batch {number} ({', '.join(batch)})"
-                    + {"stop": "; nothing was reverted", "previous": "; reverted to the previous stage",
-                       "rollback": "; rolled back to stage 0"}[on_failure])
+        if code == EXIT_ROLLED_BACK:
+            # Reverted and healthy again: back into the load balancer's pool. A host
+            # whose revert failed stays drained.
+            run_hooks(ctx, fleet, "after", batch, stage, number)
+        outcome = {"stop": "; nothing was reverted", "previous": "; reverted to the previous stage",
+                   "rollback": "; rolled back to stage 0"}[on_failure]
+        if on_failure != "stop" and code == EXIT_FAILED:
+            outcome = f"; the revert ({on_failure}) FAILED on some host (see above)"
+        raise Abort(code, f"stage {stage} failed in batch {number} ({', '.join(batch)}){outcome}")
 
 
 def handle_failure(ctx: Context, fleet: Fleet, touched: list[str], previous: dict[str, int | None],
@@ -388,16 +395,44 @@ def promote(ctx: Context, env: str, **options) -> None:
     deploy_stage(ctx, fleet, statuses, following, command_line=f"rollout promote {env}", **options)
 
 
-def rollback_fleet(ctx: Context, fleet: Fleet, command_line: str, break_lock: bool = False) -> int:
-    """Stage 0 on every host at once, with the legacy proof; lock held for the run."""
+def _legacy_proven(run: Run, hosts: list[str]) -> dict[str, bool]:
+    return {h: bool((run.report(h, "legacy-proof") or {}).get("ok")) and
+            bool((run.report(h, "mix") or {}).get("ok")) for h in hosts}
+
+
+def rollback_fleet(ctx: Context, fleet: Fleet, command_line: str, break_lock: bool = False,
+                   batches_spec: str | None = None) -> int:
+    """Stage 0 with the legacy proof, on every host at once (the default) or in
+    batches with the batch hooks around each (behind a load balancer); the lock
+    is held for the run. Every batch is rolled back even if one fails."""
     started = time.monotonic()
-    run = ctx.run(fleet, ["tasks/rollback.py"], data={
-        "take_lock": True, "lock_token": ctx.token, "command": command_line, "break_lock": break_lock})
-    ctx.show_run(run, "rollback")
-    proven = {h: bool((run.report(h, "legacy-proof") or {}).get("ok")) and
-              bool((run.report(h, "mix") or {}).get("ok")) for h in fleet.hosts}
+    spec = batches_spec or fleet.setting("rollback_batches", "100%")
+    batches = plan_batches(fleet.hosts, spec)
+    hooks = fleet.setting("batch_hooks")
+    if len(batches) == 1 and not hooks:
+        run = ctx.run(fleet, ["tasks/rollback.py"], data={
+            "take_lock": True, "lock_token": ctx.token, "command": command_line, "break_lock": break_lock})
+        ctx.show_run(run, "rollback")
+        proven, failed_run = _legacy_proven(run, fleet.hosts), run.returncode != 0
+    else:
+        take_lock(ctx, fleet, command_line)
+        proven, failed_run = {}, False
+        try:
+            for number, batch in enumerate(batches, start=1):
+                ctx.say(f"rollback batch {number}/{len(batches)}: {', '.join(batch)}")
+                if not run_hooks(ctx, fleet, "before", batch, ROLLBACK_STAGE, number):
+                    ctx.say("  rolling back this batch anyway: a hook never stops a rollback")
+                run = ctx.run(fleet, ["tasks/rollback.py"], limit=batch,
+                              data={"lock_token": ctx.token, "command": command_line})
+                ctx.show_run(run, f"rollback batch {number}")
+                proven.update(_legacy_proven(run, batch))
+                failed_run = failed_run or run.returncode != 0
+                if run.returncode == 0 and not run_hooks(ctx, fleet, "after", batch, ROLLBACK_STAGE, number):
+                    failed_run = True
+        finally:
+            release_lock(ctx, fleet, quiet=True)
     ctx.result.update({"rollback_seconds": round(time.monotonic() - started, 1), "legacy_proven": proven})
-    if run.returncode != 0 or not all(proven.values()):
+    if failed_run or not all(proven.values()):
         release_lock(ctx, fleet, quiet=True)
         failed = [h for h, ok in proven.items() if not ok]
         ctx.say(f"rollback FAILED on {', '.join(failed) or 'some host'}")
@@ -410,13 +445,17 @@ def rollback_fleet(ctx: Context, fleet: Fleet, command_line: str, break_lock: bo
 @main.command()
 @click.argument("env")
 @click.option("--break-lock", is_flag=True, help="Roll back even if another operator holds the lock.")
+@click.option("--batches", "batches_spec", help="Batch sizes, as for deploy (default: group data "
+              "rollback_batches, 100%: every host at once).")
 @command
-def rollback(ctx: Context, env: str, break_lock: bool) -> None:
-    """Stage 0 on every host of ENV at once, then prove legacy answers everything."""
+def rollback(ctx: Context, env: str, break_lock: bool, batches_spec: str | None) -> None:
+    """Stage 0 on every host of ENV (at once by default), then prove legacy answers everything."""
     fleet = load_fleet(env)
+    if batches_spec:
+        parse_batches(batches_spec)  # refuse a bad plan before any host is touched
     if break_lock:
         ctx.run(fleet, ["tasks/lock.py"], data={"lock_action": "release", "break_lock": True})
-    code = rollback_fleet(ctx, fleet, f"rollout rollback {env}")
+    code = rollback_fleet(ctx, fleet, f"rollout rollback {env}", batches_spec=batches_spec)
     if code != EXIT_OK:
         raise Abort(code, "rollback did not complete")
 
@@ -506,10 +545,12 @@ def sandbox() -> None:
 @click.option("--hosts", "count", default=3, show_default=True, type=click.IntRange(1, 50),
               help="Number of hosts to boot.")
 @click.option("--no-install", is_flag=True, help="Boot the hosts only; skip the reference service.")
-def sandbox_up(count: int, no_install: bool) -> None:
+@click.option("--lb", is_flag=True, help="Also nginx on 127.0.0.1:8080 in front of the hosts; its hosts "
+              "join group sandbox_lb, whose batch hooks drain each batch (group_data/sandbox_lb.py).")
+def sandbox_up(count: int, no_install: bool, lb: bool) -> None:
     """Boot the fleet (idempotent) and install the reference service at stage 0."""
     try:
-        hosts = sandbox_mod.up(count, install=not no_install)
+        hosts = sandbox_mod.up(count, install=not no_install, lb=lb)
     except sandbox_mod.SandboxError as error:
         click.echo(f"rollout: sandbox up failed: {error}", err=True)
         sys.exit(EXIT_FAILED)
@@ -524,6 +565,72 @@ def sandbox_down() -> None:
         sandbox_mod.down()
     except sandbox_mod.SandboxError as error:
         click.echo(f"rollout: sandbox down failed: {error}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+@sandbox.group("lb")
+def sandbox_lb() -> None:
+    """The sandbox's load balancer (nginx on loopback): drain and enable hosts."""
+
+
+def _lb_change(drain: tuple[str, ...] = (), enable: tuple[str, ...] = ()) -> None:
+    try:
+        drained = lb_mod.change(list(drain), list(enable))
+    except lb_mod.LbError as error:
+        click.echo(f"rollout: {error}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(f"load balancer: drained {', '.join(sorted(drained)) or 'none'}")
+
+
+@sandbox_lb.command("drain")
+@click.argument("hosts", nargs=-1, required=True)
+def sandbox_lb_drain(hosts: tuple[str, ...]) -> None:
+    """Take HOSTS out of the pool; returns once no request can reach them."""
+    _lb_change(drain=hosts)
+
+
+@sandbox_lb.command("enable")
+@click.argument("hosts", nargs=-1, required=True)
+def sandbox_lb_enable(hosts: tuple[str, ...]) -> None:
+    """Put HOSTS back into the pool."""
+    _lb_change(enable=hosts)
+
+
+@sandbox_lb.command("status")
+def sandbox_lb_status() -> None:
+    """Whether nginx runs, its address, the hosts and the drained ones."""
+    state = lb_mod.status()
+    click.echo(f"load balancer {'running' if state['running'] else 'NOT running'} on {state['address']}: "
+               f"hosts {', '.join(state['hosts']) or '-'}; drained {', '.join(state['drained']) or 'none'}")
+    if not state["running"]:
+        sys.exit(EXIT_FAILED)
+
+
+@sandbox_lb.command("stop")
+def sandbox_lb_stop() -> None:
+    """Stop the load balancer (by its own pid)."""
+    click.echo("load balancer stopped" if lb_mod.stop() else "load balancer was not running")
+
+
+@sandbox.command("power-off")
+@click.argument("host")
+def sandbox_power_off(host: str) -> None:
+    """Cut HOST's power (fault drills): every process of the host dies at once."""
+    try:
+        sandbox_mod.power_off(host)
+    except sandbox_mod.SandboxError as error:
+        click.echo(f"rollout: {error}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+@sandbox.command("power-on")
+@click.argument("host")
+def sandbox_power_on(host: str) -> None:
+    """Boot a powered-off HOST again from its own disk."""
+    try:
+        sandbox_mod.power_on(host)
+    except sandbox_mod.SandboxError as error:
+        click.echo(f"rollout: {error}", err=True)
         sys.exit(EXIT_FAILED)
 
 

@@ -29,6 +29,37 @@ def when(*conditions):
     return [*(inherited if isinstance(inherited, list) else [inherited]), *conditions]
 
 
+class _UploadOrRemove(FileUploadCommand):
+    """The upload of atomic_file's temporary file; if it fails (a full disk, a
+    dropped connection) the partial file is removed, so nothing half-written is
+    left beside ``dest`` (which is untouched: the rename never ran)."""
+
+    def execute(self, state, host, connector_arguments):
+        try:
+            ok = super().execute(state, host, dict(connector_arguments))
+        except Exception as error:
+            self._remove(host, connector_arguments, error)
+            raise
+        if not ok:
+            self._remove(host, connector_arguments, None)
+        return ok
+
+    def _remove(self, host, connector_arguments, error: Exception | None) -> None:
+        """Remove the partial file; say why the upload failed when the host can
+        tell (SFTP reports a full disk only as "Failure")."""
+        directory = posixpath.dirname(self.dest)
+        script = f"rm -f {shlex.quote(self.dest)}; df -Pk {shlex.quote(directory)} | awk 'NR==2 {{print $4}}'"
+        try:
+            ok, output = host.run_shell_command(StringCommand("sh", "-c", shlex.quote(script)),
+                                                **connector_arguments)
+        except Exception:  # the connection itself is gone: the next run's rm -f removes it
+            return
+        free_kb = output.stdout.strip() if ok else ""
+        cause = "No space left on device" if free_kb == "0" else f"{free_kb or '?'} KB free"
+        host.log(f"writing {self.dest} failed ({error or 'upload refused'}; {directory}: {cause}); "
+                 "temporary file removed, the old file is untouched", logger.error)
+
+
 @operation()
 def atomic_file(
     dest: str,
@@ -77,7 +108,7 @@ def atomic_file(
     # Same directory as dest, so the final mv is a rename on one filesystem.
     temp = posixpath.join(posixpath.dirname(dest), f".{posixpath.basename(dest)}.rollout-tmp")
     yield StringCommand("rm", "-f", temp)
-    yield FileUploadCommand(StringIO(content), temp)
+    yield _UploadOrRemove(StringIO(content), temp)
     yield StringCommand(
         " && ".join(
             [
@@ -86,6 +117,7 @@ def atomic_file(
                 f"mv -f {shlex.quote(temp)} {shlex.quote(dest)}",
             ]
         )
+        + f" || {{ rm -f {shlex.quote(temp)}; exit 1; }}"
     )
 
 
@@ -97,6 +129,9 @@ def restart_unit(unit: str):
 
     + unit: the unit name, e.g. ``camera-api.service``
     """
+    # reset-failed first: a unit that crash-looped into its start limit refuses a
+    # plain restart ("start request repeated too quickly"), e.g. during a revert.
+    yield StringCommand("systemctl", "reset-failed", unit, "2>/dev/null", "||", "true")
     yield StringCommand("systemctl", "restart", unit)
 
 

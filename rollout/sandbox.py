@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rollout import lb as lb_mod
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APP_SOURCE = PROJECT_ROOT / "examples" / "camera_api"
 
@@ -525,9 +527,11 @@ def wheelhouse(image: Path) -> Path:
 # --- up / down --------------------------------------------------------------------------------------
 
 
-def up(count: int = 3, install: bool = True) -> list[Host]:
+def up(count: int = 3, install: bool = True, lb: bool = False) -> list[Host]:
     """Boot ``count`` hosts (keeping the ones already running), start PostgreSQL and
-    Redis, and install the reference service at stage 0."""
+    Redis, and install the reference service at stage 0. ``lb``: also nginx on
+    the control machine's loopback in front of them (kept, re-pointed, when it
+    already runs)."""
     if count < 1:
         raise SandboxError("--hosts must be at least 1")
     check_prerequisites()
@@ -537,6 +541,7 @@ def up(count: int = 3, install: bool = True) -> list[Host]:
         # Its hosts, PostgreSQL and Redis hold that checkout's passwords: stop them all.
         log(f"bridge {BRIDGE} is held by the fleet of {owner.get('state_dir')}: stopping it first")
         _stop_hosts([Host(h["name"], h["address"], h.get("pid")) for h in owner.get("hosts", [])])
+        lb_mod.stop()
         stop_redis()
         stop_postgres()
         owner = {}
@@ -586,6 +591,14 @@ def up(count: int = 3, install: bool = True) -> list[Host]:
     _record(wanted, key, wheels)
     if install:
         install_reference_service()
+    if lb or lb_mod.master_pid() is not None:
+        if not shutil.which("nginx"):
+            raise SandboxError("--lb needs nginx on the control machine (scripts/setup.sh installs it)")
+        try:
+            address = lb_mod.start([{"name": h.name, "address": h.address} for h in wanted])
+        except lb_mod.LbError as error:
+            raise SandboxError(str(error)) from None
+        log(f"load balancer (nginx) on {address} in front of {len(wanted)} host(s)")
     return wanted
 
 
@@ -617,6 +630,8 @@ def down() -> None:
     hosts = [Host(h["name"], h["address"], h.get("pid")) for h in owner.get("hosts", [])]
     if not hosts:
         hosts = [Host(h["name"], h["address"], h.get("pid")) for h in load_fleet().get("hosts", [])]
+    if lb_mod.stop():
+        log("load balancer (nginx) stopped")
     _stop_hosts(hosts)
     stop_redis()
     stop_postgres()
@@ -624,6 +639,47 @@ def down() -> None:
     for path in (RUN_DIR / "owner.json", STATE_DIR / "fleet.json"):
         path.unlink(missing_ok=True)
     log(f"fleet stopped ({len(hosts)} host(s)), bridge {BRIDGE} removed")
+
+
+# --- power (fault drills) ---------------------------------------------------------------------------
+
+
+def _fleet_host(name: str) -> Host:
+    for entry in _owner().get("hosts", []):
+        if entry["name"] == name and _owner().get("state_dir") == str(STATE_DIR):
+            return Host(entry["name"], entry["address"], entry.get("pid"))
+    raise SandboxError(f"{name} is not a host of this sandbox fleet")
+
+
+def power_off(name: str) -> None:
+    """Cut a host's power: SIGKILL its init (PID 1 of the host's PID namespace),
+    which takes every process of the host with it at once; no shutdown runs."""
+    host = _fleet_host(name)
+    if not _is_our_nspawn(host.pid, host.name):
+        raise SandboxError(f"{name} is not running")
+    children = Path(f"/proc/{host.pid}/task/{host.pid}/children").read_text().split()
+    if not children:
+        raise SandboxError(f"{name}: no init process under nspawn pid {host.pid}")
+    os.kill(int(children[0]), signal.SIGKILL)
+    if not _wait_gone(host.pid, 30):
+        raise SandboxError(f"{name}: nspawn pid {host.pid} still there 30 s after its init was killed")
+    log(f"{name} powered off (init pid {children[0]} killed)")
+
+
+def power_on(name: str) -> None:
+    """Boot a powered-off host again from its own disk (nothing reinstalled)."""
+    host = _fleet_host(name)
+    if _is_our_nspawn(host.pid, host.name):
+        raise SandboxError(f"{name} is already running (nspawn pid {host.pid})")
+    host.pid = _boot(host)
+    fleet = load_fleet()
+    for entry in fleet["hosts"]:
+        if entry["name"] == name:
+            entry["pid"] = host.pid
+    _write_json(STATE_DIR / "fleet.json", fleet)
+    _write_json(RUN_DIR / "owner.json", {"state_dir": str(STATE_DIR), "hosts": fleet["hosts"]})
+    _wait_booted(host)
+    log(f"{name} powered on (nspawn pid {host.pid})")
 
 
 # --- status -----------------------------------------------------------------------------------------

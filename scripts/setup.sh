@@ -10,7 +10,8 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
-APT_PACKAGES=(systemd-container mmdebstrap openssh-client postgresql redis-server iproute2 curl python3-venv)
+APT_PACKAGES=(systemd-container mmdebstrap openssh-client postgresql redis-server iproute2 curl python3-venv
+              nginx-light)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -18,7 +19,15 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"
     apt-get update -qq
+    # The packages' own services (PostgreSQL, Redis, nginx on port 80) must not start:
+    # the sandbox runs its own instances. policy-rc.d 101 = "do not start".
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        guard=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' > "$guard" && chmod 755 "$guard"
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "$guard" ]; then rm -f "$guard"; fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -43,3 +43,39 @@ def secret_values() -> list[str]:
     return [data["db_password"], data["redis_password"]]
 
 
+
+
+# --- fault drill report (drills/faults.py) ---------------------------------------------------------
+
+_DRILLS: list[dict] = []
+
+
+@pytest.fixture
+def drill(request):
+    """Record one fault drill's row: scenario, expected, observed, data lost.
+    drills/faults.py collects the rows into a table (ROLLOUT_DRILL_REPORT)."""
+    row = {"test": request.node.name}
+    _DRILLS.append(row)
+
+    def record(scenario: str, expected: str, observed: str, data_lost: list[str]) -> None:
+        row.update(scenario=scenario, expected=expected, observed=observed,
+                   data_lost="; ".join(data_lost) or "none")
+
+    yield record
+    report = getattr(request.node, "rep_call", None)
+    row["passed"] = bool(report and report.passed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report
+
+
+def pytest_sessionfinish(session):
+    path = os.environ.get("ROLLOUT_DRILL_REPORT")
+    if path and _DRILLS:
+        with open(path, "w") as out:
+            json.dump(_DRILLS, out, indent=2)

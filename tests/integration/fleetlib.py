@@ -3,6 +3,7 @@ pyinfra / HTTP calls against the fleet."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -78,3 +79,14 @@ def run_rollout(*args: str, timeout: float = 900) -> subprocess.CompletedProcess
         [sys.executable, "-m", "rollout", *args],
         cwd=ROOT, text=True, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )
+
+
+def status() -> dict:
+    """`rollout status sandbox --json`: per host, stage in the file and the process, lock."""
+    result = run_rollout("--json", "status", "sandbox")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def stages() -> dict[str, tuple]:
+    return {h: (s["file_stage"], s["process_stage"]) for h, s in status()["hosts"].items()}

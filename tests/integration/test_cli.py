@@ -10,19 +10,9 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from fleetlib import ROOT, implementations, run_pyinfra, run_rollout, wait_until
+from fleetlib import ROOT, implementations, run_pyinfra, run_rollout, stages, status, wait_until
 
 FAST = ("--soak", "6s", "--batch-soak", "3s")
-
-
-def status() -> dict:
-    result = run_rollout("--json", "status", "sandbox")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def stages() -> dict[str, tuple]:
-    return {h: (s["file_stage"], s["process_stage"]) for h, s in status()["hosts"].items()}
 
 
 def test_start_from_stage_zero(fleet):

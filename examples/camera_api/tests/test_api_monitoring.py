@@ -141,3 +141,11 @@ def test_secrets_never_leak(make_client, secret, caplog):
     assert no_db.get("/api/v1/alerts/rules").json() == {"detail": "internal server error"}
     assert "unhandled error" in caplog.text  # the outages were logged ...
     assert secret not in caplog.text  # ... without the secret
+
+
+def test_metrics_fault_knob_for_the_drills(make_client):
+    assert make_client(METRICS_FAULT="500").get(METRICS).status_code == 500
+    html = make_client(METRICS_FAULT="html").get(METRICS)
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    with pytest.raises(ValueError, match="METRICS_FAULT must be one of"):
+        make_client(METRICS_FAULT="slow")

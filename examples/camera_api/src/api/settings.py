@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 TRUE_VALUES = {"true", "1", "yes"}
+#: Fault knob of /api/v1/monitoring/metrics for the rollout's drills: never
+#: answer, answer 500, or answer an HTML page instead of JSON.
+METRICS_FAULTS = {"", "hang", "500", "html"}
 
 
 class SettingsError(ValueError):
@@ -38,6 +41,7 @@ class Settings:
     domain_extra_latency_ms: int = 0
     domain_broken_shape: bool = False
     runtime_directory: str | None = None
+    metrics_fault: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -52,7 +56,11 @@ class Settings:
             domain_extra_latency_ms=_number(env, "DOMAIN_EXTRA_LATENCY_MS", int, 0, 0, 60_000),
             domain_broken_shape=env.get("DOMAIN_BROKEN_SHAPE", "false").strip().lower() in TRUE_VALUES,
             runtime_directory=env.get("RUNTIME_DIRECTORY") or None,
+            metrics_fault=env.get("METRICS_FAULT", "").strip().lower(),
         )
+        if settings.metrics_fault not in METRICS_FAULTS:
+            raise SettingsError(f"METRICS_FAULT must be one of {', '.join(sorted(METRICS_FAULTS))} or empty, "
+                                f"got {settings.metrics_fault!r}")
         settings.postgres_params()  # validate the URLs now, not on the first request
         if urlsplit(settings.redis_url).scheme not in ("redis", "rediss"):
             raise SettingsError("REDIS_URL must be a redis:// or rediss:// URL")

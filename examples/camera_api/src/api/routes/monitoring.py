@@ -1,8 +1,9 @@
 """Health and metrics: outside the rollout (no header, not counted)."""
 import os
+import time
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from ..store import HOSTNAME
 
@@ -28,6 +29,13 @@ def health(request: Request):
 
 @router.get("/metrics")
 def metrics(request: Request):
-    """Counters and latency percentiles for all workers of this service instance."""
+    """Counters and latency percentiles for all workers of this service instance.
+    ``METRICS_FAULT`` (drills only) makes it hang, fail or answer HTML."""
     settings = request.app.state.settings
+    if settings.metrics_fault == "hang":
+        time.sleep(20)  # longer than any reader waits; bounded so a restart is not held up
+    if settings.metrics_fault == "500":
+        return JSONResponse(status_code=500, content={"detail": "metrics store unavailable"})
+    if settings.metrics_fault == "html":
+        return HTMLResponse("<html><body><h1>Metrics</h1></body></html>")
     return request.app.state.metrics.snapshot(settings.use_domain_service, settings.rollout_percent)

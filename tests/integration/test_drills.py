@@ -1,0 +1,270 @@
+"""Issue 5's fault drills on the real fleet, through the operator CLI. Each drill
+breaks something real (a host's power, its SSH connection, its service, its
+metrics, its disk, a second operator), then checks that the tool stops or rolls
+back as documented, names the host and the cause, exits non-zero, leaves no
+half-written file and loses no data, and that a re-run converges.
+
+`drills/faults.py` runs this file alone and prints the rows as a table
+(docs/drills.md). Each drill starts from its own state (stage 10, checks off).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from fleetlib import ROOT, run_pyinfra, run_rollout, stages, status, wait_until
+
+FAST = ("--soak", "6s", "--batch-soak", "3s")
+ENV_DIR = "/etc/camera-api"
+HISTORY = "/var/lib/camera-rollout/history.jsonl"
+
+
+def start_at(stage: int, *extra: str) -> None:
+    """Every host on ``stage`` (checks off), unlocked, nothing drained."""
+    result = run_pyinfra("deploy.py", "--data", f"stage={stage}", "--data", "checks=false", *extra)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert set(stages().values()) == {(stage, stage)}
+
+
+def snapshot(fleet) -> dict[str, dict]:
+    """What must survive any drill: the secrets file and the recorded history."""
+    return {h.name: {
+        "secrets": h.testinfra.file(f"{ENV_DIR}/secrets.env").sha256sum,
+        "history": int(h.testinfra.check_output(f"cat {HISTORY} 2>/dev/null | wc -l")),
+    } for h in fleet}
+
+
+def data_lost(fleet, before: dict[str, dict]) -> list[str]:
+    """Half-written or lost data on any host, as one line each (empty: none)."""
+    problems = []
+    for host in fleet:
+        t = host.testinfra
+        leftovers = t.check_output(f"find {ENV_DIR} -name '*.rollout-tmp'").split()
+        if leftovers:
+            problems.append(f"{host.name}: temporary file left: {' '.join(leftovers)}")
+        env = t.file(f"{ENV_DIR}/rollout.env").content_string
+        if not env.endswith("\n") or "USE_DOMAIN_SERVICE=" not in env or "ROLLOUT_PERCENT=" not in env:
+            problems.append(f"{host.name}: rollout.env is not a whole stage file")
+        if t.file(f"{ENV_DIR}/secrets.env").sha256sum != before[host.name]["secrets"]:
+            problems.append(f"{host.name}: secrets.env changed")
+        history = int(t.check_output(f"cat {HISTORY} 2>/dev/null | wc -l"))
+        if history < before[host.name]["history"]:
+            problems.append(f"{host.name}: history lost records ({before[host.name]['history']} -> {history})")
+    return problems
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    return (result.stderr.strip().splitlines() or [""])[-1]
+
+
+def deploy(stage: int, *extra: str) -> subprocess.CompletedProcess:
+    return run_rollout("deploy", "sandbox", "--stage", str(stage), "--yes", *FAST, *extra)
+
+
+def converge(fleet, stage: int) -> None:
+    """The re-run: the same deploy again reaches every host."""
+    again = deploy(stage)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    assert set(stages().values()) == {(stage, stage)}
+
+
+def test_a_host_powered_off_in_the_middle_of_a_batch(fleet, drill):
+    start_at(10)
+    before = snapshot(fleet)
+    victim, partner = fleet[-1], fleet[-2]  # the last batch (1, 25 %, 100 %) holds both
+    run = subprocess.Popen(
+        [sys.executable, "-m", "rollout", "deploy", "sandbox", "--stage", "25", "--yes", *FAST],
+        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        # The partner's file turning to 25 means the last batch is writing: cut the power now.
+        wait_until(lambda: "ROLLOUT_PERCENT=25" in partner.testinfra.file(f"{ENV_DIR}/rollout.env").content_string,
+                   600, "the last batch to start writing", interval_s=0.05)
+        off = run_rollout("sandbox", "power-off", victim.name)
+        assert off.returncode == 0, off.stderr
+    finally:
+        out, err = run.communicate(timeout=900)
+    powered_on = run_rollout("sandbox", "power-on", victim.name)
+    assert powered_on.returncode == 0, powered_on.stderr
+    assert run.returncode == 1, err[-3000:]
+    assert "failed in batch 3" in err and victim.name in err.strip().splitlines()[-1]
+    # Booted from its own disk: its file is the old stage or the new one, whole.
+    assert stages()[victim.name][0] in (10, 25)
+    assert data_lost(fleet, before) == []
+    # The dead run could not release its lock on the host that was off.
+    refused = deploy(25)
+    assert refused.returncode == 1 and "another rollout holds the lock" in last_line(refused)
+    assert run_rollout("unlock", "sandbox", "--force").returncode == 0
+    converge(fleet, 25)
+    drill("host powered off mid-batch",
+          "batch fails naming the host; the others go back to their stage; exit 1; after power-on, "
+          "unlock --force and the same deploy converge",
+          f"exit {run.returncode}: {err.strip().splitlines()[-1]}; re-run after unlock: exit 0, all (25, 25)",
+          data_lost(fleet, before))
+
+
+#: Runs on the host: waits for the env file to say 25, then drops every SSH
+#: connection but its own (pyinfra's is among them) and reports what the
+#: running process had at that moment.
+_DROP_SSH = textwrap.dedent("""
+    import os, signal, time, subprocess
+    deadline = time.monotonic() + 600
+    while "ROLLOUT_PERCENT=25" not in open("/etc/camera-api/rollout.env").read():
+        if time.monotonic() > deadline:
+            raise SystemExit("the file never changed")
+        time.sleep(0.002)
+    listener = int(subprocess.check_output(["systemctl", "show", "-p", "MainPID", "--value", "ssh"]))
+    mine, pid = set(), os.getpid()
+    while pid > 1:
+        mine.add(pid)
+        pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    sessions = [int(p) for p in open(f"/proc/{listener}/task/{listener}/children").read().split()]
+    killed = [p for p in sessions if p not in mine]
+    for p in killed:
+        os.kill(p, signal.SIGKILL)
+    main = subprocess.check_output(["systemctl", "show", "-p", "MainPID", "--value", "camera-api"]).strip()
+    env = open(f"/proc/{int(main)}/environ", "rb").read().split(b"\\0")
+    print("killed", len(killed), [e.decode() for e in env if e.startswith(b"ROLLOUT_PERCENT=")])
+""")
+
+
+def test_ssh_drops_after_the_env_file_is_written_before_the_restart(fleet, drill):
+    start_at(10)
+    before = snapshot(fleet)
+    canary = fleet[0]
+    config = json.loads((ROOT / ".sandbox" / "fleet.json").read_text())["ssh_config"]
+    watcher = subprocess.Popen(["ssh", "-F", config, canary.name, "python3", "-c", repr(_DROP_SSH)],
+                               text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        result = deploy(25)
+    finally:
+        seen, problem = watcher.communicate(timeout=120)
+    # The drop happened while the process still ran stage 10: after the write, before the restart.
+    assert seen.startswith("killed ") and "'ROLLOUT_PERCENT=10'" in seen, seen + problem
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-2000:]
+    assert f"failed in batch 1 ({canary.name}); reverted to the previous stage" in last_line(result)
+    assert canary.name in result.stdout
+    assert set(stages().values()) == {(10, 10)}
+    assert data_lost(fleet, before) == []
+    converge(fleet, 25)
+    at_drop = seen.split("[", 1)[1].strip(" ]\n")
+    drill("SSH drops after the env file is written, before the restart",
+          "the canary's batch fails naming it; the canary is reverted to its stage; exit 3; re-run converges",
+          f"dropped while the process ran {at_drop}; exit {result.returncode}: {last_line(result)}; "
+          "re-run: exit 0, all (25, 25)",
+          data_lost(fleet, before))
+
+
+def test_a_service_that_crash_loops_after_the_restart(fleet, drill):
+    start_at(10)
+    before = snapshot(fleet)
+    canary, others = fleet[0], fleet[1:]
+    pids = {h.name: h.main_pid() for h in others}
+    # The service refuses to start on the new stage's environment, as with a bad value.
+    canary.testinfra.check_output(
+        f"mkdir -p /etc/systemd/system/camera-api.service.d && printf '[Service]\\n"
+        f"ExecStartPre=/bin/sh -c \"! grep -qx ROLLOUT_PERCENT=25 {ENV_DIR}/rollout.env\"\\n'"
+        " > /etc/systemd/system/camera-api.service.d/fault.conf && systemctl daemon-reload")
+    try:
+        result = deploy(25)
+    finally:
+        canary.testinfra.check_output("rm -r /etc/systemd/system/camera-api.service.d && systemctl daemon-reload")
+    output = result.stdout + result.stderr
+    assert result.returncode == 3, output[-3000:]
+    assert f"[{canary.name}] camera-api.service failed (see: journalctl -u camera-api.service)" in output
+    assert f"failed in batch 1 ({canary.name}); reverted to the previous stage" in last_line(result)
+    assert stages()[canary.name] == (10, 10)
+    assert {h.name: h.main_pid() for h in others} == pids  # never touched
+    assert data_lost(fleet, before) == []
+    converge(fleet, 25)
+    drill("service crash-loops after the restart (refuses the new environment)",
+          "health wait ends at once on the failed unit, naming host and unit; canary reverted; exit 3; "
+          "re-run (fault fixed) converges",
+          f"exit {result.returncode}: {last_line(result)}; others kept their PIDs; re-run: exit 0",
+          data_lost(fleet, before))
+
+
+@pytest.mark.parametrize("fault, cause", [
+    ("hang", "timed out"),
+    ("500", "HTTP 500"),
+    ("html", "not JSON (text/html)"),
+])
+def test_a_metrics_endpoint_that_hangs_fails_or_answers_html(fleet, drill, fault, cause):
+    start_at(10, "--data", "app_env=" + json.dumps({"METRICS_FAULT": fault}))
+    before = snapshot(fleet)
+    result = run_rollout("check", "sandbox", "--soak", "0")
+    output = result.stdout + result.stderr
+    assert result.returncode == 3, output[-3000:]
+    for host in fleet:
+        assert f"[{host.name}] gate {host.name}: ERROR" in output, output[-3000:]
+    assert cause in output
+    # The rollback's env file has no fault knob: every host is back on legacy, metrics readable.
+    assert set(stages().values()) == {(0, 0)}
+    assert data_lost(fleet, before) == []
+    start_at(10)
+    gate = run_rollout("check", "sandbox", "--soak", "0")
+    assert gate.returncode == 0, gate.stdout[-3000:] + gate.stderr
+    drill(f"metrics endpoint {'hangs' if fault == 'hang' else 'answers ' + fault.upper()}",
+          "gate ERROR on every host (never a pass on missing data); fleet rolled back; exit 3",
+          f"exit {result.returncode}: {last_line(result)} ({cause}); after the fix the gate passes",
+          data_lost(fleet, before))
+
+
+def test_two_operators_deploy_at_once(fleet, drill):
+    start_at(10)
+    before = snapshot(fleet)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "rollout", "deploy", "sandbox", "--stage", "25", "--yes", *FAST],
+        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        env={**os.environ, "USER": "alice"})
+    try:
+        wait_until(lambda: fleet[0].testinfra.file("/var/lib/camera-rollout/lock.json").exists, 120,
+                   "the first operator's lock")
+        second = deploy(25)
+    finally:
+        out, err = first.communicate(timeout=900)
+    assert second.returncode == 1
+    assert "another rollout holds the lock: alice@" in last_line(second)
+    assert first.returncode == 0, err[-3000:]
+    assert set(stages().values()) == {(25, 25)}
+    assert all(s["lock"] is None for s in status()["hosts"].values())
+    assert data_lost(fleet, before) == []
+    drill("two operators deploy at once",
+          "the second is refused before touching a host, naming the holder; the first completes",
+          f"second: exit {second.returncode}: {last_line(second)}; first: exit 0, all (25, 25)",
+          data_lost(fleet, before))
+
+
+def test_a_full_disk_when_the_env_file_is_written(fleet, drill):
+    start_at(10)
+    before = snapshot(fleet)
+    canary = fleet[0]
+    t = canary.testinfra
+    # A small filesystem over the env directory, holding the same files, then filled.
+    t.check_output(
+        f"cp -a {ENV_DIR} /root/env-backup && mount -t tmpfs -o size=64k,mode=750 tmpfs {ENV_DIR}"
+        f" && cp -a /root/env-backup/. {ENV_DIR}/"
+        f" && (dd if=/dev/zero of={ENV_DIR}/.filler bs=4k 2>/dev/null || true)")
+    try:
+        result = deploy(25)
+        output = result.stdout + result.stderr
+        assert result.returncode == 3, output[-3000:]
+        assert f"failed in batch 1 ({canary.name}); reverted to the previous stage" in last_line(result)
+        assert "No space left on device" in output and canary.name in output
+        assert stages()[canary.name] == (10, 10)
+        lost = data_lost(fleet, before)
+    finally:
+        # Free the space; copy what the drill left back to the real directory.
+        t.check_output(f"rm -f {ENV_DIR}/.filler && cp -a {ENV_DIR}/. /root/env-backup/"
+                       f" && umount {ENV_DIR} && cp -a /root/env-backup/. {ENV_DIR}/ && rm -r /root/env-backup")
+    assert lost == []
+    converge(fleet, 25)
+    drill("full disk when the env file is written",
+          "the write fails before the rename (old file intact, no temporary file left), naming host and "
+          "cause; canary reverted; exit 3; re-run after freeing space converges",
+          f"exit {result.returncode}: {last_line(result)}; 'No space left on device' named; re-run: exit 0",
+          lost)

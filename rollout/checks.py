@@ -91,17 +91,18 @@ def read_metrics(host) -> tuple[Any, str | None]:
         return None, str(error)
 
 
-def smoke_traffic(host, seconds: float) -> gevent.Greenlet | None:
+def smoke_traffic(host, seconds: float, count: int | None = None) -> gevent.Greenlet | None:
     """Bounded smoke traffic on the catalog's GET endpoints, run on the host in the
-    background of this run (a count and a time limit: it stops by itself)."""
+    background of this run (a count and a time limit: it stops by itself). At
+    ``smoke_requests_per_s``; or, with ``count``, that many one after the other."""
     if not host.data.get("smoke_traffic") or seconds <= 0:
         return None
     context = {"camera_id": host.data.verification_camera,
                "rule_name": host.data.verification_rule_name, "rule_id": 0}
     reads = [fill(e.path, context) for e in load_catalog(host.data.endpoints) if e.read_only]
     rate = float(host.data.smoke_requests_per_s)
-    spec = {"port": _port(host), "paths": reads, "count": int(rate * seconds) + 1,
-            "seconds": seconds, "pause_s": 1.0 / rate}
+    spec = {"port": _port(host), "paths": reads, "count": count or int(rate * seconds) + 1,
+            "seconds": seconds, "pause_s": 0.0 if count else 1.0 / rate}
     return gevent.spawn(probe, host, "traffic", spec, seconds + 60)
 
 
@@ -236,7 +237,8 @@ def record_baseline_check(state, host, from_stage: int | None, to_stage: int) ->
     thresholds = Thresholds.from_data(host.data.gate)
     sample, error = read_metrics(host)
     if sample is not None and sample.requests < thresholds.min_requests:
-        traffic = smoke_traffic(host, min(30.0, thresholds.min_requests / float(host.data.smoke_requests_per_s) + 2))
+        # Just the missing requests, back to back: a baseline needs a sample, not a rate.
+        traffic = smoke_traffic(host, 30.0, count=thresholds.min_requests - sample.requests + 5)
         if traffic is not None:
             traffic.join()
             sample, error = read_metrics(host)

@@ -45,7 +45,8 @@ class Fleet:
         values = {json.dumps(self.data[h].get(key, default), sort_keys=True, default=str) for h in self.hosts}
         if len(values) > 1:
             raise UsageError(f"hosts disagree on {key}: set it for the whole inventory")
-        return self.data[self.hosts[0]].get(key, default)
+        value = self.data[self.hosts[0]].get(key)
+        return default if value is None else value
 
     def check_names(self, names: list[str], what: str = "host") -> None:
         unknown = [n for n in names if n not in self.hosts]
@@ -75,7 +76,9 @@ def load_fleet(env: str) -> Fleet:
     hosts = [host.name for host in loaded]
     if not hosts:
         raise UsageError(f"inventory {inventory.name} has no hosts")
-    keys = ("stage_plan", "canary", "soak_s", "smoke_traffic", "batch_hooks", "service_name", "service_group",
+    # Only what the CLI needs: never the secrets.
+    keys = ("stage_plan", "canary", "soak_s", "smoke_traffic", "batch_hooks", "rollback_batches",
+            "service_name", "service_group",
             "rollout_env_file", "secrets_env_file", "unit_file", "bind_port", "health_path",
             "ssh_hostname", "ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file",
             "ssh_strict_host_key_checking", "_sudo")

@@ -92,8 +92,10 @@ def master_pid() -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    ours = any(str(_dir() / "nginx.conf").encode() == part for part in cmdline)
-    return pid if cmdline and b"nginx" in cmdline[0] and ours else None
+    # nginx rewrites its argv to one string: "nginx: master process nginx -e ... -c CONF"
+    text = b" ".join(cmdline).decode(errors="replace")
+    ours = text.startswith("nginx: master process") and f"-c {_dir() / 'nginx.conf'}" in text
+    return pid if ours else None
 
 
 def _workers(master: int) -> set[int]:

@@ -85,9 +85,7 @@ def parallel_floor_seconds(count: int) -> float:
 
 
 def fleet_up(count: int) -> None:
-    # No load balancer: its drain hooks and batched rollback are the drill's subject,
-    # not the speed figures'.
-    run(PY, "-m", "rollout", "sandbox", "lb", "stop")
+    # Without --lb: no load balancer, so no drain hooks (the drill's subject, not the bench's).
     run(PY, "-m", "rollout", "sandbox", "up", "--hosts", str(count))
 
 

@@ -546,7 +546,8 @@ def sandbox() -> None:
               help="Number of hosts to boot.")
 @click.option("--no-install", is_flag=True, help="Boot the hosts only; skip the reference service.")
 @click.option("--lb", is_flag=True, help="Also nginx on 127.0.0.1:8080 in front of the hosts; its hosts "
-              "join group sandbox_lb, whose batch hooks drain each batch (group_data/sandbox_lb.py).")
+              "join group sandbox_lb, whose batch hooks drain each batch (group_data/sandbox_lb.py). "
+              "Without it, a running balancer is stopped.")
 def sandbox_up(count: int, no_install: bool, lb: bool) -> None:
     """Boot the fleet (idempotent) and install the reference service at stage 0."""
     try:

@@ -530,8 +530,8 @@ def wheelhouse(image: Path) -> Path:
 def up(count: int = 3, install: bool = True, lb: bool = False) -> list[Host]:
     """Boot ``count`` hosts (keeping the ones already running), start PostgreSQL and
     Redis, and install the reference service at stage 0. ``lb``: also nginx on
-    the control machine's loopback in front of them (kept, re-pointed, when it
-    already runs)."""
+    the control machine's loopback in front of them (re-pointed when it already
+    runs); without it, a running one is stopped."""
     if count < 1:
         raise SandboxError("--hosts must be at least 1")
     check_prerequisites()
@@ -591,7 +591,10 @@ def up(count: int = 3, install: bool = True, lb: bool = False) -> list[Host]:
     _record(wanted, key, wheels)
     if install:
         install_reference_service()
-    if lb or lb_mod.master_pid() is not None:
+    if not lb:
+        if lb_mod.stop():  # `up` makes the fleet it is asked for: no --lb, no balancer
+            log("load balancer (nginx) stopped")
+    else:
         if not shutil.which("nginx"):
             raise SandboxError("--lb needs nginx on the control machine (scripts/setup.sh installs it)")
         try:

@@ -73,11 +73,11 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.2):
         time.sleep(interval_s)
 
 
-def run_rollout(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_rollout(*args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     """The operator CLI, as an operator runs it (no terminal: --yes where needed)."""
     return subprocess.run(
         [sys.executable, "-m", "rollout", *args],
-        cwd=ROOT, text=True, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        cwd=ROOT, text=True, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env,
     )
 
 

@@ -115,15 +115,19 @@ def main(click_ctx: click.Context, as_json: bool, verbose: bool) -> None:
 # --- fleet state ---------------------------------------------------------------------------------
 
 
-def read_status(ctx: Context, fleet: Fleet) -> dict[str, dict]:
-    """Every host's status report; an unreachable host is named and stops us."""
+def read_status(ctx: Context, fleet: Fleet, strict: bool = True) -> dict[str, dict]:
+    """Every host's status report; an unreachable host is named and stops us
+    (``strict``), or is named and left out (the report after a failed rollout,
+    which must not hide the failure's own message)."""
     run = ctx.run(fleet, ["tasks/status.py"])
     statuses = {h: run.report(h, "status") for h in fleet.hosts}
     missing = [h for h, s in statuses.items() if not s or "error" in s]
-    if missing:
+    if missing and strict:
         ctx.show_run(run, "status")
         raise Abort(EXIT_FAILED, f"cannot read the state of host(s) {', '.join(missing)} (unreachable?)")
-    return statuses
+    if missing:
+        ctx.say(f"status: cannot read {', '.join(missing)} (unreachable?)")
+    return {h: s for h, s in statuses.items() if h not in missing}
 
 
 def drift(statuses: dict[str, dict]) -> list[str]:
@@ -182,6 +186,8 @@ def release_lock(ctx: Context, fleet: Fleet, quiet: bool = False) -> None:
     run = ctx.run(fleet, ["tasks/lock.py"], data={"lock_action": "release", "lock_token": ctx.token})
     if run.returncode != 0 and not quiet:
         ctx.show_run(run, "unlock")
+        ctx.say(f"the lock may still be held on a host that did not answer: once it is back, "
+                f"`rollout unlock {fleet.inventory.stem} --force`")
 
 
 # --- commands ----------------------------------------------------------------------------------------
@@ -311,7 +317,7 @@ def deploy_stage(ctx: Context, fleet: Fleet, statuses: dict[str, dict], stage: i
                                on_failure, command_line)
     finally:
         release_lock(ctx, fleet)
-        final = read_status(ctx, fleet)
+        final = read_status(ctx, fleet, strict=False)
         ctx.result["status"] = final
         print_status(ctx, final)
 

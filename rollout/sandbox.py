@@ -607,7 +607,11 @@ def up(count: int = 3, install: bool = True, lb: bool = False) -> list[Host]:
 
 def install_reference_service() -> None:
     """Install the reference service on the fleet and put it at stage 0."""
-    log("installing the reference service at stage 0 (pyinfra)")
+    log("installing the reference service at stage 0 (pyinfra); a left-over rollout lock is cleared")
+    # `up` is a reset: a lock left by a run that died (e.g. a drill) must not block it.
+    subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py", "tasks/lock.py",
+                    "--data", "lock_action=release", "--data", "break_lock=true"],
+                   cwd=PROJECT_ROOT, capture_output=True)
     result = subprocess.run(
         [sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py", "deploy.py",
          "--data", "stage=0", "--data", "install_app=true", "--data", "checks=false"],

@@ -139,12 +139,15 @@ def test_ssh_drops_after_the_env_file_is_written_before_the_restart(fleet, drill
     before = snapshot(fleet)
     canary = fleet[0]
     config = json.loads((ROOT / ".sandbox" / "fleet.json").read_text())["ssh_config"]
-    watcher = subprocess.Popen(["ssh", "-F", config, canary.name, "python3", "-c", repr(_DROP_SSH)],
-                               text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watcher = subprocess.Popen(["ssh", "-F", config, canary.name, "python3", "-"], text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watcher.stdin.write(_DROP_SSH)
+    watcher.stdin.close()
     try:
         result = deploy(25)
     finally:
-        seen, problem = watcher.communicate(timeout=120)
+        seen, problem = watcher.stdout.read(), watcher.stderr.read()
+        watcher.wait(timeout=120)
     # The drop happened while the process still ran stage 10: after the write, before the restart.
     assert seen.startswith("killed ") and "'ROLLOUT_PERCENT=10'" in seen, seen + problem
     assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-2000:]
@@ -161,37 +164,49 @@ def test_ssh_drops_after_the_env_file_is_written_before_the_restart(fleet, drill
           data_lost(fleet, before))
 
 
+#: A drop-in on the canary: the service gets a bad DOMAIN_ERROR_RATE exactly when
+#: its env file says stage 25, so the new stage crash-loops and the old one runs.
+_BAD_VALUE_ON_25 = (
+    "orig=$(sed -n 's/^ExecStart=//p' /etc/systemd/system/camera-api.service)"
+    " && mkdir -p /etc/systemd/system/camera-api.service.d"
+    " && printf '[Service]\\nExecStart=\\nExecStart=/bin/sh -c \"if grep -qx ROLLOUT_PERCENT=25 "
+    f"{ENV_DIR}/rollout.env; then export DOMAIN_ERROR_RATE=not-a-number; fi; exec %s\"\\n' \"$orig\""
+    " > /etc/systemd/system/camera-api.service.d/fault.conf && systemctl daemon-reload"
+)
+
+
 def test_a_service_that_crash_loops_after_the_restart(fleet, drill):
     start_at(10)
     before = snapshot(fleet)
     canary, others = fleet[0], fleet[1:]
     pids = {h.name: h.main_pid() for h in others}
-    # The service refuses to start on the new stage's environment, as with a bad value.
-    canary.testinfra.check_output(
-        f"mkdir -p /etc/systemd/system/camera-api.service.d && printf '[Service]\\n"
-        f"ExecStartPre=/bin/sh -c \"! grep -qx ROLLOUT_PERCENT=25 {ENV_DIR}/rollout.env\"\\n'"
-        " > /etc/systemd/system/camera-api.service.d/fault.conf && systemctl daemon-reload")
+    canary.testinfra.check_output(_BAD_VALUE_ON_25)
     try:
         result = deploy(25)
+        journal = canary.testinfra.check_output(
+            "journalctl -u camera-api.service --since '-3min' --no-pager | grep -c 'DOMAIN_ERROR_RATE must be' || true")
     finally:
-        canary.testinfra.check_output("rm -r /etc/systemd/system/camera-api.service.d && systemctl daemon-reload")
+        canary.testinfra.check_output("rm -r /etc/systemd/system/camera-api.service.d && systemctl daemon-reload"
+                                      " && systemctl restart camera-api")
     output = result.stdout + result.stderr
     assert result.returncode == 3, output[-3000:]
-    assert f"[{canary.name}] camera-api.service failed (see: journalctl -u camera-api.service)" in output
+    assert int(journal) > 0  # the service really refused the bad value, again and again
+    assert f"[{canary.name}] camera-api.service not healthy after 60s" in output, output[-3000:]
     assert f"failed in batch 1 ({canary.name}); reverted to the previous stage" in last_line(result)
     assert stages()[canary.name] == (10, 10)
     assert {h.name: h.main_pid() for h in others} == pids  # never touched
     assert data_lost(fleet, before) == []
     converge(fleet, 25)
-    drill("service crash-loops after the restart (refuses the new environment)",
-          "health wait ends at once on the failed unit, naming host and unit; canary reverted; exit 3; "
-          "re-run (fault fixed) converges",
-          f"exit {result.returncode}: {last_line(result)}; others kept their PIDs; re-run: exit 0",
+    drill("service crash-loops after the restart (bad env value)",
+          "the bounded health wait fails, naming host and unit; the canary is reverted and healthy; the "
+          "other hosts are never touched; exit 3; re-run (value fixed) converges",
+          f"{journal.strip()} start-up refusals in the journal; exit {result.returncode}: {last_line(result)}; "
+          "others kept their PIDs; re-run: exit 0",
           data_lost(fleet, before))
 
 
 @pytest.mark.parametrize("fault, cause", [
-    ("hang", "timed out"),
+    ("hang", "metrics endpoint did not answer"),
     ("500", "HTTP 500"),
     ("html", "not JSON (text/html)"),
 ])

@@ -94,8 +94,11 @@ def test_a_host_powered_off_in_the_middle_of_a_batch(fleet, drill):
     assert run.returncode == 1, out[-3000:] + err[-3000:]
     assert f"failed in batch 3 ({partner.name}, {victim.name})" in err.strip().splitlines()[-1], err[-2000:]
     assert f"status: cannot read {victim.name} (unreachable?)" in out
-    # Booted from its own disk: its file is the old stage or the new one, whole.
-    assert stages()[victim.name][0] in (10, 25)
+    # The hosts that answered went back to their stage; the victim booted from its own
+    # disk with its file on the old stage or the new one, whole.
+    now = stages()
+    assert {h: s for h, s in now.items() if h != victim.name} == {h.name: (10, 10) for h in fleet[:-1]}
+    assert now[victim.name][0] in (10, 25)
     assert data_lost(fleet, before) == []
     # The dead run could not release its lock on the host that was off.
     refused = deploy(25)

@@ -197,6 +197,32 @@ def _gate_summary(run: Run, hosts: list[str]) -> dict[str, str]:
     return {h: (run.report(h, "gate") or {}).get("verdict", "not run") for h in hosts}
 
 
+def run_gate(ctx: Context, fleet: Fleet, soak_s: float, smoke: bool | None) -> dict[str, str]:
+    """The metrics gate on every host of the fleet; each host's verdict."""
+    data: dict[str, Any] = {"soak_s": soak_s}
+    if smoke is not None:
+        data["smoke_traffic"] = smoke
+    run = ctx.run(fleet, ["tasks/gate.py"], data=data)
+    ctx.show_run(run, "gate")
+    verdicts = _gate_summary(run, fleet.hosts)
+    ctx.result["gate"] = verdicts
+    return verdicts
+
+
+def gate_failures(verdicts: dict[str, str]) -> list[str]:
+    """Hosts whose gate failed: an abort, an error, or no verdict at all (a gate
+    never passes on missing data). "inconclusive" is not a failure: observe longer."""
+    return [h for h, v in verdicts.items() if v in ("abort", "error", "not run")]
+
+
+def roll_back_after_gate(ctx: Context, fleet: Fleet, failed: list[str], command_line: str, reason: str) -> None:
+    """A failed gate (promote, check): every host back to stage 0, then stop with
+    exit 3 (rolled back) or 1 (the rollback itself failed)."""
+    ctx.say(f"gate failed on {', '.join(failed)}: rolling every host back")
+    code = rollback_fleet(ctx, fleet, command_line)
+    raise Abort(EXIT_ROLLED_BACK if code == EXIT_OK else EXIT_FAILED, reason)
+
+
 def run_hooks(ctx: Context, fleet: Fleet, when: str, hosts: list[str], stage: int, batch: int) -> bool:
     """The batch hooks of group data (e.g. drain a host from the load balancer
     before its restart, put it back after), run on the control machine in order;
@@ -385,17 +411,12 @@ def promote(ctx: Context, env: str, **options) -> None:
         return
     soak_s = parse_duration(options["soak"]) if options["soak"] is not None else 0.0
     ctx.say(f"gate on stage {current} ({'one read' if not soak_s else f'{soak_s:.0f}s'}) before promoting to {following}")
-    data: dict[str, Any] = {"soak_s": soak_s}
-    if options["smoke"] is not None:
-        data["smoke_traffic"] = options["smoke"]
-    run = ctx.run(fleet, ["tasks/gate.py"], data=data)
-    ctx.show_run(run, "gate")
-    verdicts = _gate_summary(run, fleet.hosts)
-    ctx.result.update({"from_stage": current, "gate": verdicts})
-    if any(v in ("abort", "error") for v in verdicts.values()):
-        ctx.say("gate failed: rolling every host back")
-        code = rollback_fleet(ctx, fleet, f"rollout promote {env} (gate failed)")
-        raise Abort(code if code == EXIT_FAILED else EXIT_ROLLED_BACK, f"stage {current} failed its gate")
+    ctx.result["from_stage"] = current
+    verdicts = run_gate(ctx, fleet, soak_s, options["smoke"])
+    failed = gate_failures(verdicts)
+    if failed:
+        roll_back_after_gate(ctx, fleet, failed, f"rollout promote {env} (gate failed)",
+                             f"stage {current} failed its gate on {', '.join(failed)}")
     if any(v != "pass" for v in verdicts.values()):
         raise Abort(EXIT_FAILED, f"gate inconclusive on stage {current}: keep observing, then promote again")
     deploy_stage(ctx, fleet, statuses, following, command_line=f"rollout promote {env}", **options)
@@ -508,22 +529,15 @@ def verify(ctx: Context, env: str, junit_xml: str | None, read_only: bool) -> No
 def check(ctx: Context, env: str, soak: str, no_rollback: bool, smoke: bool | None) -> None:
     """The metrics gate alone on ENV's current metrics (for a scheduled job)."""
     fleet = load_fleet(env)
-    data: dict[str, Any] = {"soak_s": parse_duration(soak)}
-    if smoke is not None:
-        data["smoke_traffic"] = smoke
-    run = ctx.run(fleet, ["tasks/gate.py"], data=data)
-    ctx.show_run(run, "gate")
-    verdicts = _gate_summary(run, fleet.hosts)
-    ctx.result["gate"] = verdicts
-    failed = [h for h, v in verdicts.items() if v in ("abort", "error", "not run")]
+    verdicts = run_gate(ctx, fleet, parse_duration(soak), smoke)
+    failed = gate_failures(verdicts)
     if not failed:
         ctx.say("gate: " + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
         return
     if no_rollback:
         raise Abort(EXIT_FAILED, f"gate failed on {', '.join(failed)} (not rolled back: --no-rollback)")
-    ctx.say(f"gate failed on {', '.join(failed)}: rolling every host back")
-    code = rollback_fleet(ctx, fleet, f"rollout check {env} (gate failed)")
-    raise Abort(EXIT_ROLLED_BACK if code == EXIT_OK else EXIT_FAILED, f"gate failed on {', '.join(failed)}")
+    roll_back_after_gate(ctx, fleet, failed, f"rollout check {env} (gate failed)",
+                         f"gate failed on {', '.join(failed)}")
 
 
 @main.command()

@@ -247,3 +247,13 @@ def test_check_rolls_back_on_an_abort_unless_told_not_to(fleet):
     assert rolled.returncode == 3, rolled.stderr[-3000:]
     assert set(stages().values()) == {(0, 0)}
     assert run_pyinfra("deploy.py", "--data", "stage=0", "--data", "checks=false").returncode == 0
+
+
+def test_promote_rolls_back_when_the_current_stage_fails_its_gate(fleet):
+    faulty = ("--data", 'app_env={"DOMAIN_ERROR_RATE": "1.0"}', "--data", "checks=false", "--data", "stage=10")
+    assert run_pyinfra("deploy.py", *faulty).returncode == 0
+    # As for check: 25 s of smoke traffic give two breaching reads over min_requests.
+    result = run_rollout("promote", "sandbox", "--yes", "--soak", "25s")
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "rollout: stage 10 failed its gate on camera-" in result.stderr.strip().splitlines()[-1]
+    assert set(stages().values()) == {(0, 0)}  # never promoted to 25: rolled back

@@ -441,6 +441,8 @@ def rollback_fleet(ctx: Context, fleet: Fleet, command_line: str, break_lock: bo
             "take_lock": True, "lock_token": ctx.token, "command": command_line, "break_lock": break_lock})
         ctx.show_run(run, "rollback")
         proven, failed_run = _legacy_proven(run, fleet.hosts), run.returncode != 0
+        if failed_run or not all(proven.values()):
+            release_lock(ctx, fleet, quiet=True)  # the task releases it only on success
     else:
         take_lock(ctx, fleet, command_line)
         proven, failed_run = {}, False
@@ -460,7 +462,6 @@ def rollback_fleet(ctx: Context, fleet: Fleet, command_line: str, break_lock: bo
             release_lock(ctx, fleet, quiet=True)
     ctx.result.update({"rollback_seconds": round(time.monotonic() - started, 1), "legacy_proven": proven})
     if failed_run or not all(proven.values()):
-        release_lock(ctx, fleet, quiet=True)
         failed = [h for h, ok in proven.items() if not ok]
         ctx.say(f"rollback FAILED on {', '.join(failed) or 'some host'}")
         return EXIT_FAILED
@@ -561,6 +562,15 @@ def sandbox() -> None:
     """The built-in sandbox fleet (real systemd hosts under systemd-nspawn)."""
 
 
+def _sandbox_call(action, *args, failed: str = "", **kwargs):
+    """Run a sandbox action; its error becomes one line and exit 1."""
+    try:
+        return action(*args, **kwargs)
+    except sandbox_mod.SandboxError as error:
+        click.echo(f"rollout: {failed}{error}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
 @sandbox.command("up")
 @click.option("--hosts", "count", default=3, show_default=True, type=click.IntRange(1, 50),
               help="Number of hosts to boot.")
@@ -570,11 +580,7 @@ def sandbox() -> None:
               "Without it, a running balancer is stopped.")
 def sandbox_up(count: int, no_install: bool, lb: bool) -> None:
     """Boot the fleet (idempotent) and install the reference service at stage 0."""
-    try:
-        hosts = sandbox_mod.up(count, install=not no_install, lb=lb)
-    except sandbox_mod.SandboxError as error:
-        click.echo(f"rollout: sandbox up failed: {error}", err=True)
-        sys.exit(EXIT_FAILED)
+    hosts = _sandbox_call(sandbox_mod.up, count, install=not no_install, lb=lb, failed="sandbox up failed: ")
     for host in hosts:
         click.echo(f"{host.name}\t{host.address}\tnspawn pid {host.pid}")
 
@@ -582,11 +588,7 @@ def sandbox_up(count: int, no_install: bool, lb: bool) -> None:
 @sandbox.command("down")
 def sandbox_down() -> None:
     """Stop exactly the hosts this sandbox started and remove its bridge."""
-    try:
-        sandbox_mod.down()
-    except sandbox_mod.SandboxError as error:
-        click.echo(f"rollout: sandbox down failed: {error}", err=True)
-        sys.exit(EXIT_FAILED)
+    _sandbox_call(sandbox_mod.down, failed="sandbox down failed: ")
 
 
 @sandbox.group("lb")
@@ -637,22 +639,14 @@ def sandbox_lb_stop() -> None:
 @click.argument("host")
 def sandbox_power_off(host: str) -> None:
     """Cut HOST's power (fault drills): every process of the host dies at once."""
-    try:
-        sandbox_mod.power_off(host)
-    except sandbox_mod.SandboxError as error:
-        click.echo(f"rollout: {error}", err=True)
-        sys.exit(EXIT_FAILED)
+    _sandbox_call(sandbox_mod.power_off, host)
 
 
 @sandbox.command("power-on")
 @click.argument("host")
 def sandbox_power_on(host: str) -> None:
     """Boot a powered-off HOST again from its own disk."""
-    try:
-        sandbox_mod.power_on(host)
-    except sandbox_mod.SandboxError as error:
-        click.echo(f"rollout: {error}", err=True)
-        sys.exit(EXIT_FAILED)
+    _sandbox_call(sandbox_mod.power_on, host)
 
 
 @sandbox.command("status")

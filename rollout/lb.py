@@ -100,11 +100,9 @@ def master_pid() -> int | None:
 
 def _workers(master: int) -> set[int]:
     """The master's worker processes (its children)."""
-    try:
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    except OSError:
-        return set()
-    return {int(pid) for pid in children}
+    from rollout.sandbox import _children
+
+    return set(_children(master))
 
 
 def address() -> str:
@@ -116,14 +114,18 @@ def _nginx(*args: str) -> subprocess.CompletedProcess:
                           text=True, capture_output=True, stdin=subprocess.DEVNULL)
 
 
+def _write_pool(hosts: list[dict], drained: set[str]) -> None:
+    """The upstream list nginx reads and the state the commands read, together."""
+    _write_atomic(_dir() / "upstream.conf", upstream_conf(hosts, drained))
+    _write_atomic(_state_path(), json.dumps({"hosts": hosts, "drained": sorted(drained)}, indent=1))
+
+
 def _apply(hosts: list[dict], drained: set[str], timeout_s: float = 30) -> None:
     """Write the pool, check the config, reload, and wait until no old worker is left."""
-    directory = _dir()
-    _write_atomic(directory / "upstream.conf", upstream_conf(hosts, drained))
+    _write_pool(hosts, drained)
     checked = _nginx("-t")
     if checked.returncode != 0:
         raise LbError(f"nginx refused the config: {checked.stderr.strip().splitlines()[-1]}")
-    _write_atomic(_state_path(), json.dumps({"hosts": hosts, "drained": sorted(drained)}, indent=1))
     master = master_pid()
     if master is None:
         raise LbError("the sandbox load balancer is not running (rollout sandbox up --lb)")
@@ -148,8 +150,7 @@ def start(hosts: list[dict]) -> str:
     if master_pid() is not None:
         _apply(hosts, drained)
         return address()
-    _write_atomic(directory / "upstream.conf", upstream_conf(hosts, drained))
-    _write_atomic(_state_path(), json.dumps({"hosts": hosts, "drained": sorted(drained)}, indent=1))
+    _write_pool(hosts, drained)
     started = _nginx()
     if started.returncode != 0:
         detail = (started.stderr.strip().splitlines() or ["no output"])[-1]
@@ -167,15 +168,10 @@ def stop() -> bool:
     pid = master_pid()
     if pid is None:
         return False
+    from rollout.sandbox import _wait_gone
+
     os.kill(pid, signal.SIGQUIT)  # graceful: in-flight requests finish
-    deadline = time.monotonic() + 20
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.05)
-    if Path(f"/proc/{pid}").exists():
+    if not _wait_gone(pid, 20):
         os.kill(pid, signal.SIGTERM)
     return True
 

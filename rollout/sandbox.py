@@ -137,6 +137,14 @@ def _cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (empty when it is gone)."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def _is_our_nspawn(pid: int | None, machine: str) -> bool:
     """True when ``pid`` is still the systemd-nspawn that runs ``machine``."""
     if not pid:
@@ -652,9 +660,11 @@ def down() -> None:
 
 
 def _fleet_host(name: str) -> Host:
-    for entry in _owner().get("hosts", []):
-        if entry["name"] == name and _owner().get("state_dir") == str(STATE_DIR):
-            return Host(entry["name"], entry["address"], entry.get("pid"))
+    owner = _owner()
+    if owner.get("state_dir") == str(STATE_DIR):
+        for entry in owner.get("hosts", []):
+            if entry["name"] == name:
+                return Host(entry["name"], entry["address"], entry.get("pid"))
     raise SandboxError(f"{name} is not a host of this sandbox fleet")
 
 
@@ -664,10 +674,10 @@ def power_off(name: str) -> None:
     host = _fleet_host(name)
     if not _is_our_nspawn(host.pid, host.name):
         raise SandboxError(f"{name} is not running")
-    children = Path(f"/proc/{host.pid}/task/{host.pid}/children").read_text().split()
+    children = _children(host.pid)
     if not children:
         raise SandboxError(f"{name}: no init process under nspawn pid {host.pid}")
-    os.kill(int(children[0]), signal.SIGKILL)
+    os.kill(children[0], signal.SIGKILL)
     if not _wait_gone(host.pid, 30):
         raise SandboxError(f"{name}: nspawn pid {host.pid} still there 30 s after its init was killed")
     log(f"{name} powered off (init pid {children[0]} killed)")
@@ -680,11 +690,9 @@ def power_on(name: str) -> None:
         raise SandboxError(f"{name} is already running (nspawn pid {host.pid})")
     host.pid = _boot(host)
     fleet = load_fleet()
-    for entry in fleet["hosts"]:
-        if entry["name"] == name:
-            entry["pid"] = host.pid
-    _write_json(STATE_DIR / "fleet.json", fleet)
-    _write_json(RUN_DIR / "owner.json", {"state_dir": str(STATE_DIR), "hosts": fleet["hosts"]})
+    hosts = [host if entry["name"] == name else Host(entry["name"], entry["address"], entry.get("pid"))
+             for entry in fleet["hosts"]]
+    _record(hosts, Path(fleet["ssh_key"]), Path(fleet["wheelhouse"]) if fleet.get("wheelhouse") else None)
     _wait_booted(host)
     log(f"{name} powered on (nspawn pid {host.pid})")
 

@@ -81,6 +81,14 @@ def run_rollout(*args: str, timeout: float = 900, env: dict | None = None) -> su
     )
 
 
+def start_rollout(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """The operator CLI in the background (a second operator, a fault mid-run)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "rollout", *args],
+        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+    )
+
+
 def status() -> dict:
     """`rollout status sandbox --json`: per host, stage in the file and the process, lock."""
     result = run_rollout("--json", "status", "sandbox")

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from fleetlib import ROOT, implementations, run_pyinfra, run_rollout, stages, status, wait_until
+from fleetlib import ROOT, implementations, run_pyinfra, run_rollout, stages, start_rollout, status, wait_until
 
 FAST = ("--soak", "6s", "--batch-soak", "3s")
 
@@ -93,9 +91,7 @@ def test_dry_run_shows_the_change_and_changes_nothing(fleet, secret_values):
 
 
 def test_a_second_concurrent_deploy_is_refused_by_the_lock(fleet):
-    first = subprocess.Popen(
-        [sys.executable, "-m", "rollout", "deploy", "sandbox", "--stage", "25", "--yes", *FAST],
-        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    first = start_rollout("deploy", "sandbox", "--stage", "25", "--yes", *FAST)
     try:
         canary = fleet[0].testinfra
         wait_until(lambda: canary.file("/var/lib/camera-rollout/lock.json").exists, 60, "the first deploy's lock")

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 
 import pytest
-from fleetlib import ROOT, run_pyinfra, run_rollout, stages, status, wait_until
+from fleetlib import ROOT, run_pyinfra, run_rollout, stages, start_rollout, status, wait_until
 
 FAST = ("--soak", "6s", "--batch-soak", "3s")
 ENV_DIR = "/etc/camera-api"
@@ -78,9 +77,7 @@ def test_a_host_powered_off_in_the_middle_of_a_batch(fleet, drill):
     start_at(10)
     before = snapshot(fleet)
     victim, partner = fleet[-1], fleet[-2]  # the last batch (1, 25 %, 100 %) holds both
-    run = subprocess.Popen(
-        [sys.executable, "-m", "rollout", "deploy", "sandbox", "--stage", "25", "--yes", *FAST],
-        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    run = start_rollout("deploy", "sandbox", "--stage", "25", "--yes", *FAST)
     try:
         # The partner's file turning to 25 means the last batch is writing: cut the power now.
         wait_until(lambda: "ROLLOUT_PERCENT=25" in partner.testinfra.file(f"{ENV_DIR}/rollout.env").content_string,
@@ -105,11 +102,13 @@ def test_a_host_powered_off_in_the_middle_of_a_batch(fleet, drill):
     assert refused.returncode == 1 and "another rollout holds the lock" in last_line(refused)
     assert run_rollout("unlock", "sandbox", "--force").returncode == 0
     converge(fleet, 25)
+    lost = data_lost(fleet, before)  # after the re-run too
+    assert lost == []
     drill("host powered off mid-batch",
           "batch fails naming the host; the others go back to their stage; exit 1; after power-on, "
           "unlock --force and the same deploy converge",
           f"exit {run.returncode}: {err.strip().splitlines()[-1]}; re-run after unlock: exit 0, all (25, 25)",
-          data_lost(fleet, before))
+          lost)
 
 
 #: Runs on the host: waits for the env file to say 25, then drops every SSH
@@ -160,11 +159,13 @@ def test_ssh_drops_after_the_env_file_is_written_before_the_restart(fleet, drill
     assert data_lost(fleet, before) == []
     converge(fleet, 25)
     at_drop = seen.split("[", 1)[1].strip(" ]\n")
+    lost = data_lost(fleet, before)  # after the re-run too
+    assert lost == []
     drill("SSH drops after the env file is written, before the restart",
           "the canary's batch fails naming it; the canary is reverted to its stage; exit 3; re-run converges",
           f"dropped while the process ran {at_drop}; exit {result.returncode}: {last_line(result)}; "
           "re-run: exit 0, all (25, 25)",
-          data_lost(fleet, before))
+          lost)
 
 
 #: A drop-in on the canary: the service gets a bad DOMAIN_ERROR_RATE exactly when
@@ -200,12 +201,14 @@ def test_a_service_that_crash_loops_after_the_restart(fleet, drill):
     assert {h.name: h.main_pid() for h in others} == pids  # never touched
     assert data_lost(fleet, before) == []
     converge(fleet, 25)
+    lost = data_lost(fleet, before)  # after the re-run too
+    assert lost == []
     drill("service crash-loops after the restart (bad env value)",
           "the bounded health wait fails, naming host and unit; the canary is reverted and healthy; the "
           "other hosts are never touched; exit 3; re-run (value fixed) converges",
           f"{journal.strip()} start-up refusals in the journal; exit {result.returncode}: {last_line(result)}; "
           "others kept their PIDs; re-run: exit 0",
-          data_lost(fleet, before))
+          lost)
 
 
 @pytest.mark.parametrize("fault, cause", [
@@ -228,19 +231,19 @@ def test_a_metrics_endpoint_that_hangs_fails_or_answers_html(fleet, drill, fault
     start_at(10)
     gate = run_rollout("check", "sandbox", "--soak", "0")
     assert gate.returncode == 0, gate.stdout[-3000:] + gate.stderr
+    lost = data_lost(fleet, before)  # after the re-run too
+    assert lost == []
     drill(f"metrics endpoint {'hangs' if fault == 'hang' else 'answers ' + fault.upper()}",
           "gate ERROR on every host (never a pass on missing data); fleet rolled back; exit 3",
           f"exit {result.returncode}: {last_line(result)} ({cause}); after the fix the gate passes",
-          data_lost(fleet, before))
+          lost)
 
 
 def test_two_operators_deploy_at_once(fleet, drill):
     start_at(10)
     before = snapshot(fleet)
-    first = subprocess.Popen(
-        [sys.executable, "-m", "rollout", "deploy", "sandbox", "--stage", "25", "--yes", *FAST],
-        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        env={**os.environ, "USER": "alice"})
+    first = start_rollout("deploy", "sandbox", "--stage", "25", "--yes", *FAST,
+                          env={**os.environ, "USER": "alice"})
     try:
         wait_until(lambda: fleet[0].testinfra.file("/var/lib/camera-rollout/lock.json").exists, 120,
                    "the first operator's lock")
@@ -252,11 +255,12 @@ def test_two_operators_deploy_at_once(fleet, drill):
     assert first.returncode == 0, err[-3000:]
     assert set(stages().values()) == {(25, 25)}
     assert all(s["lock"] is None for s in status()["hosts"].values())
-    assert data_lost(fleet, before) == []
+    lost = data_lost(fleet, before)
+    assert lost == []
     drill("two operators deploy at once",
           "the second is refused before touching a host, naming the holder; the first completes",
           f"second: exit {second.returncode}: {last_line(second)}; first: exit 0, all (25, 25)",
-          data_lost(fleet, before))
+          lost)
 
 
 def test_a_full_disk_when_the_env_file_is_written(fleet, drill):
@@ -283,6 +287,8 @@ def test_a_full_disk_when_the_env_file_is_written(fleet, drill):
                        f" && umount {ENV_DIR} && cp -a /root/env-backup/. {ENV_DIR}/ && rm -r /root/env-backup")
     assert lost == []
     converge(fleet, 25)
+    lost = data_lost(fleet, before)  # after the re-run too
+    assert lost == []
     drill("full disk when the env file is written",
           "the write fails before the rename (old file intact, no temporary file left), naming host and "
           "cause; canary reverted; exit 3; re-run after freeing space converges",

@@ -3,6 +3,8 @@
     pyinfra inventories/prod.py deploy.py --data stage=10
 
 1. refuse a missing or unknown stage (or a bad setting) before any operation;
+   the secrets file is left as it is on the host unless ``write_secrets`` is on
+   (then every secret must have a value);
 2. (sandbox only, ``install_app``) install the reference service;
 3. record the P95 the host serves now: the baseline of the gate;
 4. write the stage into the service's EnvironmentFile, atomically; restart the
@@ -18,19 +20,15 @@ recorded history and promotion live in the ``rollout`` CLI.
 from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 
-from rollout.catalog import load_catalog
-from rollout.gate import Thresholds
-from rollout.render import check_app_env
 from rollout.stages import ROLLBACK_STAGE, StageError, parse_stage
 from tasks import checks
+from tasks.entry import begin
 from tasks.stage import apply_stage
 
+begin()
 try:
     stage = parse_stage(host.data.get("stage"), host.data.stage_plan)
-    check_app_env(host.data.get("app_env") or {})
-    load_catalog(host.data.endpoints)
-    Thresholds.from_data(host.data.gate)
-except (StageError, ValueError) as error:
+except StageError as error:
     raise PyinfraError(str(error)) from None
 
 # A rollout driven by the CLI holds the fleet's lock; anyone else is refused.

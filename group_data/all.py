@@ -41,9 +41,18 @@ stage_plan = [10, 25, 50, 100]
 app_env = {}
 
 # --- Secrets ------------------------------------------------------------------
-#: Values for the secrets env file. Leave None here: set them per environment from
-#: a source outside git (see inventories/prod.py). They are written to the host with
-#: mode 0640 and never printed, not even by --diff or -v.
+#: The secrets env file's variables, each with the host-data key holding its value.
+#: A stage change, a rollback or a check never writes this file: it is left on the
+#: host as it is, and a host whose file lacks one of these variables is refused
+#: (before anything is written) and fails the preparation check, by name.
+secret_variables = {"DATABASE_URL": "database_url", "REDIS_URL": "redis_url"}
+#: Write (or rotate) the secrets file in this run: ``--data write_secrets=true``
+#: with deploy.py, or run ``tasks/secrets.py``. Refused before any operation when
+#: a secret has no value: a missing value is never written as an empty file.
+write_secrets = False
+#: The values. Leave None here: set them per environment from a source outside
+#: git (see inventories/prod.py). Written with mode 0640 and never printed, not
+#: even by --diff or -v.
 database_url = None
 redis_url = None
 
@@ -65,8 +74,6 @@ wheelhouse_dir = ".sandbox/wheelhouse"
 #: Run the preparation check, the endpoint verification and the metrics gate
 #: from deploy.py after the stage is applied. Off: apply the stage only.
 checks = True
-#: Helper script the checks run on each host (stdlib python3 only).
-probe_path = "/usr/local/lib/camera-rollout/probe.py"
 #: Rollout records on each host (baseline P95 before a stage change, ...).
 state_dir = "/var/lib/camera-rollout"
 #: Where a run writes one JSON report per host and check (None: no files).

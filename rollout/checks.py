@@ -9,8 +9,11 @@ report when ``report_dir`` is set, and returns False to fail the operation.
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import time
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 import gevent
 
 from pyinfra import logger
-from pyinfra.api import StringCommand
+from pyinfra.api import QuoteString, StringCommand
 
 from rollout import verify as v
 from rollout.catalog import CatalogError, fill, load_catalog
@@ -33,9 +36,22 @@ class ProbeError(RuntimeError):
     """The probe could not run on a host; one line."""
 
 
+#: The probe's source travels inside each command (compressed), so nothing is ever
+#: uploaded to a host to read its state: a ``--dry`` run writes nothing.
+PROBE_SOURCE = Path(__file__).with_name("hostprobe.py")
+#: An argument that names the probe in the host's process list (and in tests).
+PROBE_NAME = "camera-rollout-probe"
+
+
+@functools.cache
+def _probe_program() -> str:
+    packed = base64.b64encode(zlib.compress(PROBE_SOURCE.read_bytes(), 9)).decode()
+    return f'import base64,zlib;exec(zlib.decompress(base64.b64decode("{packed}")))'
+
+
 def probe(host, mode: str, spec: dict, timeout: float = 300) -> Any:
     """Run the probe on ``host``; the spec goes over stdin, the answer is JSON."""
-    command = StringCommand("python3", host.data.probe_path, mode)
+    command = StringCommand("python3", "-c", QuoteString(_probe_program()), PROBE_NAME, mode)
     ok, output = host.run_shell_command(
         command, _stdin=json.dumps(spec), _timeout=timeout, _sudo=bool(host.data.get("_sudo")),
     )
@@ -121,7 +137,8 @@ def preflight_check(state, host, expected_stage: int | None = None) -> bool:
     except ProbeError as error:
         say(host, f"preflight FAIL: {error}", error=True)
         return False
-    checks = judge_preflight(observation, expected_stage, data.get("metrics_fields"))
+    checks = judge_preflight(observation, expected_stage, data.get("metrics_fields"),
+                             tuple(data.secret_variables))
     for check in checks:
         say(host, f"preflight {'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}", error=not check.ok)
     report(host, "preflight", {"ok": all(c.ok for c in checks),

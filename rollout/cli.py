@@ -16,6 +16,8 @@ any host is touched), 3 rolled back.
 from __future__ import annotations
 
 import getpass
+import functools
+import importlib.util
 import json
 import re
 import socket
@@ -29,8 +31,9 @@ import click
 
 from rollout import lb as lb_mod
 from rollout import sandbox as sandbox_mod
-from rollout.batches import BatchError, hook_commands, parse_batches, parse_duration, plan_batches
-from rollout.fleet import PROJECT_ROOT, Fleet, Run, UsageError, load_fleet, pyinfra
+from rollout.batches import BatchError, hook_commands
+from rollout.fleet import PROJECT_ROOT, Fleet, Run, load_fleet, pyinfra
+from rollout.inputs import InputError, RolloutOptions, check_batches, check_options, duration
 from rollout.stages import ROLLBACK_STAGE, StageError, check_move, next_stage, parse_stage
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ROLLED_BACK = 0, 1, 2, 3
@@ -78,14 +81,20 @@ class Context:
 
 
 def command(function):
-    """Run a command body with the shared error handling and JSON output."""
+    """Run a command body with the shared error handling and JSON output.
+    ``--json`` and ``-v`` are taken after the command as well as before it."""
 
+    @click.option("--json", "json_here", is_flag=True, help="Print one JSON document on stdout.")
+    @click.option("-v", "--verbose", "verbose_here", is_flag=True, help="Stream pyinfra's own output.")
     @click.pass_obj
-    def wrapper(ctx: Context, *args, **kwargs):
+    @functools.wraps(function)
+    def wrapper(ctx: Context, *args, json_here: bool, verbose_here: bool, **kwargs):
+        ctx.as_json = ctx.as_json or json_here
+        ctx.verbose = ctx.verbose or verbose_here
         code = EXIT_OK
         try:
             function(ctx, *args, **kwargs)
-        except (UsageError, StageError, BatchError) as error:
+        except (InputError, StageError, BatchError) as error:
             code = EXIT_USAGE
             ctx.result["error"] = str(error)
             click.echo(f"rollout: {error}", err=True)
@@ -98,12 +107,25 @@ def command(function):
             click.echo(json.dumps(ctx.result, indent=2, sort_keys=True, default=str))
         sys.exit(code)
 
-    wrapper.__name__ = function.__name__
-    wrapper.__doc__ = function.__doc__
     return wrapper
 
 
-@click.group()
+class RolloutGroup(click.Group):
+    """Click's own usage errors (an unknown option, a missing argument) as one
+    line and exit 2, like every other refused input."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        try:
+            return super().main(args, prog_name or "rollout", standalone_mode=False, **extra)
+        except click.UsageError as error:
+            click.echo(f"rollout: {' '.join(error.format_message().split())}", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.Abort:
+            click.echo("rollout: aborted", err=True)
+            sys.exit(EXIT_FAILED)
+
+
+@click.group(cls=RolloutGroup)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (progress goes to stderr).")
 @click.option("-v", "--verbose", is_flag=True, help="Stream pyinfra's own output.")
 @click.pass_context
@@ -193,8 +215,16 @@ def release_lock(ctx: Context, fleet: Fleet, quiet: bool = False) -> None:
 # --- commands ----------------------------------------------------------------------------------------
 
 
+UNREACHABLE = "unreachable"
+
+
 def _gate_summary(run: Run, hosts: list[str]) -> dict[str, str]:
-    return {h: (run.report(h, "gate") or {}).get("verdict", "not run") for h in hosts}
+    """Each host's gate verdict; "not run" for a host the run reached but whose
+    gate gave none (a gate never passes on missing data), "unreachable" for a
+    host the run never connected to (nothing was measured there)."""
+    unreachable = set(run.unreachable(hosts))
+    return {h: UNREACHABLE if h in unreachable else (run.report(h, "gate") or {}).get("verdict", "not run")
+            for h in hosts}
 
 
 def run_gate(ctx: Context, fleet: Fleet, soak_s: float, smoke: bool | None) -> dict[str, str]:
@@ -210,17 +240,35 @@ def run_gate(ctx: Context, fleet: Fleet, soak_s: float, smoke: bool | None) -> d
 
 
 def gate_failures(verdicts: dict[str, str]) -> list[str]:
-    """Hosts whose gate failed: an abort, an error, or no verdict at all (a gate
-    never passes on missing data). "inconclusive" is not a failure: observe longer."""
+    """Hosts whose gate failed on their own evidence: an abort, an error
+    (unusable metrics), or a reached host with no verdict at all.
+    "inconclusive" is not a failure (observe longer), and neither is an
+    unreachable host: nothing was measured there."""
     return [h for h, v in verdicts.items() if v in ("abort", "error", "not run")]
 
 
-def roll_back_after_gate(ctx: Context, fleet: Fleet, failed: list[str], command_line: str, reason: str) -> None:
-    """A failed gate (promote, check): every host back to stage 0, then stop with
-    exit 3 (rolled back) or 1 (the rollback itself failed)."""
-    ctx.say(f"gate failed on {', '.join(failed)}: rolling every host back")
-    code = rollback_fleet(ctx, fleet, command_line)
-    raise Abort(EXIT_ROLLED_BACK if code == EXIT_OK else EXIT_FAILED, reason)
+def act_on_gate(ctx: Context, fleet: Fleet, verdicts: dict[str, str], command_line: str, what: str,
+                roll_back: bool = True) -> None:
+    """The blast-radius rule of promote and check, in one place:
+    - a host whose gate failed on its own evidence -> every host back to stage 0
+      (exit 3; 1 when the rollback itself failed), or exit 1 with ``roll_back`` off;
+    - an unreachable host -> named, exit 1, nothing rolled back: one host that
+      does not answer says nothing about the others' metrics, which are judged
+      on their own evidence above.
+    Returns when no host failed and every host was reached."""
+    failed = gate_failures(verdicts)
+    unreachable = [h for h, v in verdicts.items() if v == UNREACHABLE]
+    if failed and roll_back:
+        ctx.say(f"gate failed on {', '.join(failed)}: rolling every host back")
+        code = rollback_fleet(ctx, fleet, command_line)
+        raise Abort(EXIT_ROLLED_BACK if code == EXIT_OK else EXIT_FAILED,
+                    f"{what} failed its gate on {', '.join(failed)}")
+    if failed:
+        raise Abort(EXIT_FAILED, f"{what} failed its gate on {', '.join(failed)} (not rolled back: --no-rollback)")
+    if unreachable:
+        measured = ", ".join(f"{h} {v}" for h, v in verdicts.items() if v != UNREACHABLE)
+        raise Abort(EXIT_FAILED, f"cannot reach {', '.join(unreachable)}: not judged, nothing rolled back "
+                                 f"(measured: {measured or 'none'})")
 
 
 def run_hooks(ctx: Context, fleet: Fleet, when: str, hosts: list[str], stage: int, batch: int) -> bool:
@@ -313,13 +361,21 @@ def handle_failure(ctx: Context, fleet: Fleet, touched: list[str], previous: dic
     return EXIT_ROLLED_BACK if ok else EXIT_FAILED
 
 
-def deploy_stage(ctx: Context, fleet: Fleet, statuses: dict[str, dict], stage: int, *, batches_spec: str,
-                 canary: str | None, soak: str | None, batch_soak: str, smoke: bool | None,
-                 on_failure: str, dry: bool, yes: bool, command_line: str) -> None:
-    batches = plan_batches(fleet.hosts, batches_spec, canary or fleet.setting("canary"))
-    hook_commands(fleet.setting("batch_hooks"), "before", [], stage, 0)  # refuse a bad hook config now
-    soak_s = parse_duration(soak) if soak is not None else float(fleet.setting("soak_s", 30))
-    batch_soak_s = parse_duration(batch_soak)
+def rollout_options(fleet: Fleet, options: dict[str, Any]) -> RolloutOptions:
+    """A stage change's options, checked against the fleet before any host is
+    contacted: batch plan, canary, gate windows, and --yes without a terminal."""
+    checked = check_options(fleet.hosts, batches_spec=options["batches_spec"],
+                            canary=options["canary"] or fleet.setting("canary"), soak=options["soak"],
+                            batch_soak=options["batch_soak"], default_soak_s=fleet.setting("soak_s"))
+    if not options["yes"] and not options["dry"] and not sys.stdin.isatty():
+        raise InputError("not a terminal: pass --yes to apply")
+    return checked
+
+
+def deploy_stage(ctx: Context, fleet: Fleet, statuses: dict[str, dict], stage: int, checked: RolloutOptions,
+                 *, smoke: bool | None, on_failure: str, dry: bool, yes: bool, command_line: str,
+                 **_options) -> None:
+    batches = checked.batches
     ctx.result.update({"stage": stage, "plan": batches})
     ctx.say(f"plan: stage {stage} in {len(batches)} batch(es): "
             + " | ".join(", ".join(b) for b in batches))
@@ -333,14 +389,12 @@ def deploy_stage(ctx: Context, fleet: Fleet, statuses: dict[str, dict], stage: i
         ctx.say("dry run: nothing was changed")
         return
     if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError("not a terminal: pass --yes to apply")
         click.confirm(f"apply stage {stage} to {len(fleet.hosts)} host(s)?", abort=True, err=True)
     previous = {h: s["file_stage"] for h, s in statuses.items()}
     take_lock(ctx, fleet, command_line)
     try:
-        apply_stage_in_batches(ctx, fleet, stage, previous, batches, soak_s, batch_soak_s, smoke,
-                               on_failure, command_line)
+        apply_stage_in_batches(ctx, fleet, stage, previous, batches, checked.soak_s, checked.batch_soak_s,
+                               smoke, on_failure, command_line)
     finally:
         release_lock(ctx, fleet)
         final = read_status(ctx, fleet, strict=False)
@@ -381,12 +435,13 @@ def deploy(ctx: Context, env: str, stage: str, allow_skip: bool, **options) -> N
     fleet = load_fleet(env)
     plan = fleet.setting("stage_plan")
     target = parse_stage(stage, plan)
-    plan_batches(fleet.hosts, options["batches_spec"], options["canary"] or fleet.setting("canary"))
+    checked = rollout_options(fleet, options)
     statuses = read_status(ctx, fleet)
     current = fleet_stage(statuses)
     check_move(current, target, plan, allow_skip)
     ctx.result["from_stage"] = current
-    deploy_stage(ctx, fleet, statuses, target, command_line=f"rollout deploy {env} --stage {target}", **options)
+    deploy_stage(ctx, fleet, statuses, target, checked, command_line=f"rollout deploy {env} --stage {target}",
+                 **options)
 
 
 @main.command()
@@ -397,6 +452,8 @@ def promote(ctx: Context, env: str, **options) -> None:
     """Judge what ENV served on its stage; on pass apply the next stage."""
     fleet = load_fleet(env)
     plan = fleet.setting("stage_plan")
+    checked = rollout_options(fleet, options)
+    gate_soak_s = duration("--soak", options["soak"]) if options["soak"] is not None else 0.0
     statuses = read_status(ctx, fleet)
     flags = drift(statuses)
     if flags:
@@ -407,19 +464,16 @@ def promote(ctx: Context, env: str, **options) -> None:
     if following is None:
         raise Abort(EXIT_FAILED, "already at 100%: nothing to promote")
     if options["dry"]:
-        deploy_stage(ctx, fleet, statuses, following, command_line=f"rollout promote {env}", **options)
+        deploy_stage(ctx, fleet, statuses, following, checked, command_line=f"rollout promote {env}", **options)
         return
-    soak_s = parse_duration(options["soak"]) if options["soak"] is not None else 0.0
-    ctx.say(f"gate on stage {current} ({'one read' if not soak_s else f'{soak_s:.0f}s'}) before promoting to {following}")
+    ctx.say(f"gate on stage {current} ({'one read' if not gate_soak_s else f'{gate_soak_s:.0f}s'}) "
+            f"before promoting to {following}")
     ctx.result["from_stage"] = current
-    verdicts = run_gate(ctx, fleet, soak_s, options["smoke"])
-    failed = gate_failures(verdicts)
-    if failed:
-        roll_back_after_gate(ctx, fleet, failed, f"rollout promote {env} (gate failed)",
-                             f"stage {current} failed its gate on {', '.join(failed)}")
+    verdicts = run_gate(ctx, fleet, gate_soak_s, options["smoke"])
+    act_on_gate(ctx, fleet, verdicts, f"rollout promote {env} (gate failed)", f"stage {current}")
     if any(v != "pass" for v in verdicts.values()):
         raise Abort(EXIT_FAILED, f"gate inconclusive on stage {current}: keep observing, then promote again")
-    deploy_stage(ctx, fleet, statuses, following, command_line=f"rollout promote {env}", **options)
+    deploy_stage(ctx, fleet, statuses, following, checked, command_line=f"rollout promote {env}", **options)
 
 
 def _legacy_proven(run: Run, hosts: list[str]) -> dict[str, bool]:
@@ -433,8 +487,8 @@ def rollback_fleet(ctx: Context, fleet: Fleet, command_line: str, break_lock: bo
     batches with the batch hooks around each (behind a load balancer); the lock
     is held for the run. Every batch is rolled back even if one fails."""
     started = time.monotonic()
-    spec = batches_spec or fleet.setting("rollback_batches", "100%")
-    batches = plan_batches(fleet.hosts, spec)
+    spec = batches_spec or fleet.setting("rollback_batches")
+    batches = check_batches(fleet.hosts, spec)
     hooks = fleet.setting("batch_hooks")
     if len(batches) == 1 and not hooks:
         run = ctx.run(fleet, ["tasks/rollback.py"], data={
@@ -475,12 +529,14 @@ def rollback_fleet(ctx: Context, fleet: Fleet, command_line: str, break_lock: bo
 @click.option("--break-lock", is_flag=True, help="Roll back even if another operator holds the lock.")
 @click.option("--batches", "batches_spec", help="Batch sizes, as for deploy (default: group data "
               "rollback_batches, 100%: every host at once).")
+@click.option("--yes", "-y", is_flag=True, help="Accepted for scripts; a rollback never asks.")
 @command
-def rollback(ctx: Context, env: str, break_lock: bool, batches_spec: str | None) -> None:
-    """Stage 0 on every host of ENV (at once by default), then prove legacy answers everything."""
+def rollback(ctx: Context, env: str, break_lock: bool, batches_spec: str | None, yes: bool) -> None:
+    """Stage 0 on every host of ENV (at once by default), then prove legacy answers everything.
+    Never asks for confirmation: it is the way back."""
     fleet = load_fleet(env)
     if batches_spec:
-        parse_batches(batches_spec)  # refuse a bad plan before any host is touched
+        check_batches(fleet.hosts, batches_spec)  # refuse a bad plan before any host is touched
     if break_lock:
         ctx.run(fleet, ["tasks/lock.py"], data={"lock_action": "release", "break_lock": True})
     code = rollback_fleet(ctx, fleet, f"rollout rollback {env}", batches_spec=batches_spec)
@@ -506,6 +562,10 @@ def status(ctx: Context, env: str) -> None:
 @command
 def verify(ctx: Context, env: str, junit_xml: str | None, read_only: bool) -> None:
     """Preflight, endpoint verification and the testinfra host checks of ENV."""
+    missing = [name for name in ("pytest", "testinfra") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(f"rollout verify runs the host checks with pytest and pytest-testinfra; "
+                         f"not installed: {', '.join(missing)} (pip install pytest pytest-testinfra)")
     fleet = load_fleet(env)
     pytest_args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:warnings", "-q",
                    str(PROJECT_ROOT / "tests" / "hosts"), "--inventory", str(fleet.inventory),
@@ -518,7 +578,8 @@ def verify(ctx: Context, env: str, junit_xml: str | None, read_only: bool) -> No
     ctx.say(result.stdout.strip())
     ctx.result.update({"returncode": result.returncode, "junit_xml": junit_xml})
     if result.returncode != 0:
-        raise Abort(EXIT_FAILED, "verification failed (details above)")
+        detail = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["no output"])[-1]
+        raise Abort(EXIT_FAILED, f"verification failed (pytest exited {result.returncode}: {detail})")
 
 
 @main.command()
@@ -526,30 +587,33 @@ def verify(ctx: Context, env: str, junit_xml: str | None, read_only: bool) -> No
 @click.option("--soak", default="0", show_default=True, help="Observe this long (0: one read).")
 @click.option("--no-rollback", is_flag=True, help="Report an abort; do not roll back.")
 @click.option("--smoke-traffic/--no-smoke-traffic", "smoke", default=None)
+@click.option("--yes", "-y", is_flag=True, help="Accepted for scripts; check never asks.")
 @command
-def check(ctx: Context, env: str, soak: str, no_rollback: bool, smoke: bool | None) -> None:
-    """The metrics gate alone on ENV's current metrics (for a scheduled job)."""
+def check(ctx: Context, env: str, soak: str, no_rollback: bool, smoke: bool | None, yes: bool) -> None:
+    """The metrics gate alone on ENV's current metrics (for a scheduled job).
+    A host that fails its gate rolls every host back; an unreachable host is
+    named (exit 1) and rolls nothing back."""
     fleet = load_fleet(env)
-    verdicts = run_gate(ctx, fleet, parse_duration(soak), smoke)
-    failed = gate_failures(verdicts)
-    if not failed:
-        ctx.say("gate: " + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
-        return
-    if no_rollback:
-        raise Abort(EXIT_FAILED, f"gate failed on {', '.join(failed)} (not rolled back: --no-rollback)")
-    roll_back_after_gate(ctx, fleet, failed, f"rollout check {env} (gate failed)",
-                         f"gate failed on {', '.join(failed)}")
+    soak_s = duration("--soak", soak)
+    verdicts = run_gate(ctx, fleet, soak_s, smoke)
+    ctx.say("gate: " + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
+    act_on_gate(ctx, fleet, verdicts, f"rollout check {env} (gate failed)", "the fleet", roll_back=not no_rollback)
 
 
 @main.command()
 @click.argument("env")
 @click.option("--force", is_flag=True, help="Break another operator's lock (a stale one).")
+@click.option("--yes", "-y", is_flag=True, help="Accepted for scripts; unlock never asks.")
 @command
-def unlock(ctx: Context, env: str, force: bool) -> None:
+def unlock(ctx: Context, env: str, force: bool, yes: bool) -> None:
     """Release the rollout lock on ENV (--force breaks another operator's)."""
     fleet = load_fleet(env)
     run = ctx.run(fleet, ["tasks/lock.py"], data={"lock_action": "release", "break_lock": force})
     ctx.show_run(run, "unlock")
+    unreachable = run.unreachable(fleet.hosts)
+    if unreachable:
+        raise Abort(EXIT_FAILED, f"cannot reach {', '.join(unreachable)}: its lock (if any) is unchanged; "
+                                 "unlock again once it answers")
     if run.returncode != 0:
         raise Abort(EXIT_FAILED, "the lock is held by another rollout (use --force to break a stale one)")
 

@@ -42,3 +42,25 @@ class ServiceSwitch(FactBase):
 
     def process(self, output):
         return dict(line.split("=", 1) for line in output if "=" in line)
+
+
+class EnvFileKeys(FactBase):
+    """
+    The names of the variables an env file sets to a non-empty value, sorted
+    (``None`` when the file is missing or unreadable). Only names leave the
+    host, never a value: fit for the secrets file.
+    """
+
+    def command(self, path: str) -> str:
+        quoted = shlex.quote(path)
+        return (
+            f"if [ -r {quoted} ]; then echo present; "
+            f"sed -n 's/^[[:space:]]*\\([A-Za-z_][A-Za-z0-9_]*\\)=[[:space:]]*[^[:space:]].*$/\\1/p' {quoted}; "
+            f"else echo missing; fi"
+        )
+
+    def process(self, output):
+        lines = [line.strip() for line in output]
+        if not lines or lines[0] != "present":
+            return None
+        return sorted({line for line in lines[1:] if line})

@@ -16,22 +16,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rollout.inputs import InputError, check_secrets_for_writing, check_settings, settings_of
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-class UsageError(ValueError):
-    """Refused before any host is touched (exit 2); one line."""
-
-
 def resolve_inventory(env: str) -> Path:
+    """``prod`` -> ``inventories/prod.py``; a path must be an inventory ``.py`` file."""
     path = Path(env)
-    if path.suffix == ".py" and path.is_file():
+    if "/" in env or path.suffix:
+        if path.suffix != ".py":
+            raise InputError(f"environment {env!r} is not an inventory: give a name from inventories/ "
+                             "or the path of an inventory .py file")
+        if not path.is_file():
+            raise InputError(f"inventory file {env!r} does not exist")
+        if path.resolve().parent in (PROJECT_ROOT, PROJECT_ROOT / "tasks"):
+            raise InputError(f"{env!r} is a deploy file of this project, not an inventory "
+                             "(inventories/ holds those)")
         return path.resolve()
     candidate = PROJECT_ROOT / "inventories" / f"{env}.py"
     if candidate.is_file():
         return candidate
     known = sorted(p.stem for p in (PROJECT_ROOT / "inventories").glob("*.py"))
-    raise UsageError(f"unknown environment {env!r}: no inventories/{env}.py (known: {', '.join(known)})")
+    raise InputError(f"unknown environment {env!r}: no inventories/{env}.py (known: {', '.join(known)})")
 
 
 @dataclass
@@ -44,20 +51,39 @@ class Fleet:
         """A setting all hosts share (from group_data); refused when they differ."""
         values = {json.dumps(self.data[h].get(key, default), sort_keys=True, default=str) for h in self.hosts}
         if len(values) > 1:
-            raise UsageError(f"hosts disagree on {key}: set it for the whole inventory")
+            raise InputError(f"hosts disagree on {key}: set it for the whole inventory")
         value = self.data[self.hosts[0]].get(key)
         return default if value is None else value
 
     def check_names(self, names: list[str], what: str = "host") -> None:
         unknown = [n for n in names if n not in self.hosts]
         if unknown:
-            raise UsageError(f"unknown {what}(s) {', '.join(unknown)}: the inventory has {', '.join(self.hosts)}")
+            raise InputError(f"unknown {what}(s) {', '.join(unknown)}: the inventory has {', '.join(self.hosts)}")
+
+
+def _load_error(error: BaseException) -> str:
+    """One line for an inventory that raised while loading (it is user code)."""
+    from pyinfra_cli.exceptions import UnexpectedExternalError
+
+    if isinstance(error, UnexpectedExternalError):  # pyinfra's wrapper has no message of its own
+        error = error.exception
+    text = " ".join(str(error).split()) or "no message"
+    return f"{type(error).__name__}: {text}"
+
+
+def _check_ssh_files(name: str, data) -> None:
+    """The SSH key and known-hosts file a host names must exist here: pyinfra
+    would otherwise fail deep inside a connection with an unrelated message."""
+    for key in ("ssh_key", "ssh_known_hosts_file"):
+        value = data.get(key)
+        if value and not os.path.isfile(os.path.expanduser(str(value))):
+            raise InputError(f"{key} {value} of host {name} does not exist")
 
 
 def load_fleet(env: str) -> Fleet:
-    """Hosts and data of an inventory, through pyinfra's loader (group_data too)."""
+    """Hosts and data of an inventory, through pyinfra's loader (group_data too),
+    every setting checked: no host is contacted here."""
     from pyinfra.api import State
-    from pyinfra.api.exceptions import PyinfraError
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
@@ -67,23 +93,27 @@ def load_fleet(env: str) -> Fleet:
     os.chdir(PROJECT_ROOT)
     try:
         loaded = make_inventory(str(inventory), cwd=str(PROJECT_ROOT))
-    except PyinfraError as error:
-        raise UsageError(f"inventory {inventory.name}: {error}") from None
-    except Exception as error:  # an inventory file is user code
-        raise UsageError(f"inventory {inventory.name} failed to load: {error}") from None
+    except Exception as error:  # an inventory file is user code: any error is possible
+        raise InputError(f"inventory {inventory.name} failed to load: {_load_error(error)}") from None
     finally:
         os.chdir(cwd)
     hosts = [host.name for host in loaded]
     if not hosts:
-        raise UsageError(f"inventory {inventory.name} has no hosts")
-    # Only what the CLI needs: never the secrets.
-    keys = ("stage_plan", "canary", "soak_s", "smoke_traffic", "batch_hooks", "rollback_batches",
-            "service_name", "service_group",
-            "rollout_env_file", "secrets_env_file", "unit_file", "bind_port", "health_path",
-            "ssh_hostname", "ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file",
-            "ssh_strict_host_key_checking", "_sudo")
-    data = {host.name: {key: host.data.get(key) for key in keys} for host in loaded}
+        raise InputError(f"inventory {inventory.name} has no hosts")
+    data = {}
+    for host in loaded:
+        settings = settings_of(host.data.get)
+        check_settings(settings, host.name)
+        if settings["write_secrets"]:
+            check_secrets_for_writing(settings["secret_variables"], host.data.get, host.name)
+        _check_ssh_files(host.name, host.data)
+        # Only settings and connection details: never the secrets.
+        data[host.name] = {**settings, **{key: host.data.get(key) for key in _CONNECTION_KEYS}}
     return Fleet(inventory, hosts, data)
+
+
+_CONNECTION_KEYS = ("ssh_hostname", "ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file",
+                    "ssh_strict_host_key_checking", "_sudo")
 
 
 @dataclass
@@ -96,6 +126,12 @@ class Run:
 
     def report(self, host: str, check: str) -> dict | None:
         return self.reports.get(host, {}).get(check)
+
+    def unreachable(self, hosts: list[str]) -> list[str]:
+        """Hosts the run never reached (no connection): every entry file marks
+        the hosts it is loaded for (tasks/entry.begin), which pyinfra does only
+        for the hosts it connected to."""
+        return [h for h in hosts if self.report(h, "reached") is None]
 
 
 def pyinfra(

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Probe the service from inside one host; installed there by the checks.
+"""Probe the service from inside one host; sent with each command by the checks.
 
-    python3 probe.py MODE < spec.json   ->   one JSON document on stdout
+    python3 -c <this file, compressed> camera-rollout-probe MODE < spec.json
+        ->   one JSON document on stdout
 
 Runs on the host, with the host's own python3 and its standard library only, so
 the checks need nothing but SSH: the service's port need not be reachable from
@@ -139,7 +140,8 @@ def mode_preflight(spec):
     unit, port = spec["unit"], spec["port"]
     active = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True).stdout.strip()
     file_env = read_env_file(spec["env_file"])
-    secrets = read_env_file(spec["secrets_file"]) or {}
+    secrets_env = read_env_file(spec["secrets_file"])
+    secrets = secrets_env or {}
     health = call(port, "GET", spec["health_path"], timeout=5)
     metrics = call(port, "GET", spec["metrics_path"], timeout=5)
     return {
@@ -149,6 +151,8 @@ def mode_preflight(spec):
         "health": {"status": health["status"], "error": health["error"]},
         "metrics": {k: metrics[k] for k in ("status", "content_type", "body", "error")},
         "cameras": count_cameras(spec["cameras_file"]),
+        # Names of the variables set to a value, never a value.
+        "secrets_file": None if secrets_env is None else sorted(k for k, v in secrets.items() if v.strip()),
         "database": reachable(secrets.get("DATABASE_URL"), 5432),
         "redis": reachable(secrets.get("REDIS_URL"), 6379),
     }
@@ -259,11 +263,12 @@ MODES = {"requests": mode_requests, "preflight": mode_preflight, "traffic": mode
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in MODES:
+    # The mode is the last argument: "probe.py MODE" or "-c ... camera-rollout-probe MODE".
+    if len(argv) < 2 or argv[-1] not in MODES:
         print(f"usage: probe.py {{{'|'.join(MODES)}}} < spec.json", file=sys.stderr)
         return 2
     spec = json.loads(sys.stdin.read())
-    json.dump(MODES[argv[1]](spec), sys.stdout)
+    json.dump(MODES[argv[-1]](spec), sys.stdout)
     sys.stdout.write("\n")
     return 0
 

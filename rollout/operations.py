@@ -17,7 +17,7 @@ from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import File, FileContents, Sha256File
 
 from rollout import checks
-from rollout.facts import HttpStatus
+from rollout.facts import EnvFileKeys, HttpStatus
 from rollout.stages import stage_from_env_lines
 
 
@@ -119,6 +119,26 @@ def atomic_file(
         )
         + f" || {{ rm -f {shlex.quote(temp)}; exit 1; }}"
     )
+
+
+@operation(is_idempotent=False)
+def env_file_has(path: str, variables: list[str]):
+    """
+    Make sure an env file on the host sets every one of ``variables`` (e.g. the
+    secrets file the unit reads): nothing to do when it does, else fail naming
+    the file and the missing names. Reads names only, never a value.
+
+    + path: the env file on the host
+    + variables: the variable names it must set to a non-empty value
+    """
+    present = host.get_fact(EnvFileKeys, path=path)
+    missing = [v for v in variables if present is None or v not in present]
+    if not missing:
+        host.noop(f"{path} sets {', '.join(variables)}")
+        return
+    problem = "is missing" if present is None else f"lacks {', '.join(missing)}"
+    yield FunctionCommand(checks.fail_check, (f"{path} {problem}: write the secrets first "
+                                              "(pyinfra INVENTORY tasks/secrets.py)",), {})
 
 
 @operation(is_idempotent=False)

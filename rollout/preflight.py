@@ -22,8 +22,11 @@ class Check:
 
 
 def judge_preflight(
-    observation: dict[str, Any], expected_stage: int | None = None, field_paths: dict | None = None
+    observation: dict[str, Any], expected_stage: int | None = None, field_paths: dict | None = None,
+    secret_variables: tuple[str, ...] = (),
 ) -> list[Check]:
+    """One row per check. ``secret_variables``: the names the secrets file must
+    set (the observation holds names only, never a value)."""
     checks = []
     active = observation.get("unit_active") or "unknown"
     checks.append(Check("unit active", active == "active", f"systemd says {active}"))
@@ -67,6 +70,17 @@ def judge_preflight(
     else:
         count = cameras.get("count", 0)
         checks.append(Check("cameras config", count >= 1, f"{count} camera(s)"))
+
+    if secret_variables:
+        present = observation.get("secrets_file")
+        missing = [name for name in secret_variables if present is None or name not in present]
+        if present is None:
+            detail = "secrets env file missing or unreadable"
+        elif missing:
+            detail = f"secrets env file lacks {', '.join(missing)}"
+        else:
+            detail = f"sets {', '.join(secret_variables)}"
+        checks.append(Check("secrets file", not missing, detail))
 
     for key, label in (("database", "database reachable"), ("redis", "redis reachable")):
         target = observation.get(key) or {}

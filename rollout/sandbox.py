@@ -622,7 +622,8 @@ def install_reference_service() -> None:
                    cwd=PROJECT_ROOT, capture_output=True)
     result = subprocess.run(
         [sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py", "deploy.py",
-         "--data", "stage=0", "--data", "install_app=true", "--data", "checks=false"],
+         "--data", "stage=0", "--data", "install_app=true", "--data", "checks=false",
+         "--data", "write_secrets=true"],
         cwd=PROJECT_ROOT,
     )
     if result.returncode != 0:

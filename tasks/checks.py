@@ -7,36 +7,15 @@ modules it calls); on the host runs only a small probe script.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files
 
 from rollout import operations as ops
-
-PROBE_SOURCE = Path(__file__).resolve().parent.parent / "rollout" / "hostprobe.py"
-
-
-def install_probe():
-    """The probe script the checks run on the host (an operation of the calling task)."""
-    # Once per host and run, not once per task: each check is an SSH round trip.
-    # (Marked on the Host object, which lives exactly as long as the run.)
-    if getattr(host, "_rollout_probe_put", False):
-        return
-    host._rollout_probe_put = True
-    files.put(
-        name="Probe script",
-        src=str(PROBE_SOURCE),
-        dest=host.data.probe_path,
-        mode=755,
-        create_remote_dir=True,
-    )
+from tasks.entry import run_command
 
 
 @deploy("Checks")
 def record_baseline(to_stage: int):
-    install_probe()
     return ops.record_baseline(
         name="Record baseline P95 (before the stage changes)",
         env_file=host.data.rollout_env_file,
@@ -46,7 +25,6 @@ def record_baseline(to_stage: int):
 
 @deploy("Checks")
 def preflight(expected_stage: int | None = None, **kwargs):
-    install_probe()
     return ops.preflight(name="Preparation check", expected_stage=expected_stage, **kwargs)
 
 
@@ -56,7 +34,6 @@ def verify(stage: int | None = None, **kwargs):
     to one verification camera and rule that every host shares (through the
     common database and Redis), so it runs host by host; read-only, and the mix
     test, run on all hosts at once."""
-    install_probe()
     read_only = bool(host.data.get("verify_read_only"))
     compared = ops.compare_endpoints(
         name="Endpoint verification: both implementations"
@@ -73,7 +50,6 @@ def verify(stage: int | None = None, **kwargs):
 
 @deploy("Checks")
 def gate(stage: int | None = None, **kwargs):
-    install_probe()
     return ops.metrics_gate(
         name=f"Metrics gate ({host.data.soak_s}s soak)",
         stage=stage,
@@ -87,7 +63,6 @@ def gate(stage: int | None = None, **kwargs):
 def prove_legacy(**kwargs):
     """After a rollback: every endpoint, called unforced, answered by legacy (a
     write-free probe, so on all hosts at once); and N unforced requests all on legacy."""
-    install_probe()
     proof = ops.compare_endpoints(
         name="Legacy proof: every endpoint unforced answered by legacy",
         legacy_proof=True, **kwargs,
@@ -108,20 +83,9 @@ def after_stage(stage: int):
     return lambda: any(step.is_complete() and step.did_error() for step in steps)
 
 
-def run_command() -> str:
-    """What this run is, for the lock and the records: the CLI's own words when
-    it drives the run, else pyinfra's inventory and deploy files. Never the
-    ``--data`` values: a secret may have been passed there."""
-    import sys
-
-    files = [arg for arg in sys.argv[1:] if arg.endswith(".py") and not arg.startswith("-")]
-    return host.data.get("command") or "pyinfra " + " ".join(files)
-
-
 @deploy("Lock")
 def lock(action: str, **kwargs):
     """The rollout lock: ``check`` unless this run holds it (``lock_token``)."""
-    install_probe()
     return ops.rollout_lock(
         name={"acquire": "Take the rollout lock", "check": "Rollout lock is free or ours",
               "release": "Release the rollout lock"}[action],
@@ -135,7 +99,6 @@ def lock(action: str, **kwargs):
 
 @deploy("Record")
 def record(target_stage: int):
-    install_probe()
     return ops.record_change(
         name="Record the change on the host (stage, operator, baseline, verdict)",
         target_stage=target_stage,

@@ -4,5 +4,7 @@
 Judges only: rolling back on an abort is deploy.py's (or the CLI's) decision."""
 
 from tasks.checks import gate
+from tasks.entry import begin
 
+begin()
 gate()

@@ -9,7 +9,9 @@ from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 
 from tasks import checks
+from tasks.entry import begin
 
+begin()
 action = host.data.get("lock_action") or "check"
 if action not in ("acquire", "check", "release"):
     raise PyinfraError(f"lock_action must be acquire, check or release, got {action!r}")

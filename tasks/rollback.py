@@ -10,7 +10,10 @@ from pyinfra import host
 
 from rollout.stages import ROLLBACK_STAGE
 from tasks import checks
+from tasks.entry import begin
 from tasks.stage import apply_stage
+
+begin()
 
 # The CLI's rollback takes the lock itself (take_lock) for this one run.
 checks.lock("acquire" if host.data.get("take_lock") else "check")

@@ -2,6 +2,11 @@
 
 Shared by deploy.py (any stage) and tasks/rollback.py (stage 0): one template and
 one task for the switch, not a copy.
+
+The secrets file is not part of a stage: a stage change or a rollback leaves it
+as it is on the host (and refuses to go on when it lacks a secret). It is
+written only on purpose: ``write_secrets`` on (every secret must have a value,
+checked before any operation) or ``tasks/secrets.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from rollout.facts import ServiceSwitch
-from rollout.operations import atomic_file, restart_unit, wait_healthy, when
+from rollout.operations import atomic_file, env_file_has, restart_unit, wait_healthy, when
 from rollout.render import check_app_env, render
 from rollout.stages import rollout_env
 
@@ -38,11 +43,11 @@ def render_rollout_env(stage: int) -> str:
 
 
 def render_secrets_env() -> str:
+    """Only called when every secret has a value (checked by tasks/entry.begin)."""
     return render(
         "secrets.env.j2",
         service_name=host.data.service_name,
-        database_url=_secret("database_url"),
-        redis_url=_secret("redis_url"),
+        secrets={variable: _secret(key) for variable, key in host.data.secret_variables.items()},
     )
 
 
@@ -71,6 +76,14 @@ def apply_stage(stage: int, also_restart_on=()):
     data = host.data
     unit_name = _unit_name()
 
+    if not data.write_secrets:
+        # Before anything is written: a restart without its secrets would take
+        # the service down.
+        env_file_has(
+            name=f"Secrets env file sets {', '.join(data.secret_variables)} (left as it is)",
+            path=data.secrets_env_file,
+            variables=list(data.secret_variables),
+        )
     files.directory(
         name=f"Env directory {data.env_dir}",
         path=data.env_dir,
@@ -95,15 +108,8 @@ def apply_stage(stage: int, also_restart_on=()):
         group=data.service_group,
         mode=640,
     )
-    secrets = atomic_file(
-        name="Secrets env file (contents never shown)",
-        dest=data.secrets_env_file,
-        content=render_secrets_env(),
-        group=data.service_group,
-        mode=640,
-        secret=True,
-    )
-    files_changed = any_changed(unit, switch, secrets, *also_restart_on)
+    secrets = [write_secrets_file()] if data.write_secrets else []
+    files_changed = any_changed(unit, switch, *secrets, *also_restart_on)
     expected = rollout_env(stage)
 
     def restart_needed() -> bool:
@@ -111,10 +117,31 @@ def apply_stage(stage: int, also_restart_on=()):
         # (lost SSH, failed run): the running process must have the file's switch.
         return files_changed() or host.get_fact(ServiceSwitch, unit=unit_name) != expected
 
+    restart_and_wait(restart_needed, "its files changed or it runs another stage")
+
+
+def write_secrets_file():
+    """The secrets env file, atomically; its contents are never shown."""
+    data = host.data
+    return atomic_file(
+        name="Secrets env file (contents never shown)",
+        dest=data.secrets_env_file,
+        content=render_secrets_env(),
+        group=data.service_group,
+        mode=640,
+        secret=True,
+    )
+
+
+def restart_and_wait(needed, why: str) -> None:
+    """Restart the unit when ``needed()`` says so at run time, then make sure it
+    is healthy, enabled and running."""
+    data = host.data
+    unit_name = _unit_name()
     restart_unit(
-        name=f"Restart {unit_name} (its files changed or it runs another stage)",
+        name=f"Restart {unit_name} ({why})",
         unit=unit_name,
-        _if=when(restart_needed),
+        _if=when(needed),
     )
     wait_healthy(
         name=f"Health of {unit_name}",

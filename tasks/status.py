@@ -1,8 +1,8 @@
 """Where each host stands, as a ``status`` report per host in ``report_dir``
-(``rollout status ENV`` prints it as a table)."""
+(``rollout status ENV`` prints it as a table). Reads only: writes nothing."""
 
 from rollout import operations as ops
-from tasks.checks import install_probe
+from tasks.entry import begin
 
-install_probe()
+begin()
 ops.read_status(name="Read the rollout status")

@@ -5,11 +5,14 @@ written), so deploy.py and the rollback task run their whole plan."""
 import json
 
 _responses = {
-    "probe.py status": json.dumps({"lock": None, "file_switch": None, "process_switch": None}),
-    "probe.py record": json.dumps({"recorded": True}),
-    "probe.py lock": json.dumps({"acquired": True, "holder": {}}),
-    "probe.py unlock": json.dumps({"released": True, "holder": None}),
+    "camera-rollout-probe status": json.dumps({"lock": None, "file_switch": None, "process_switch": None}),
+    "camera-rollout-probe record": json.dumps({"recorded": True}),
+    "camera-rollout-probe lock": json.dumps({"acquired": True, "holder": {}}),
+    "camera-rollout-probe unlock": json.dumps({"released": True, "holder": None}),
 }
+
+# The secrets file the hosts hold already (the EnvFileKeys fact: names only).
+_responses["then echo present"] = ["present", "DATABASE_URL", "REDIS_URL"]
 
 camera_api = [
     (f"@fake/api-{n}", {"fake_responses": _responses, "fake_delay": 0, "fake_delay_jitter": 0})

@@ -16,6 +16,7 @@ REDIS_TOKEN = "redisSecretToken9902"
 SECRET_DATA = [
     "--data", f"database_url=postgresql://camera:{DB_TOKEN}@db:5432/camera",
     "--data", f"redis_url=redis://:{REDIS_TOKEN}@cache:6379/0",
+    "--data", "write_secrets=true",
     # The checks talk to a real service; the @fake hosts have none.
     "--data", "checks=false",
 ]
@@ -49,7 +50,6 @@ def test_every_operation_has_a_name_and_plan_is_in_order():
     assert result.returncode == 0, result.stderr
     names = [op["name"] for op in json.loads(result.stdout)["plan"]]
     assert names == [
-        "Lock | Probe script",
         "Lock | Rollout lock is free or ours",
         "Apply rollout stage | Env directory /etc/camera-api",
         "Apply rollout stage | Unit file /etc/systemd/system/camera-api.service",
@@ -113,3 +113,61 @@ def test_app_env_may_not_override_the_stage():
     assert result.returncode != 0
     assert "app_env may not set ROLLOUT_PERCENT" in result.stderr
     assert "Starting operation" not in result.stdout + result.stderr
+
+
+# --- the secrets file: left as it is unless written on purpose ---------------------------------------
+
+
+def plan_names(*args: str) -> list[str]:
+    result = pyinfra("--json", INVENTORY, *args, "--data", "checks=false")
+    assert result.returncode == 0, result.stderr
+    return [op["name"] for op in json.loads(result.stdout)["plan"]]
+
+
+@pytest.mark.parametrize("task", [["deploy.py", "--data", "stage=10"], ["tasks/rollback.py"]])
+def test_a_stage_without_secret_values_never_writes_the_secrets_file(task):
+    """The operator's environment holds no secret (prod.py then sets none): the
+    secrets file on the host is checked for its variables and left as it is."""
+    names = plan_names(*task)
+    assert not [n for n in names if "Secrets env file (contents never shown)" in n], names
+    check = "Apply rollout stage | Secrets env file sets DATABASE_URL, REDIS_URL (left as it is)"
+    assert names.index(check) < names.index("Apply rollout stage | Env directory /etc/camera-api")
+
+
+@pytest.mark.parametrize("task", [["deploy.py", "--data", "stage=10", "--data", "write_secrets=true"],
+                                  ["tasks/secrets.py"]])
+@pytest.mark.parametrize("given", [[], ["--data", f"database_url=postgresql://c:{DB_TOKEN}@db/c"],
+                                   ["--data", f"database_url=postgresql://c:{DB_TOKEN}@db/c",
+                                    "--data", "redis_url=  "]])
+def test_writing_secrets_without_every_value_is_refused(task, given):
+    result = pyinfra("-v", INVENTORY, *task, *given)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    errors = [line for line in output.splitlines() if "pyinfra error" in line]
+    assert len(errors) == 1 and "redis_url has no value" in errors[0], output
+    assert "refusing to write the secrets file" in errors[0]
+    assert DB_TOKEN not in output
+    assert "Starting operation" not in output
+
+
+def test_the_secrets_task_writes_only_the_secrets_file_then_restarts_on_change():
+    names = plan_names("tasks/secrets.py", *SECRET_DATA[:4])
+    assert names == [
+        "Lock | Rollout lock is free or ours",
+        "Secrets env file (contents never shown)",
+        "Restart camera-api.service (its secrets file changed)",
+        "Health of camera-api.service",
+        "Keep camera-api.service enabled and running",
+    ]
+
+
+def test_a_host_whose_secrets_file_lacks_a_variable_is_refused_before_any_write():
+    responses = {"then echo present": ["present", "DATABASE_URL"],
+                 "camera-rollout-probe lock": json.dumps({"acquired": True, "holder": {}}),
+                 "camera-rollout-probe status": json.dumps({"lock": None})}
+    result = pyinfra(INVENTORY, "deploy.py", "--data", "stage=10", "--data", "checks=false",
+                     "--data", f"fake_responses={json.dumps(responses)}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "/etc/camera-api/secrets.env lacks REDIS_URL" in output
+    assert "Starting operation: Apply rollout stage | Env directory" not in output

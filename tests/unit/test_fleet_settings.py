@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from rollout.fleet import Fleet, UsageError
+from rollout.fleet import Fleet
+from rollout.inputs import InputError
 
 
 def fleet(**per_host) -> Fleet:
@@ -22,5 +23,5 @@ def test_unset_or_none_gives_the_default():
 
 
 def test_hosts_that_disagree_are_refused():
-    with pytest.raises(UsageError, match="hosts disagree on rollback_batches"):
+    with pytest.raises(InputError, match="hosts disagree on rollback_batches"):
         fleet(a={"rollback_batches": "50%"}, b={"rollback_batches": "100%"}).setting("rollback_batches")

@@ -41,20 +41,16 @@ def test_rollout_env_file_for_rollback_with_extra_app_env():
 def test_secrets_env_file_quotes_values():
     text = render(
         "secrets.env.j2", service_name="camera-api",
-        database_url="postgresql://camera:p a$s\"w@10.0.0.1:5432/camera",
-        redis_url="redis://:pw@10.0.0.1:6379/0",
+        secrets={"DATABASE_URL": "postgresql://camera:p a$s\"w@10.0.0.1:5432/camera",
+                 "REDIS_URL": "redis://:pw@10.0.0.1:6379/0"},
     )
     assert text == (
         "# Managed by camera-rollout. Connection secrets of camera-api: root-owned,\n"
-        "# readable by its group only; the deploy never prints this file.\n"
+        "# readable by its group only; the deploy never prints this file. Written only on\n"
+        "# purpose (write_secrets / tasks/secrets.py), never by a stage change.\n"
         'DATABASE_URL="postgresql://camera:p a$s\\"w@10.0.0.1:5432/camera"\n'
         "REDIS_URL=redis://:pw@10.0.0.1:6379/0\n"
     )
-
-
-def test_secrets_env_file_leaves_out_unset_values():
-    text = render("secrets.env.j2", service_name="camera-api", database_url=None, redis_url=None)
-    assert "DATABASE_URL" not in text and "REDIS_URL" not in text
 
 
 def test_unit_file():

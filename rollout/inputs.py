@@ -1,0 +1,254 @@
+"""Every input a rollout takes, checked in one place before any host is contacted.
+
+Pure. Two kinds of input:
+
+- **settings**: the host data of an inventory and its group data (every key of
+  ``group_data/all.py``). ``check_settings`` is called by the CLI for every host
+  as soon as the inventory is loaded, and by each pyinfra entry file (deploy.py,
+  tasks/*.py) before it plans an operation;
+- **options**: what an operator types on the command line (durations, batch
+  plans, the canary, ``--yes``). ``check_options`` is called by the CLI before
+  its first pyinfra run.
+
+A bad input raises ``InputError``: one line that names the setting or option and
+the bad value (never a secret's value), and the CLI exits 2.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rollout.batches import BatchError, hook_commands, parse_batches, parse_duration, plan_batches
+from rollout.catalog import CatalogError, load_catalog
+from rollout.gate import DEFAULT_FIELDS, Thresholds
+from rollout.render import check_app_env
+from rollout.stages import StageError, validate_plan
+
+
+class InputError(ValueError):
+    """Refused before any host is contacted (exit 2); the message is one line."""
+
+
+# --- settings (host data and group data) ---------------------------------------------------------
+
+
+def _number(minimum: float, integral: bool = False, above: bool = False) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        kind = "a whole number" if integral else "a number"
+        bound = f"> {minimum:g}" if above else f">= {minimum:g}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+                or (integral and not isinstance(value, int)) \
+                or (value <= minimum if above else value < minimum):
+            raise ValueError(f"must be {kind} {bound}, got {value!r}")
+    return check
+
+
+def _flag(value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+
+
+def _name(value: Any) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", value):
+        raise ValueError(f"must be a plain name (letters, digits, . _ - @), got {value!r}")
+
+
+def _absolute_path(value: Any) -> None:
+    if not isinstance(value, str) or not value.startswith("/") or "\n" in value or "//" in value:
+        raise ValueError(f"must be an absolute path, got {value!r}")
+
+
+def _url_path(value: Any) -> None:
+    if not isinstance(value, str) or not value.startswith("/") or any(c.isspace() for c in value):
+        raise ValueError(f"must be a URL path starting with /, got {value!r}")
+
+
+def _port(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValueError(f"must be a TCP port 1..65535, got {value!r}")
+
+
+def _stage_plan(value: Any) -> None:
+    try:
+        validate_plan(value if isinstance(value, (list, tuple)) else None)
+    except StageError as error:
+        raise ValueError(str(error)) from None
+
+
+def _gate(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a mapping of gate settings, got {value!r}")
+    Thresholds.from_data(value)
+
+
+def _metrics_fields(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a mapping of metric names to dotted paths, got {value!r}")
+    unknown = sorted(set(value) - set(DEFAULT_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))} "
+                         f"(known: {', '.join(DEFAULT_FIELDS)})")
+    for key, path in value.items():
+        if not isinstance(path, str) or not re.fullmatch(r"[^.\s]+(\.[^.\s]+)*", path):
+            raise ValueError(f"{key} must be a dotted path like latency_ms.p95, got {path!r}")
+
+
+def _endpoints(value: Any) -> None:
+    try:
+        load_catalog(value)
+    except CatalogError as error:
+        raise ValueError(str(error)) from None
+
+
+def _batch_hooks(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a mapping with 'before' and/or 'after' lists, got {value!r}")
+    try:
+        for when in ("before", "after"):
+            hook_commands(value, when, [], 0, 0)
+    except BatchError as error:
+        raise ValueError(str(error).removeprefix("batch_hooks").lstrip(": .")) from None
+
+
+def _batches(value: Any) -> None:
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise ValueError(f"must be a batch plan like '50%' or '1,25%,100%', got {value!r}")
+    try:
+        parse_batches(str(value))
+    except BatchError as error:
+        raise ValueError(str(error)) from None
+
+
+def _canary(value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValueError(f"must be a host name of the inventory, got {value!r}")
+
+
+def _secret_variables(value: Any) -> None:
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"must map env variable names to host-data keys, got {value!r}")
+    for variable, key in value.items():
+        if not (isinstance(variable, str) and re.fullmatch(r"[A-Z_][A-Z0-9_]*", variable)
+                and isinstance(key, str) and re.fullmatch(r"[a-z_][a-z0-9_]*", key)):
+            raise ValueError(f"entry {variable!r}: {key!r} must map an env variable to a host-data key")
+
+
+def _app_env(value: Any) -> None:
+    check_app_env(value)
+
+
+#: Every setting of group_data/all.py a run reads, with its check. Unset (None)
+#: means "not given" and is refused for every key but those in OPTIONAL.
+SETTINGS: dict[str, Callable[[Any], None]] = {
+    "service_name": _name, "service_user": _name, "service_group": _name,
+    "app_dir": _absolute_path, "venv_dir": _absolute_path, "app_module": lambda v: _require_str(v),
+    "bind_host": lambda v: _require_str(v), "bind_port": _port, "workers": _number(1, integral=True),
+    "env_dir": _absolute_path, "rollout_env_file": _absolute_path, "secrets_env_file": _absolute_path,
+    "unit_file": _absolute_path, "state_dir": _absolute_path,
+    "stage_plan": _stage_plan, "app_env": _app_env,
+    "secret_variables": _secret_variables, "write_secrets": _flag,
+    "health_path": _url_path, "metrics_path": _url_path, "health_timeout_s": _number(0, above=True),
+    "install_app": _flag, "checks": _flag, "rollback_on_abort": _flag, "verify_read_only": _flag,
+    "verification_camera": _name, "verification_rule_name": _name, "endpoints": _endpoints,
+    "unforced_requests": _number(1, integral=True), "legacy_proof_requests": _number(1, integral=True),
+    "gate": _gate, "metrics_fields": _metrics_fields,
+    "soak_s": _number(0), "gate_interval_s": _number(0, above=True),
+    "smoke_traffic": _flag, "smoke_requests_per_s": _number(0, above=True),
+    "canary": _canary, "batch_hooks": _batch_hooks, "rollback_batches": _batches,
+}
+
+#: Settings that may be unset (None).
+OPTIONAL = frozenset({"canary", "batch_hooks"})
+
+
+def _require_str(value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, got {value!r}")
+
+
+def settings_of(get: Callable[[str], Any]) -> dict[str, Any]:
+    """The settings a run reads, from a host-data getter (``host.data.get``).
+    Secrets are not among them: see ``missing_secrets``."""
+    return {key: get(key) for key in SETTINGS}
+
+
+def check_settings(settings: Mapping[str, Any], host: str | None = None) -> None:
+    """Refuse the first bad setting with one line naming it (and the host)."""
+    where = f" (host {host})" if host else ""
+    for key, check in SETTINGS.items():
+        value = settings.get(key)
+        if value is None:
+            if key in OPTIONAL:
+                continue
+            raise InputError(f"setting {key}{where} is not set (group_data/all.py sets every default)")
+        try:
+            check(value)
+        except ValueError as error:
+            raise InputError(f"setting {key}{where}: {error}") from None
+
+
+def _has_value(value: Any) -> bool:
+    """A secret counts as given when it is a non-blank string (a pyinfra
+    HiddenValue is unmasked only to look at its length, never printed)."""
+    if hasattr(value, "unmask"):
+        value = value.unmask()
+    return isinstance(value, str) and bool(value.strip())
+
+
+def missing_secrets(secret_variables: Mapping[str, str], get: Callable[[str], Any]) -> list[str]:
+    """The host-data keys of the secrets that have no value (names only)."""
+    return [key for key in secret_variables.values() if not _has_value(get(key))]
+
+
+def check_secrets_for_writing(secret_variables: Mapping[str, str], get: Callable[[str], Any],
+                              host: str | None = None) -> None:
+    """``write_secrets`` is on: every secret must have a value, or nothing is written."""
+    missing = missing_secrets(secret_variables, get)
+    if missing:
+        where = f" for host {host}" if host else ""
+        raise InputError(f"write_secrets is on but {', '.join(missing)} has no value{where}: "
+                         "refusing to write the secrets file (give every secret, or leave write_secrets off)")
+
+
+# --- options (the command line) --------------------------------------------------------------------
+
+
+def duration(option: str, text: str | int | float) -> float:
+    """A command-line duration (``30s``, ``5m``, ``2h``, ``1d``, plain seconds)."""
+    try:
+        return parse_duration(text)
+    except BatchError:
+        raise InputError(f"{option} {text!r}: a duration must look like 30s, 5m, 2h or 1d") from None
+
+
+@dataclass(frozen=True)
+class RolloutOptions:
+    """The checked options of a stage change (deploy, promote)."""
+
+    batches: list[list[str]]
+    soak_s: float
+    batch_soak_s: float
+
+
+def check_options(hosts: list[str], *, batches_spec: str, canary: str | None, soak: str | None,
+                  batch_soak: str, default_soak_s: float) -> RolloutOptions:
+    """Batch plan, canary and gate windows of a stage change, against the fleet."""
+    try:
+        batches = plan_batches(hosts, batches_spec, canary)
+    except BatchError as error:
+        raise InputError(f"--batches {batches_spec!r}: {error}" if "batch size" in str(error)
+                         or "empty" in str(error) else str(error)) from None
+    soak_s = duration("--soak", soak) if soak is not None else float(default_soak_s)
+    return RolloutOptions(batches, soak_s, duration("--batch-soak", batch_soak))
+
+
+def check_batches(hosts: list[str], spec: str, option: str = "--batches") -> list[list[str]]:
+    try:
+        return plan_batches(hosts, spec)
+    except BatchError as error:
+        raise InputError(f"{option} {spec!r}: {error}") from None

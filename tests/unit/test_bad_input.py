@@ -1,0 +1,193 @@
+"""Every bad input is refused before any host is contacted: exit 2, one line on
+stderr naming the bad value, no traceback.
+
+The inventory's hosts point at a TCP listener on loopback that counts the
+connections it gets (a pyinfra connection attempt, or any other): for each bad
+input the count must stay 0. A control case shows that a good command does
+reach the listener, so a 0 means something.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Listener:
+    """Counts TCP connections on a loopback port; closes each at once."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.count += 1
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def listener():
+    trap = Listener()
+    yield trap
+    trap.close()
+
+
+@pytest.fixture(scope="module")
+def ssh_key(tmp_path_factory) -> Path:
+    """A real key (pyinfra reads it before it connects), trusted by no host."""
+    key = tmp_path_factory.mktemp("keys") / "id_trap"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+def write_inventory(directory: Path, port: int, key: Path, group_data: dict | None = None,
+                    host_data: dict | None = None, body: str | None = None, name: str = "trap") -> Path:
+    """An inventory of two hosts behind the listener; ``group_data`` in
+    pyinfra's ``(hosts, data)`` form, ``host_data`` on the second host only."""
+    path = directory / f"{name}.py"
+    if body is None:
+        common = {"ssh_hostname": "127.0.0.1", "ssh_port": port, "ssh_key": str(key), "ssh_user": "root",
+                  "ssh_connect_retries": 0}
+        second = {**common, **(host_data or {})}
+        body = (f"camera_api = ([('trap-1', {common!r}), ('trap-2', {second!r})], {group_data or {}!r})\n")
+    path.write_text(body)
+    return path
+
+
+def rollout(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rollout", *args], cwd=ROOT, text=True, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+
+
+# (id, command with ENV for the inventory, inventory: group data / host data / body, expected words)
+CASES = [
+    # --- options --------------------------------------------------------------------------------------
+    ("stage-33", ["deploy", "ENV", "--stage", "33", "--yes"], {}, "got 33"),
+    ("stage-abc", ["deploy", "ENV", "--stage", "abc", "--yes"], {}, "got 'abc'"),
+    ("stage-missing", ["deploy", "ENV", "--yes"], {}, "Missing option '--stage'"),
+    ("soak-negative", ["deploy", "ENV", "--stage", "10", "--yes", "--soak", "-5s"], {}, "--soak '-5s'"),
+    ("soak-5x", ["deploy", "ENV", "--stage", "10", "--yes", "--soak", "5x"], {}, "--soak '5x'"),
+    ("batch-soak-5x", ["deploy", "ENV", "--stage", "10", "--yes", "--batch-soak", "5x"], {}, "--batch-soak '5x'"),
+    ("batches-0", ["deploy", "ENV", "--stage", "10", "--yes", "--batches", "0"], {}, "batch size '0'"),
+    ("batches-abc", ["deploy", "ENV", "--stage", "10", "--yes", "--batches", "1,abc"], {}, "batch size 'abc'"),
+    ("batches-150pct", ["deploy", "ENV", "--stage", "10", "--yes", "--batches", "150%"], {}, "batch size '150%'"),
+    ("batches-empty", ["deploy", "ENV", "--stage", "10", "--yes", "--batches", ","], {}, "--batches ','"),
+    ("canary-unknown", ["deploy", "ENV", "--stage", "10", "--yes", "--canary", "nosuch"], {}, "canary 'nosuch'"),
+    ("no-yes-no-tty", ["deploy", "ENV", "--stage", "10"], {}, "not a terminal: pass --yes"),
+    ("on-failure-bad", ["deploy", "ENV", "--stage", "10", "--yes", "--on-failure", "maybe"], {}, "'maybe'"),
+    ("unknown-option", ["deploy", "ENV", "--stage", "10", "--nope"], {}, "No such option '--nope'"),
+    ("promote-batches-0", ["promote", "ENV", "--yes", "--batches", "0"], {}, "batch size '0'"),
+    ("promote-canary", ["promote", "ENV", "--yes", "--canary", "nosuch"], {}, "canary 'nosuch'"),
+    ("promote-soak-5x", ["promote", "ENV", "--yes", "--soak", "5x"], {}, "--soak '5x'"),
+    ("promote-no-yes", ["promote", "ENV"], {}, "not a terminal: pass --yes"),
+    ("rollback-batches-0", ["rollback", "ENV", "--batches", "0"], {}, "batch size '0'"),
+    ("rollback-batches-101", ["rollback", "ENV", "--batches", "101%"], {}, "batch size '101%'"),
+    ("check-soak-negative", ["check", "ENV", "--soak", "-5s"], {}, "--soak '-5s'"),
+    ("check-soak-5x", ["check", "ENV", "--soak", "5x"], {}, "--soak '5x'"),
+    ("status-no-env", ["status"], {}, "Missing argument 'ENV'"),
+    ("unknown-command", ["deplo", "ENV"], {}, "No such command 'deplo'"),
+    # --- environments and inventories ---------------------------------------------------------------
+    ("env-unknown", ["deploy", "nowhere", "--stage", "10", "--yes"], {}, "unknown environment 'nowhere'"),
+    ("env-not-py", ["deploy", "/tmp/x.txt", "--stage", "10", "--yes"], {}, "'/tmp/x.txt' is not an inventory"),
+    ("env-missing-file", ["status", "/nonexistent/prod.py"], {}, "'/nonexistent/prod.py' does not exist"),
+    ("env-deploy-file", ["deploy", "deploy.py", "--stage", "10", "--yes"], {}, "'deploy.py' is a deploy file"),
+    ("inventory-env-var", ["status", "ENV"],
+     {"body": "import os\nhosts = [os.environ['CAMERA_API_NO_SUCH_VARIABLE']]\n"},
+     "KeyError: 'CAMERA_API_NO_SUCH_VARIABLE'"),
+    ("inventory-import", ["status", "ENV"], {"body": "import no_such_module\nhosts = ['a']\n"},
+     "No module named 'no_such_module'"),
+    ("inventory-syntax", ["status", "ENV"], {"body": "hosts = [\n"}, "failed to load: SyntaxError"),
+    ("inventory-empty", ["status", "ENV"], {"body": "hosts = []\n"}, "has no hosts"),
+    ("ssh-key-missing", ["status", "ENV"], {"host_data": {"ssh_key": "/nonexistent/id_deploy"}},
+     "ssh_key /nonexistent/id_deploy of host trap-2 does not exist"),
+    ("known-hosts-missing", ["status", "ENV"], {"host_data": {"ssh_known_hosts_file": "/nonexistent/kh"}},
+     "ssh_known_hosts_file /nonexistent/kh of host trap-2 does not exist"),
+    # --- group data and host data ---------------------------------------------------------------------
+    ("gate-typo", ["check", "ENV"], {"group_data": {"gate": {"error_rate_pass_bellow": 0.01}}},
+     "unknown gate setting(s): error_rate_pass_bellow"),
+    ("gate-string", ["check", "ENV"], {"group_data": {"gate": {"min_requests": "100"}}},
+     "min_requests must be a number, got '100'"),
+    ("gate-zero", ["check", "ENV"], {"group_data": {"gate": {"abort_after": 0}}}, "must be >= 1"),
+    ("soak-s-string", ["deploy", "ENV", "--stage", "10", "--yes"], {"group_data": {"soak_s": "30s"}},
+     "setting soak_s (host trap-1): must be a number >= 0, got '30s'"),
+    ("soak-s-negative", ["check", "ENV"], {"group_data": {"soak_s": -1}}, "soak_s (host trap-1): must be"),
+    ("interval-zero", ["check", "ENV"], {"group_data": {"gate_interval_s": 0}}, "gate_interval_s (host trap-1)"),
+    ("hooks-key", ["deploy", "ENV", "--stage", "10", "--yes"],
+     {"group_data": {"batch_hooks": {"befor": ["true"]}}}, "unknown key(s) befor"),
+    ("hooks-not-list", ["deploy", "ENV", "--stage", "10", "--yes"],
+     {"group_data": {"batch_hooks": {"before": "lb-drain {hosts}"}}}, "before must be a list"),
+    ("hooks-placeholder", ["rollback", "ENV"],
+     {"group_data": {"batch_hooks": {"after": ["lb-enable {host}"]}}}, "unknown placeholder 'host'"),
+    ("rollback-batches-setting", ["rollback", "ENV"], {"group_data": {"rollback_batches": "0%"}},
+     "setting rollback_batches (host trap-1): batch size '0%'"),
+    ("plan-short", ["status", "ENV"], {"group_data": {"stage_plan": [10, 25, 50]}}, "must end at 100"),
+    ("plan-order", ["status", "ENV"], {"group_data": {"stage_plan": [25, 10, 100]}}, "strictly increasing"),
+    ("app-env-switch", ["deploy", "ENV", "--stage", "10", "--yes"],
+     {"group_data": {"app_env": {"ROLLOUT_PERCENT": "100"}}}, "app_env may not set ROLLOUT_PERCENT"),
+    ("endpoints-empty", ["deploy", "ENV", "--stage", "10", "--yes"], {"group_data": {"endpoints": []}},
+     "endpoint catalog must be a non-empty list"),
+    ("metrics-fields", ["check", "ENV"], {"group_data": {"metrics_fields": {"latency": "x.p95"}}},
+     "unknown metric(s) 'latency'"),
+    ("port", ["status", "ENV"], {"host_data": {"bind_port": 70000}}, "bind_port (host trap-2)"),
+    ("health-timeout", ["deploy", "ENV", "--stage", "10", "--yes"], {"group_data": {"health_timeout_s": 0}},
+     "health_timeout_s (host trap-1): must be a number > 0"),
+    ("smoke-flag", ["check", "ENV"], {"group_data": {"smoke_traffic": "yes"}}, "smoke_traffic (host trap-1)"),
+    ("env-file-relative", ["status", "ENV"], {"group_data": {"rollout_env_file": "rollout.env"}},
+     "rollout_env_file (host trap-1): must be an absolute path"),
+    ("write-secrets-no-values", ["rollback", "ENV"], {"group_data": {"write_secrets": True}},
+     "write_secrets is on but database_url, redis_url has no value"),
+    ("hosts-disagree", ["deploy", "ENV", "--stage", "10", "--yes"], {"host_data": {"soak_s": 99}},
+     "hosts disagree on soak_s"),
+]
+
+
+@pytest.mark.parametrize("args, inventory, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_before_any_host_is_contacted(tmp_path, listener, ssh_key, args, inventory,
+                                                           expected):
+    path = write_inventory(tmp_path, listener.port, ssh_key, **inventory)
+    before = listener.count
+    result = rollout(*[str(path) if a == "ENV" else a for a in args])
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    assert len(lines) == 1 and lines[0].startswith("rollout: ") and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert listener.count == before, f"a host was contacted for {args}"
+
+
+def test_enough_bad_inputs_are_tried():
+    assert len(CASES) >= 40
+
+
+def test_the_trap_sees_a_command_that_does_contact_the_hosts(tmp_path, listener, ssh_key):
+    """The control case: a good command reaches the listener (and fails there,
+    naming the hosts it cannot reach, with exit 1, not 2)."""
+    path = write_inventory(tmp_path, listener.port, ssh_key)
+    before = listener.count
+    result = rollout("--json", "status", str(path))
+    assert listener.count > before
+    assert result.returncode == 1, result.stderr
+    assert "trap-1" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads(result.stdout)["exit_code"] == 1

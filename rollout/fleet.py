@@ -1,5 +1,6 @@
 """The CLI's view of a fleet: its inventory, its hosts, pyinfra runs against it,
-and the per-host reports those runs write.
+the per-host reports those runs write, and the pyinfra runner of the
+orchestration (rollout/orchestrate.py).
 
 ``ENV`` is ``inventories/ENV.py`` or a path to an inventory file. The inventory
 is loaded with pyinfra's own loader, so group_data applies as in a pyinfra run.
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rollout.inputs import InputError, check_secrets_for_writing, check_settings, settings_of
+from rollout.orchestrate import HostsRun
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,3 +171,105 @@ def pyinfra(
             host, check = path.name[: -len(".json")].rsplit(".", 1)
             reports.setdefault(host, {})[check] = json.loads(path.read_text())
     return Run(process.returncode, "".join(lines), reports)
+
+
+#: pyinfra lines that say nothing an operator needs in the CLI's summary.
+_QUIET = re.compile(r"\] (Success|No changes|Skipped|Connected|Ready: .*|Error( \(ignored\))?: executed 0 commands)$")
+
+
+def summary_lines(output: str, dry: bool = False) -> list[str]:
+    """The lines of a pyinfra run's output that matter to an operator: each
+    host's check results and errors (and, for a dry run, the diff lines)."""
+    lines = []
+    for line in output.splitlines():
+        text = line.rstrip()
+        if (text.startswith("    [") and not _QUIET.search(text)) or "pyinfra error" in text \
+                or "Could not connect" in text or (dry and text.startswith("      ")):
+            lines.append(text if dry else text.strip())
+    return lines
+
+
+class PyinfraRunner:
+    """The runner of rollout/orchestrate.py: each step is one pyinfra run of this
+    project's deploy files over the inventory; the results are read back from
+    the reports each host's run writes (never parsed from pyinfra's output,
+    which is only shown)."""
+
+    def __init__(self, fleet: Fleet, say: Callable[[str], None], operator: str, token: str,
+                 verbose: bool = False):
+        self.fleet = fleet
+        self.hosts = fleet.hosts
+        self.say = say
+        self.operator = operator
+        self.token = token
+        self.verbose = verbose
+
+    def run(self, files: list[str], title: str, data: dict[str, Any] | None = None,
+            limit: list[str] | None = None, dry: bool = False, show: bool = True) -> Run:
+        run = pyinfra(self.fleet, files, data={"operator": self.operator, **(data or {})}, limit=limit, dry=dry,
+                      stream=self.verbose)
+        if show and not self.verbose:  # verbose: already streamed
+            for line in summary_lines(run.output):
+                self.say(f"  {line}")
+            if run.returncode != 0:
+                self.say(f"  {title}: pyinfra exited {run.returncode}")
+        return run
+
+    def _hosts_run(self, run: Run, hosts: list[str]) -> HostsRun:
+        return HostsRun(
+            ok=run.returncode == 0,
+            unreachable=run.unreachable(hosts),
+            recorded=[h for h in hosts if run.report(h, "record") is not None],
+            verdicts={h: r["verdict"] for h in hosts if (r := run.report(h, "gate"))},
+            proven={h: bool((run.report(h, "legacy-proof") or {}).get("ok"))
+                    and bool((run.report(h, "mix") or {}).get("ok")) for h in hosts},
+            holders=sorted({r["holder"] for h in hosts if (r := run.report(h, "lock")) and r.get("holder")}),
+        )
+
+    def status(self) -> dict[str, dict | None]:
+        run = self.run(["tasks/status.py"], "status", show=False)
+        statuses = {h: run.report(h, "status") for h in self.hosts}
+        if any(not s or "error" in s for s in statuses.values()):
+            for line in summary_lines(run.output):
+                self.say(f"  {line}")
+        return {h: s if s and "error" not in s else None for h, s in statuses.items()}
+
+    def lock(self, action: str, *, command: str = "", force: bool = False, quiet: bool = False) -> HostsRun:
+        data = {"lock_action": action, "lock_token": self.token, "command": command, "break_lock": force}
+        run = self.run(["tasks/lock.py"], "lock" if action == "acquire" else "unlock", data=data, show=not quiet)
+        return self._hosts_run(run, self.hosts)
+
+    def apply(self, hosts: list[str], stage: int, *, soak_s: float, smoke: bool | None, command: str,
+              checks: bool = True) -> HostsRun:
+        data: dict[str, Any] = {"stage": stage, "lock_token": self.token, "command": command}
+        if checks:
+            data.update({"soak_s": soak_s, "rollback_on_abort": False})
+            if smoke is not None:
+                data["smoke_traffic"] = smoke
+        else:
+            data["checks"] = False
+        run = self.run(["deploy.py"], "batch" if checks else "revert", data=data, limit=hosts)
+        return self._hosts_run(run, hosts)
+
+    def roll_back(self, hosts: list[str] | None, *, command: str, take_lock: bool = False) -> HostsRun:
+        data = {"lock_token": self.token, "command": command, "take_lock": take_lock}
+        run = self.run(["tasks/rollback.py"], "rollback", data=data, limit=hosts)
+        return self._hosts_run(run, hosts or self.hosts)
+
+    def gate(self, soak_s: float, smoke: bool | None) -> HostsRun:
+        data: dict[str, Any] = {"soak_s": soak_s}
+        if smoke is not None:
+            data["smoke_traffic"] = smoke
+        return self._hosts_run(self.run(["tasks/gate.py"], "gate", data=data), self.hosts)
+
+    def hook(self, command: str) -> tuple[bool, str]:
+        result = subprocess.run(["bash", "-c", command], cwd=PROJECT_ROOT, text=True, capture_output=True,
+                                stdin=subprocess.DEVNULL)
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        return result.returncode == 0, f"{result.returncode}: {detail[-1] if detail else ''}"
+
+    def dry_run(self, stage: int) -> tuple[bool, list[str]]:
+        """deploy.py under --dry --diff: what would change per host (no secret)."""
+        run = pyinfra(self.fleet, ["deploy.py"], data={"operator": self.operator, "stage": stage, "checks": False},
+                      dry=True, stream=self.verbose)
+        return run.returncode == 0, summary_lines(run.output, dry=True)

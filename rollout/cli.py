@@ -21,10 +21,12 @@ import functools
 import getpass
 import importlib.util
 import json
+import os
 import socket
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import click
@@ -32,8 +34,11 @@ import click
 from rollout import lb as lb_mod
 from rollout import sandbox as sandbox_mod
 from rollout.batches import BatchError
-from rollout.fleet import PROJECT_ROOT, Fleet, PyinfraRunner, load_fleet
-from rollout.inputs import InputError, RolloutOptions, check_batches, check_options, duration
+from rollout.fleet import Fleet, PyinfraRunner, load_fleet
+from rollout.inputs import (
+    InputError, RolloutOptions, check_batches, check_options, duration, refuse_missing_secrets,
+)
+from rollout.project import DEPLOY_ROOT, find_project, write_starter
 from rollout.orchestrate import (
     EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE, Orchestrator, StageChange, Stop,
 )
@@ -45,15 +50,20 @@ __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_ROLLED_BACK"]
 class Context:
     """What every command shares: output mode, operator, the JSON result."""
 
-    def __init__(self, as_json: bool, verbose: bool):
+    def __init__(self, as_json: bool, verbose: bool, project: str | None):
         self.as_json = as_json
         self.verbose = verbose
+        self.project = project
         self.result: dict[str, Any] = {}
         self.operator = f"{getpass.getuser()}@{socket.gethostname()}"
         self.token = f"{self.operator}:{uuid.uuid4().hex[:12]}"
 
     def say(self, message: str = "") -> None:
         click.echo(message, err=self.as_json)
+
+    def fleet(self, env: str) -> Fleet:
+        """The inventory ENV of the project, loaded and every setting checked."""
+        return load_fleet(env, find_project(self.project))
 
     def runner(self, fleet: Fleet) -> PyinfraRunner:
         return PyinfraRunner(fleet, self.say, self.operator, self.token, self.verbose)
@@ -112,10 +122,13 @@ class RolloutGroup(click.Group):
 @click.group(cls=RolloutGroup)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (progress goes to stderr).")
 @click.option("-v", "--verbose", is_flag=True, help="Stream pyinfra's own output.")
+@click.option("--project", type=click.Path(file_okay=False), envvar="ROLLOUT_PROJECT",
+              help="Your project (inventories/, group_data/); default: the current directory if it has "
+                   "inventories/, else the tool's checkout.")
 @click.pass_context
-def main(click_ctx: click.Context, as_json: bool, verbose: bool) -> None:
+def main(click_ctx: click.Context, as_json: bool, verbose: bool, project: str | None) -> None:
     """Staged canary rollout of the camera API on systemd hosts."""
-    click_ctx.obj = Context(as_json, verbose)
+    click_ctx.obj = Context(as_json, verbose, project)
 
 
 # --- fleet state ---------------------------------------------------------------------------------
@@ -244,7 +257,7 @@ def deploy_options(function):
 @command
 def deploy(ctx: Context, env: str, stage: str, allow_skip: bool, **options) -> None:
     """Apply a stage to ENV in host batches, each checked before the next."""
-    fleet = load_fleet(env)
+    fleet = ctx.fleet(env)
     plan = fleet.setting("stage_plan")
     target = parse_stage(stage, plan)
     checked = rollout_options(fleet, options)
@@ -262,7 +275,7 @@ def deploy(ctx: Context, env: str, stage: str, allow_skip: bool, **options) -> N
 @command
 def promote(ctx: Context, env: str, **options) -> None:
     """Judge what ENV served on its stage; on pass apply the next stage."""
-    fleet = load_fleet(env)
+    fleet = ctx.fleet(env)
     plan = fleet.setting("stage_plan")
     checked = rollout_options(fleet, options)
     gate_soak_s = duration("--soak", options["soak"]) if options["soak"] is not None else 0.0
@@ -299,7 +312,7 @@ def promote(ctx: Context, env: str, **options) -> None:
 def rollback(ctx: Context, env: str, break_lock: bool, batches_spec: str | None, yes: bool) -> None:
     """Stage 0 on every host of ENV (at once by default), then prove legacy answers everything.
     Never asks for confirmation: it is the way back."""
-    fleet = load_fleet(env)
+    fleet = ctx.fleet(env)
     runner = ctx.runner(fleet)
     orchestrator = ctx.orchestrator(fleet, runner, batches_spec)  # a bad plan is refused here
     if break_lock:
@@ -313,7 +326,7 @@ def rollback(ctx: Context, env: str, break_lock: bool, batches_spec: str | None,
 @command
 def status(ctx: Context, env: str) -> None:
     """One row per host: stage in the file and in the process, health, last change."""
-    fleet = load_fleet(env)
+    fleet = ctx.fleet(env)
     statuses = read_status(ctx, ctx.runner(fleet))
     ctx.result.update({"hosts": statuses, "drift": drift(statuses)})
     print_status(ctx, statuses)
@@ -330,15 +343,16 @@ def verify(ctx: Context, env: str, junit_xml: str | None, read_only: bool) -> No
     if missing:
         raise InputError(f"rollout verify runs the host checks with pytest and pytest-testinfra; "
                          f"not installed: {', '.join(missing)} (pip install pytest pytest-testinfra)")
-    fleet = load_fleet(env)
+    fleet = ctx.fleet(env)
     pytest_args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:warnings", "-q",
-                   str(PROJECT_ROOT / "tests" / "hosts"), "--inventory", str(fleet.inventory),
+                   str(DEPLOY_ROOT / "tests" / "hosts"), "--inventory", str(fleet.inventory),
                    "--checks", "preflight,verify"]
     if read_only:
         pytest_args.append("--read-only")
     if junit_xml:
         pytest_args += ["--junit-xml", junit_xml]
-    result = subprocess.run(pytest_args, cwd=PROJECT_ROOT, text=True, capture_output=True)
+    result = subprocess.run(pytest_args, cwd=DEPLOY_ROOT, text=True, capture_output=True,
+                            env={**os.environ, "ROLLOUT_PROJECT": str(fleet.project)})
     ctx.say(result.stdout.strip())
     ctx.result.update({"returncode": result.returncode, "junit_xml": junit_xml})
     if result.returncode != 0:
@@ -357,7 +371,7 @@ def check(ctx: Context, env: str, soak: str, no_rollback: bool, smoke: bool | No
     """The metrics gate alone on ENV's current metrics (for a scheduled job).
     A host that fails its gate rolls every host back; an unreachable host is
     named (exit 1) and rolls nothing back."""
-    fleet = load_fleet(env)
+    fleet = ctx.fleet(env)
     soak_s = duration("--soak", soak)
     orchestrator = ctx.orchestrator(fleet, ctx.runner(fleet))
     verdicts = orchestrator.gate(soak_s, smoke)
@@ -372,13 +386,51 @@ def check(ctx: Context, env: str, soak: str, no_rollback: bool, smoke: bool | No
 @command
 def unlock(ctx: Context, env: str, force: bool, yes: bool) -> None:
     """Release the rollout lock on ENV (--force breaks another operator's)."""
-    fleet = load_fleet(env)
+    fleet = ctx.fleet(env)
     run = ctx.runner(fleet).lock("release", force=force)
     if run.unreachable:
         raise Stop(EXIT_FAILED, f"cannot reach {', '.join(run.unreachable)}: its lock (if any) is unchanged; "
                                 "unlock again once it answers")
     if not run.ok:
         raise Stop(EXIT_FAILED, "the lock is held by another rollout (use --force to break a stale one)")
+
+
+@main.command("write-secrets")
+@click.argument("env")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@command
+def write_secrets(ctx: Context, env: str, yes: bool) -> None:
+    """Write (or rotate) the secrets env file on every host of ENV from the
+    inventory's values; refused unless every host has every value. The only
+    command that writes it; restarts the service where the file changed."""
+    fleet = ctx.fleet(env)
+    for host in fleet.hosts:
+        refuse_missing_secrets(fleet.missing_secrets[host], host)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError("not a terminal: pass --yes to write the secrets")
+        click.confirm(f"write the secrets file on {len(fleet.hosts)} host(s)?", abort=True, err=True)
+    runner = ctx.runner(fleet)
+    run = runner.run(["tasks/secrets.py"], "write-secrets", data={"command": f"rollout write-secrets {env}"})
+    if run.returncode != 0:
+        raise Stop(EXIT_FAILED, "writing the secrets failed on some host (see above)")
+    ctx.say(f"secrets file written where it differed ({', '.join(fleet.hosts)}); contents never shown")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@command
+def init(ctx: Context, directory: str) -> None:
+    """Write a starting project for a new service in DIRECTORY: an inventory
+    to fill in and every default, documented and commented out."""
+    try:
+        written = write_starter(Path(directory))
+    except FileExistsError as error:
+        raise InputError(str(error)) from None
+    for path in written:
+        ctx.say(f"wrote {path}")
+    ctx.say(f"next: edit {written[0]}, then `rollout --project {directory} status prod`")
+    ctx.result["written"] = [str(p) for p in written]
 
 
 # --- the sandbox ---------------------------------------------------------------------------------------

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rollout.inputs import InputError, check_secrets_for_writing, check_settings, settings_of
+from rollout.inputs import InputError, check_settings, missing_secrets, refuse_missing_secrets, settings_of
 from rollout.orchestrate import HostsRun
+from rollout.project import DEPLOY_ROOT, find_project
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def resolve_inventory(env: str) -> Path:
-    """``prod`` -> ``inventories/prod.py``; a path must be an inventory ``.py`` file."""
+def resolve_inventory(env: str, project: Path) -> Path:
+    """``prod`` -> ``PROJECT/inventories/prod.py``; a path must be an inventory ``.py`` file."""
     path = Path(env)
     if "/" in env or path.suffix:
         if path.suffix != ".py":
@@ -33,15 +33,16 @@ def resolve_inventory(env: str) -> Path:
                              "or the path of an inventory .py file")
         if not path.is_file():
             raise InputError(f"inventory file {env!r} does not exist")
-        if path.resolve().parent in (PROJECT_ROOT, PROJECT_ROOT / "tasks"):
+        if path.resolve().parent in (DEPLOY_ROOT, DEPLOY_ROOT / "tasks"):
             raise InputError(f"{env!r} is a deploy file of this project, not an inventory "
                              "(inventories/ holds those)")
         return path.resolve()
-    candidate = PROJECT_ROOT / "inventories" / f"{env}.py"
+    candidate = project / "inventories" / f"{env}.py"
     if candidate.is_file():
         return candidate
-    known = sorted(p.stem for p in (PROJECT_ROOT / "inventories").glob("*.py"))
-    raise InputError(f"unknown environment {env!r}: no inventories/{env}.py (known: {', '.join(known)})")
+    known = sorted(p.stem for p in (project / "inventories").glob("*.py"))
+    raise InputError(f"unknown environment {env!r}: no inventories/{env}.py in {project} "
+                     f"(known: {', '.join(known) or 'none'}; --project DIR to use another project)")
 
 
 @dataclass
@@ -49,6 +50,16 @@ class Fleet:
     inventory: Path
     hosts: list[str]
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The operator's project: inventories/ and group_data/ overrides.
+    project: Path = DEPLOY_ROOT
+    #: Per host, the secrets (host-data keys) that have no value: names only.
+    missing_secrets: dict[str, list[str]] = field(default_factory=dict)
+
+    def group_data_dirs(self) -> list[str]:
+        """The project's group_data/, loaded after the defaults (it overrides them
+        key by key); none when the project is the deploy root itself."""
+        own = self.project / "group_data"
+        return [str(own)] if own.is_dir() and self.project != DEPLOY_ROOT else []
 
     def setting(self, key: str, default: Any = None) -> Any:
         """A setting all hosts share (from group_data); refused when they differ."""
@@ -83,19 +94,23 @@ def _check_ssh_files(name: str, data) -> None:
             raise InputError(f"{key} {value} of host {name} does not exist")
 
 
-def load_fleet(env: str) -> Fleet:
-    """Hosts and data of an inventory, through pyinfra's loader (group_data too),
-    every setting checked: no host is contacted here."""
+def load_fleet(env: str, project: Path | None = None) -> Fleet:
+    """Hosts and data of an inventory, through pyinfra's loader (the defaults,
+    then the project's group_data), every setting checked: no host is contacted
+    here."""
     from pyinfra.api import State
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
-    inventory = resolve_inventory(env)
+    project = project or find_project()
+    inventory = resolve_inventory(env, project)
+    shell = Fleet(inventory, [], project=project)
     ctx_state.set(State())
     cwd = os.getcwd()
-    os.chdir(PROJECT_ROOT)
+    os.chdir(DEPLOY_ROOT)
     try:
-        loaded = make_inventory(str(inventory), cwd=str(PROJECT_ROOT))
+        loaded = make_inventory(str(inventory), cwd=str(DEPLOY_ROOT),
+                                group_data_directories=shell.group_data_dirs())
     except Exception as error:  # an inventory file is user code: any error is possible
         raise InputError(f"inventory {inventory.name} failed to load: {_load_error(error)}") from None
     finally:
@@ -103,16 +118,17 @@ def load_fleet(env: str) -> Fleet:
     hosts = [host.name for host in loaded]
     if not hosts:
         raise InputError(f"inventory {inventory.name} has no hosts")
-    data = {}
+    data, missing = {}, {}
     for host in loaded:
         settings = settings_of(host.data.get)
         check_settings(settings, host.name)
+        missing[host.name] = missing_secrets(settings["secret_variables"], host.data.get)
         if settings["write_secrets"]:
-            check_secrets_for_writing(settings["secret_variables"], host.data.get, host.name)
+            refuse_missing_secrets(missing[host.name], host.name)
         _check_ssh_files(host.name, host.data)
         # Only settings and connection details: never the secrets.
         data[host.name] = {**settings, **{key: host.data.get(key) for key in _CONNECTION_KEYS}}
-    return Fleet(inventory, hosts, data)
+    return Fleet(inventory, hosts, data, project, missing)
 
 
 _CONNECTION_KEYS = ("ssh_hostname", "ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file",
@@ -145,19 +161,22 @@ def pyinfra(
     dry: bool = False,
     stream: bool = False,
 ) -> Run:
-    """Run the pyinfra CLI on the fleet from the project root (so group_data
-    loads), limited to ``limit`` hosts (checked against the inventory first:
-    pyinfra's own --limit deploys nothing, silently, on a typo)."""
+    """Run the pyinfra CLI on the fleet from the deploy root (so its deploy
+    files import and the defaults load; the project's group_data after them),
+    limited to ``limit`` hosts (checked against the inventory first: pyinfra's
+    own --limit deploys nothing, silently, on a typo)."""
     if limit is not None:
         fleet.check_names(limit)
     with tempfile.TemporaryDirectory(prefix="rollout-reports-") as reports_dir:
-        command = [sys.executable, "-m", "pyinfra", str(fleet.inventory), *files]
+        command = [sys.executable, "-m", "pyinfra", str(fleet.inventory), *(str(DEPLOY_ROOT / f) for f in files)]
+        for directory in fleet.group_data_dirs():
+            command += ["--group-data", directory]
         command += ["--dry", "--diff"] if dry else ["-y"]
         for name in limit or []:
             command += ["--limit", name]  # one pattern per --limit
         for key, value in {**(data or {}), "report_dir": reports_dir}.items():
             command += ["--data", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, text=True, stdout=subprocess.PIPE,
+        process = subprocess.Popen(command, cwd=DEPLOY_ROOT, text=True, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         lines = []
         assert process.stdout is not None
@@ -263,7 +282,7 @@ class PyinfraRunner:
         return self._hosts_run(self.run(["tasks/gate.py"], "gate", data=data), self.hosts)
 
     def hook(self, command: str) -> tuple[bool, str]:
-        result = subprocess.run(["bash", "-c", command], cwd=PROJECT_ROOT, text=True, capture_output=True,
+        result = subprocess.run(["bash", "-c", command], cwd=self.fleet.project, text=True, capture_output=True,
                                 stdin=subprocess.DEVNULL)
         detail = (result.stderr or result.stdout).strip().splitlines()
         return result.returncode == 0, f"{result.returncode}: {detail[-1] if detail else ''}"

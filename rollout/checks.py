@@ -373,7 +373,9 @@ def lock_check(state, host, action: str, token: str | None, command: str = "", f
             answer = probe(host, "lock", {"path": _lock_path(host), "token": token, "lock": lock}, timeout=30)
             if not answer["acquired"]:
                 say(host, f"rollout lock held by {_describe_lock(answer['holder'])}", error=True)
+                report(host, "lock", {"ok": False, "holder": _describe_lock(answer["holder"])})
                 return False
+            report(host, "lock", {"ok": True, "holder": None})
             return True
         if action == "check":
             answer = probe(host, "status", _status_spec(host, history=0), timeout=30)

@@ -1,4 +1,6 @@
-"""The operator's front door: ``rollout``.
+"""The operator's front door: ``rollout``. Wiring and output only: the inputs are
+checked by rollout/inputs.py, the steps decided by rollout/orchestrate.py, the
+hosts reached by the pyinfra runner of rollout/fleet.py.
 
     rollout deploy prod --stage 10        stage in host batches, checked batch by batch
     rollout promote prod                  gate on what the fleet served, then the next stage
@@ -15,47 +17,43 @@ any host is touched), 3 rolled back.
 
 from __future__ import annotations
 
-import getpass
 import functools
+import getpass
 import importlib.util
 import json
-import re
+import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import click
 
 from rollout import lb as lb_mod
 from rollout import sandbox as sandbox_mod
-from rollout.batches import BatchError, hook_commands
-from rollout.fleet import PROJECT_ROOT, Fleet, Run, load_fleet, pyinfra
-from rollout.inputs import InputError, RolloutOptions, check_batches, check_options, duration
-from rollout.stages import ROLLBACK_STAGE, StageError, check_move, next_stage, parse_stage
+from rollout.batches import BatchError
+from rollout.fleet import Fleet, PyinfraRunner, load_fleet
+from rollout.inputs import (
+    InputError, RolloutOptions, check_batches, check_options, duration, refuse_missing_secrets,
+)
+from rollout.project import DEPLOY_ROOT, find_project, write_starter
+from rollout.orchestrate import (
+    EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE, Orchestrator, StageChange, Stop,
+)
+from rollout.stages import StageError, check_move, next_stage, parse_stage
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ROLLED_BACK = 0, 1, 2, 3
-
-#: pyinfra lines that say nothing an operator needs in the CLI's summary.
-_QUIET = re.compile(r"\] (Success|No changes|Skipped|Connected|Ready: .*|Error( \(ignored\))?: executed 0 commands)$")
-
-
-class Abort(Exception):
-    """Stop the command with an exit code, after a one-line message."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
+__all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_ROLLED_BACK"]
 
 
 class Context:
     """What every command shares: output mode, operator, the JSON result."""
 
-    def __init__(self, as_json: bool, verbose: bool):
+    def __init__(self, as_json: bool, verbose: bool, project: str | None):
         self.as_json = as_json
         self.verbose = verbose
+        self.project = project
         self.result: dict[str, Any] = {}
         self.operator = f"{getpass.getuser()}@{socket.gethostname()}"
         self.token = f"{self.operator}:{uuid.uuid4().hex[:12]}"
@@ -63,21 +61,17 @@ class Context:
     def say(self, message: str = "") -> None:
         click.echo(message, err=self.as_json)
 
-    def show_run(self, run: Run, title: str) -> None:
-        """The lines of a pyinfra run that matter: check results, errors."""
-        if self.verbose:
-            return  # already streamed
-        for line in run.output.splitlines():
-            text = line.rstrip()
-            if (text.startswith("    [") and not _QUIET.search(text)) or "pyinfra error" in text \
-                    or "Could not connect" in text:
-                self.say(f"  {text.strip()}")
-        if run.returncode != 0:
-            self.say(f"  {title}: pyinfra exited {run.returncode}")
+    def fleet(self, env: str) -> Fleet:
+        """The inventory ENV of the project, loaded and every setting checked."""
+        return load_fleet(env, find_project(self.project))
 
-    def run(self, fleet: Fleet, files: list[str], **kwargs) -> Run:
-        data = {"operator": self.operator, **kwargs.pop("data", {})}
-        return pyinfra(fleet, files, data=data, stream=self.verbose, **kwargs)
+    def runner(self, fleet: Fleet) -> PyinfraRunner:
+        return PyinfraRunner(fleet, self.say, self.operator, self.token, self.verbose)
+
+    def orchestrator(self, fleet: Fleet, runner: PyinfraRunner, rollback_spec: str | None = None) -> Orchestrator:
+        rollback_batches = check_batches(fleet.hosts, rollback_spec or fleet.setting("rollback_batches"))
+        return Orchestrator(runner, fleet.setting("batch_hooks"), rollback_batches,
+                            lock_hint=fleet.inventory.stem, result=self.result)
 
 
 def command(function):
@@ -98,7 +92,7 @@ def command(function):
             code = EXIT_USAGE
             ctx.result["error"] = str(error)
             click.echo(f"rollout: {error}", err=True)
-        except Abort as error:
+        except Stop as error:
             code = error.code
             ctx.result["error"] = str(error)
             click.echo(f"rollout: {error}", err=True)
@@ -128,28 +122,29 @@ class RolloutGroup(click.Group):
 @click.group(cls=RolloutGroup)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (progress goes to stderr).")
 @click.option("-v", "--verbose", is_flag=True, help="Stream pyinfra's own output.")
+@click.option("--project", type=click.Path(file_okay=False), envvar="ROLLOUT_PROJECT",
+              help="Your project (inventories/, group_data/); default: the current directory if it has "
+                   "inventories/, else the tool's checkout.")
 @click.pass_context
-def main(click_ctx: click.Context, as_json: bool, verbose: bool) -> None:
+def main(click_ctx: click.Context, as_json: bool, verbose: bool, project: str | None) -> None:
     """Staged canary rollout of the camera API on systemd hosts."""
-    click_ctx.obj = Context(as_json, verbose)
+    click_ctx.obj = Context(as_json, verbose, project)
 
 
 # --- fleet state ---------------------------------------------------------------------------------
 
 
-def read_status(ctx: Context, fleet: Fleet, strict: bool = True) -> dict[str, dict]:
+def read_status(ctx: Context, runner: PyinfraRunner, strict: bool = True) -> dict[str, dict]:
     """Every host's status report; an unreachable host is named and stops us
     (``strict``), or is named and left out (the report after a failed rollout,
     which must not hide the failure's own message)."""
-    run = ctx.run(fleet, ["tasks/status.py"])
-    statuses = {h: run.report(h, "status") for h in fleet.hosts}
-    missing = [h for h, s in statuses.items() if not s or "error" in s]
+    statuses = runner.status()
+    missing = [h for h, s in statuses.items() if s is None]
     if missing and strict:
-        ctx.show_run(run, "status")
-        raise Abort(EXIT_FAILED, f"cannot read the state of host(s) {', '.join(missing)} (unreachable?)")
+        raise Stop(EXIT_FAILED, f"cannot read the state of host(s) {', '.join(missing)} (unreachable?)")
     if missing:
         ctx.say(f"status: cannot read {', '.join(missing)} (unreachable?)")
-    return {h: s for h, s in statuses.items() if h not in missing}
+    return {h: s for h, s in statuses.items() if s is not None}
 
 
 def drift(statuses: dict[str, dict]) -> list[str]:
@@ -190,175 +185,7 @@ def fleet_stage(statuses: dict[str, dict]) -> int | None:
     return max(stages) if stages else None
 
 
-# --- the lock ------------------------------------------------------------------------------------------
-
-
-def take_lock(ctx: Context, fleet: Fleet, command_line: str) -> None:
-    run = ctx.run(fleet, ["tasks/lock.py"], data={
-        "lock_action": "acquire", "lock_token": ctx.token, "command": command_line})
-    if run.returncode != 0:
-        ctx.show_run(run, "lock")
-        release_lock(ctx, fleet, quiet=True)  # only ours: the token must match
-        holders = sorted({m.group(1) for m in re.finditer(r"rollout lock held by (.*)", run.output)})
-        raise Abort(EXIT_FAILED, f"another rollout holds the lock: {holders[0]}" if holders
-                    else "could not take the rollout lock on every host")
-
-
-def release_lock(ctx: Context, fleet: Fleet, quiet: bool = False) -> None:
-    run = ctx.run(fleet, ["tasks/lock.py"], data={"lock_action": "release", "lock_token": ctx.token})
-    if run.returncode != 0 and not quiet:
-        ctx.show_run(run, "unlock")
-        ctx.say(f"the lock may still be held on a host that did not answer: once it is back, "
-                f"`rollout unlock {fleet.inventory.stem} --force`")
-
-
 # --- commands ----------------------------------------------------------------------------------------
-
-
-UNREACHABLE = "unreachable"
-
-
-def _gate_summary(run: Run, hosts: list[str]) -> dict[str, str]:
-    """Each host's gate verdict; "not run" for a host the run reached but whose
-    gate gave none (a gate never passes on missing data), "unreachable" for a
-    host the run never connected to (nothing was measured there)."""
-    unreachable = set(run.unreachable(hosts))
-    return {h: UNREACHABLE if h in unreachable else (run.report(h, "gate") or {}).get("verdict", "not run")
-            for h in hosts}
-
-
-def run_gate(ctx: Context, fleet: Fleet, soak_s: float, smoke: bool | None) -> dict[str, str]:
-    """The metrics gate on every host of the fleet; each host's verdict."""
-    data: dict[str, Any] = {"soak_s": soak_s}
-    if smoke is not None:
-        data["smoke_traffic"] = smoke
-    run = ctx.run(fleet, ["tasks/gate.py"], data=data)
-    ctx.show_run(run, "gate")
-    verdicts = _gate_summary(run, fleet.hosts)
-    ctx.result["gate"] = verdicts
-    return verdicts
-
-
-def gate_failures(verdicts: dict[str, str]) -> list[str]:
-    """Hosts whose gate failed on their own evidence: an abort, an error
-    (unusable metrics), or a reached host with no verdict at all.
-    "inconclusive" is not a failure (observe longer), and neither is an
-    unreachable host: nothing was measured there."""
-    return [h for h, v in verdicts.items() if v in ("abort", "error", "not run")]
-
-
-def act_on_gate(ctx: Context, fleet: Fleet, verdicts: dict[str, str], command_line: str, what: str,
-                roll_back: bool = True) -> None:
-    """The blast-radius rule of promote and check, in one place:
-    - a host whose gate failed on its own evidence -> every host back to stage 0
-      (exit 3; 1 when the rollback itself failed), or exit 1 with ``roll_back`` off;
-    - an unreachable host -> named, exit 1, nothing rolled back: one host that
-      does not answer says nothing about the others' metrics, which are judged
-      on their own evidence above.
-    Returns when no host failed and every host was reached."""
-    failed = gate_failures(verdicts)
-    unreachable = [h for h, v in verdicts.items() if v == UNREACHABLE]
-    if failed and roll_back:
-        ctx.say(f"gate failed on {', '.join(failed)}: rolling every host back")
-        code = rollback_fleet(ctx, fleet, command_line)
-        raise Abort(EXIT_ROLLED_BACK if code == EXIT_OK else EXIT_FAILED,
-                    f"{what} failed its gate on {', '.join(failed)}")
-    if failed:
-        raise Abort(EXIT_FAILED, f"{what} failed its gate on {', '.join(failed)} (not rolled back: --no-rollback)")
-    if unreachable:
-        measured = ", ".join(f"{h} {v}" for h, v in verdicts.items() if v != UNREACHABLE)
-        raise Abort(EXIT_FAILED, f"cannot reach {', '.join(unreachable)}: not judged, nothing rolled back "
-                                 f"(measured: {measured or 'none'})")
-
-
-def run_hooks(ctx: Context, fleet: Fleet, when: str, hosts: list[str], stage: int, batch: int) -> bool:
-    """The batch hooks of group data (e.g. drain a host from the load balancer
-    before its restart, put it back after), run on the control machine in order;
-    the first failing command fails the batch."""
-    for hook in hook_commands(fleet.setting("batch_hooks"), when, hosts, stage, batch):
-        ctx.say(f"  hook ({when}): {hook}")
-        result = subprocess.run(["bash", "-c", hook], cwd=PROJECT_ROOT, text=True, capture_output=True,
-                                stdin=subprocess.DEVNULL)
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            ctx.say(f"  hook ({when}) failed with {result.returncode}: {detail[-1] if detail else ''}")
-            return False
-    return True
-
-
-def apply_stage_in_batches(
-    ctx: Context, fleet: Fleet, stage: int, previous: dict[str, int | None], batches: list[list[str]],
-    soak_s: float, batch_soak_s: float, smoke: bool | None, on_failure: str, command_line: str,
-) -> None:
-    """The batches, in order; the first failure stops the rollout and applies the
-    failure policy to the hosts already touched."""
-    ctx.result["batches"] = []
-    done: list[str] = []
-    for number, batch in enumerate(batches, start=1):
-        last = number == len(batches)
-        soak = soak_s if last else batch_soak_s
-        ctx.say(f"batch {number}/{len(batches)}: {', '.join(batch)} -> stage {stage} "
-                f"(gate soak {soak:.0f}s)")
-        data = {"stage": stage, "lock_token": ctx.token, "command": command_line,
-                "soak_s": soak, "rollback_on_abort": False}
-        if smoke is not None:
-            data["smoke_traffic"] = smoke
-        started = time.monotonic()
-        if run_hooks(ctx, fleet, "before", batch, stage, number):
-            run = ctx.run(fleet, ["deploy.py"], data=data, limit=batch)
-            ctx.show_run(run, f"batch {number}")
-            if run.returncode == 0 and not run_hooks(ctx, fleet, "after", batch, stage, number):
-                run.returncode = EXIT_FAILED
-        else:
-            run = Run(EXIT_FAILED, "", {})
-        verdicts = _gate_summary(run, batch)
-        ctx.result["batches"].append({"hosts": batch, "returncode": run.returncode, "gate": verdicts,
-                                      "seconds": round(time.monotonic() - started, 1)})
-        done += batch
-        unrecorded = [h for h in batch if run.report(h, "record") is None]
-        if unrecorded and run.returncode == 0:
-            ctx.say(f"  no record from {', '.join(unrecorded)}: the run did not reach it")
-            run.returncode = EXIT_FAILED
-        if run.returncode == 0:
-            ctx.say(f"batch {number} done in {time.monotonic() - started:.1f}s: "
-                    + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
-            continue
-        untouched = [h for h in fleet.hosts if h not in done]
-        ctx.say(f"batch {number} FAILED: the rollout stops; untouched: {', '.join(untouched) or 'none'}")
-        code = handle_failure(ctx, fleet, done, previous, on_failure)
-        if code == EXIT_ROLLED_BACK:
-            # Reverted and healthy again: back into the load balancer's pool. A host
-            # whose revert failed stays drained.
-            run_hooks(ctx, fleet, "after", batch, stage, number)
-        outcome = {"stop": "; nothing was reverted", "previous": "; reverted to the previous stage",
-                   "rollback": "; rolled back to stage 0"}[on_failure]
-        if on_failure != "stop" and code == EXIT_FAILED:
-            outcome = f"; the revert ({on_failure}) FAILED on some host (see above)"
-        raise Abort(code, f"stage {stage} failed in batch {number} ({', '.join(batch)}){outcome}")
-
-
-def handle_failure(ctx: Context, fleet: Fleet, touched: list[str], previous: dict[str, int | None],
-                   on_failure: str) -> int:
-    """Apply the failure policy to the hosts this rollout touched."""
-    if on_failure == "stop":
-        return EXIT_FAILED
-    targets: dict[int, list[str]] = {}
-    for host in touched:
-        stage = ROLLBACK_STAGE if on_failure == "rollback" else (previous.get(host) or ROLLBACK_STAGE)
-        targets.setdefault(stage, []).append(host)
-    ok = True
-    for stage, hosts in sorted(targets.items()):
-        ctx.say(f"reverting {', '.join(hosts)} to stage {stage}")
-        if stage == ROLLBACK_STAGE:
-            run = ctx.run(fleet, ["tasks/rollback.py"], limit=hosts,
-                          data={"lock_token": ctx.token, "command": "rollout: revert after a failed batch"})
-        else:
-            run = ctx.run(fleet, ["deploy.py"], limit=hosts, data={
-                "stage": stage, "lock_token": ctx.token, "checks": False,
-                "command": "rollout: revert after a failed batch"})
-        ctx.show_run(run, "revert")
-        ok = ok and run.returncode == 0
-    return EXIT_ROLLED_BACK if ok else EXIT_FAILED
 
 
 def rollout_options(fleet: Fleet, options: dict[str, Any]) -> RolloutOptions:
@@ -372,32 +199,30 @@ def rollout_options(fleet: Fleet, options: dict[str, Any]) -> RolloutOptions:
     return checked
 
 
-def deploy_stage(ctx: Context, fleet: Fleet, statuses: dict[str, dict], stage: int, checked: RolloutOptions,
-                 *, smoke: bool | None, on_failure: str, dry: bool, yes: bool, command_line: str,
-                 **_options) -> None:
+def deploy_stage(ctx: Context, fleet: Fleet, runner: PyinfraRunner, statuses: dict[str, dict], stage: int,
+                 checked: RolloutOptions, options: dict[str, Any], command_line: str) -> None:
+    """A stage in batches: shown under --dry, asked for without --yes, then
+    applied by the orchestration; the fleet's status is shown at the end."""
     batches = checked.batches
     ctx.result.update({"stage": stage, "plan": batches})
     ctx.say(f"plan: stage {stage} in {len(batches)} batch(es): "
             + " | ".join(", ".join(b) for b in batches))
-    if dry:
-        run = ctx.run(fleet, ["deploy.py"], data={"stage": stage, "checks": False}, dry=True)
-        for line in run.output.splitlines():
-            if (line.startswith("    [") and not _QUIET.search(line.rstrip())) or line.startswith("      "):
-                ctx.say(line.rstrip())
-        if run.returncode != 0:
-            raise Abort(EXIT_FAILED, "the dry run failed")
+    if options["dry"]:
+        ok, lines = runner.dry_run(stage)
+        for line in lines:
+            ctx.say(line)
+        if not ok:
+            raise Stop(EXIT_FAILED, "the dry run failed")
         ctx.say("dry run: nothing was changed")
         return
-    if not yes:
+    if not options["yes"]:
         click.confirm(f"apply stage {stage} to {len(fleet.hosts)} host(s)?", abort=True, err=True)
-    previous = {h: s["file_stage"] for h, s in statuses.items()}
-    take_lock(ctx, fleet, command_line)
+    change = StageChange(stage, batches, checked.soak_s, checked.batch_soak_s, options["smoke"],
+                         options["on_failure"], command_line)
     try:
-        apply_stage_in_batches(ctx, fleet, stage, previous, batches, checked.soak_s, checked.batch_soak_s,
-                               smoke, on_failure, command_line)
+        ctx.orchestrator(fleet, runner).deploy(change, {h: s["file_stage"] for h, s in statuses.items()})
     finally:
-        release_lock(ctx, fleet)
-        final = read_status(ctx, fleet, strict=False)
+        final = read_status(ctx, runner, strict=False)
         ctx.result["status"] = final
         print_status(ctx, final)
 
@@ -432,16 +257,16 @@ def deploy_options(function):
 @command
 def deploy(ctx: Context, env: str, stage: str, allow_skip: bool, **options) -> None:
     """Apply a stage to ENV in host batches, each checked before the next."""
-    fleet = load_fleet(env)
+    fleet = ctx.fleet(env)
     plan = fleet.setting("stage_plan")
     target = parse_stage(stage, plan)
     checked = rollout_options(fleet, options)
-    statuses = read_status(ctx, fleet)
+    runner = ctx.runner(fleet)
+    statuses = read_status(ctx, runner)
     current = fleet_stage(statuses)
     check_move(current, target, plan, allow_skip)
     ctx.result["from_stage"] = current
-    deploy_stage(ctx, fleet, statuses, target, checked, command_line=f"rollout deploy {env} --stage {target}",
-                 **options)
+    deploy_stage(ctx, fleet, runner, statuses, target, checked, options, f"rollout deploy {env} --stage {target}")
 
 
 @main.command()
@@ -450,78 +275,31 @@ def deploy(ctx: Context, env: str, stage: str, allow_skip: bool, **options) -> N
 @command
 def promote(ctx: Context, env: str, **options) -> None:
     """Judge what ENV served on its stage; on pass apply the next stage."""
-    fleet = load_fleet(env)
+    fleet = ctx.fleet(env)
     plan = fleet.setting("stage_plan")
     checked = rollout_options(fleet, options)
     gate_soak_s = duration("--soak", options["soak"]) if options["soak"] is not None else 0.0
-    statuses = read_status(ctx, fleet)
+    runner = ctx.runner(fleet)
+    statuses = read_status(ctx, runner)
     flags = drift(statuses)
     if flags:
         print_status(ctx, statuses)
-        raise Abort(EXIT_FAILED, "the fleet has drifted; settle it with deploy or rollback first")
+        raise Stop(EXIT_FAILED, "the fleet has drifted; settle it with deploy or rollback first")
     current = fleet_stage(statuses)
     following = next_stage(current or 0, plan)
     if following is None:
-        raise Abort(EXIT_FAILED, "already at 100%: nothing to promote")
-    if options["dry"]:
-        deploy_stage(ctx, fleet, statuses, following, checked, command_line=f"rollout promote {env}", **options)
-        return
-    ctx.say(f"gate on stage {current} ({'one read' if not gate_soak_s else f'{gate_soak_s:.0f}s'}) "
-            f"before promoting to {following}")
-    ctx.result["from_stage"] = current
-    verdicts = run_gate(ctx, fleet, gate_soak_s, options["smoke"])
-    act_on_gate(ctx, fleet, verdicts, f"rollout promote {env} (gate failed)", f"stage {current}")
-    if any(v != "pass" for v in verdicts.values()):
-        raise Abort(EXIT_FAILED, f"gate inconclusive on stage {current}: keep observing, then promote again")
-    deploy_stage(ctx, fleet, statuses, following, checked, command_line=f"rollout promote {env}", **options)
-
-
-def _legacy_proven(run: Run, hosts: list[str]) -> dict[str, bool]:
-    return {h: bool((run.report(h, "legacy-proof") or {}).get("ok")) and
-            bool((run.report(h, "mix") or {}).get("ok")) for h in hosts}
-
-
-def rollback_fleet(ctx: Context, fleet: Fleet, command_line: str, break_lock: bool = False,
-                   batches_spec: str | None = None) -> int:
-    """Stage 0 with the legacy proof, on every host at once (the default) or in
-    batches with the batch hooks around each (behind a load balancer); the lock
-    is held for the run. Every batch is rolled back even if one fails."""
-    started = time.monotonic()
-    spec = batches_spec or fleet.setting("rollback_batches")
-    batches = check_batches(fleet.hosts, spec)
-    hooks = fleet.setting("batch_hooks")
-    if len(batches) == 1 and not hooks:
-        run = ctx.run(fleet, ["tasks/rollback.py"], data={
-            "take_lock": True, "lock_token": ctx.token, "command": command_line, "break_lock": break_lock})
-        ctx.show_run(run, "rollback")
-        proven, failed_run = _legacy_proven(run, fleet.hosts), run.returncode != 0
-        if failed_run or not all(proven.values()):
-            release_lock(ctx, fleet, quiet=True)  # the task releases it only on success
-    else:
-        take_lock(ctx, fleet, command_line)
-        proven, failed_run = {}, False
-        try:
-            for number, batch in enumerate(batches, start=1):
-                ctx.say(f"rollback batch {number}/{len(batches)}: {', '.join(batch)}")
-                if not run_hooks(ctx, fleet, "before", batch, ROLLBACK_STAGE, number):
-                    ctx.say("  rolling back this batch anyway: a hook never stops a rollback")
-                run = ctx.run(fleet, ["tasks/rollback.py"], limit=batch,
-                              data={"lock_token": ctx.token, "command": command_line})
-                ctx.show_run(run, f"rollback batch {number}")
-                proven.update(_legacy_proven(run, batch))
-                failed_run = failed_run or run.returncode != 0
-                if run.returncode == 0 and not run_hooks(ctx, fleet, "after", batch, ROLLBACK_STAGE, number):
-                    failed_run = True
-        finally:
-            release_lock(ctx, fleet, quiet=True)
-    ctx.result.update({"rollback_seconds": round(time.monotonic() - started, 1), "legacy_proven": proven})
-    if failed_run or not all(proven.values()):
-        failed = [h for h, ok in proven.items() if not ok]
-        ctx.say(f"rollback FAILED on {', '.join(failed) or 'some host'}")
-        return EXIT_FAILED
-    ctx.say(f"rolled back in {time.monotonic() - started:.1f}s: every host serves legacy "
-            f"({', '.join(fleet.hosts)})")
-    return EXIT_OK
+        raise Stop(EXIT_FAILED, "already at 100%: nothing to promote")
+    command_line = f"rollout promote {env}"
+    if not options["dry"]:
+        ctx.say(f"gate on stage {current} ({'one read' if not gate_soak_s else f'{gate_soak_s:.0f}s'}) "
+                f"before promoting to {following}")
+        ctx.result["from_stage"] = current
+        orchestrator = ctx.orchestrator(fleet, runner)
+        verdicts = orchestrator.gate(gate_soak_s, options["smoke"])
+        orchestrator.act_on_gate(verdicts, f"{command_line} (gate failed)", f"stage {current}")
+        if any(v != "pass" for v in verdicts.values()):
+            raise Stop(EXIT_FAILED, f"gate inconclusive on stage {current}: keep observing, then promote again")
+    deploy_stage(ctx, fleet, runner, statuses, following, checked, options, command_line)
 
 
 @main.command()
@@ -534,14 +312,13 @@ def rollback_fleet(ctx: Context, fleet: Fleet, command_line: str, break_lock: bo
 def rollback(ctx: Context, env: str, break_lock: bool, batches_spec: str | None, yes: bool) -> None:
     """Stage 0 on every host of ENV (at once by default), then prove legacy answers everything.
     Never asks for confirmation: it is the way back."""
-    fleet = load_fleet(env)
-    if batches_spec:
-        check_batches(fleet.hosts, batches_spec)  # refuse a bad plan before any host is touched
+    fleet = ctx.fleet(env)
+    runner = ctx.runner(fleet)
+    orchestrator = ctx.orchestrator(fleet, runner, batches_spec)  # a bad plan is refused here
     if break_lock:
-        ctx.run(fleet, ["tasks/lock.py"], data={"lock_action": "release", "break_lock": True})
-    code = rollback_fleet(ctx, fleet, f"rollout rollback {env}", batches_spec=batches_spec)
-    if code != EXIT_OK:
-        raise Abort(code, "rollback did not complete")
+        runner.lock("release", force=True)
+    if orchestrator.roll_back(f"rollout rollback {env}") != EXIT_OK:
+        raise Stop(EXIT_FAILED, "rollback did not complete")
 
 
 @main.command()
@@ -549,8 +326,8 @@ def rollback(ctx: Context, env: str, break_lock: bool, batches_spec: str | None,
 @command
 def status(ctx: Context, env: str) -> None:
     """One row per host: stage in the file and in the process, health, last change."""
-    fleet = load_fleet(env)
-    statuses = read_status(ctx, fleet)
+    fleet = ctx.fleet(env)
+    statuses = read_status(ctx, ctx.runner(fleet))
     ctx.result.update({"hosts": statuses, "drift": drift(statuses)})
     print_status(ctx, statuses)
 
@@ -566,20 +343,21 @@ def verify(ctx: Context, env: str, junit_xml: str | None, read_only: bool) -> No
     if missing:
         raise InputError(f"rollout verify runs the host checks with pytest and pytest-testinfra; "
                          f"not installed: {', '.join(missing)} (pip install pytest pytest-testinfra)")
-    fleet = load_fleet(env)
+    fleet = ctx.fleet(env)
     pytest_args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:warnings", "-q",
-                   str(PROJECT_ROOT / "tests" / "hosts"), "--inventory", str(fleet.inventory),
+                   str(DEPLOY_ROOT / "tests" / "hosts"), "--inventory", str(fleet.inventory),
                    "--checks", "preflight,verify"]
     if read_only:
         pytest_args.append("--read-only")
     if junit_xml:
         pytest_args += ["--junit-xml", junit_xml]
-    result = subprocess.run(pytest_args, cwd=PROJECT_ROOT, text=True, capture_output=True)
+    result = subprocess.run(pytest_args, cwd=DEPLOY_ROOT, text=True, capture_output=True,
+                            env={**os.environ, "ROLLOUT_PROJECT": str(fleet.project)})
     ctx.say(result.stdout.strip())
     ctx.result.update({"returncode": result.returncode, "junit_xml": junit_xml})
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["no output"])[-1]
-        raise Abort(EXIT_FAILED, f"verification failed (pytest exited {result.returncode}: {detail})")
+        raise Stop(EXIT_FAILED, f"verification failed (pytest exited {result.returncode}: {detail})")
 
 
 @main.command()
@@ -593,11 +371,12 @@ def check(ctx: Context, env: str, soak: str, no_rollback: bool, smoke: bool | No
     """The metrics gate alone on ENV's current metrics (for a scheduled job).
     A host that fails its gate rolls every host back; an unreachable host is
     named (exit 1) and rolls nothing back."""
-    fleet = load_fleet(env)
+    fleet = ctx.fleet(env)
     soak_s = duration("--soak", soak)
-    verdicts = run_gate(ctx, fleet, soak_s, smoke)
+    orchestrator = ctx.orchestrator(fleet, ctx.runner(fleet))
+    verdicts = orchestrator.gate(soak_s, smoke)
     ctx.say("gate: " + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
-    act_on_gate(ctx, fleet, verdicts, f"rollout check {env} (gate failed)", "the fleet", roll_back=not no_rollback)
+    orchestrator.act_on_gate(verdicts, f"rollout check {env} (gate failed)", "the fleet", roll_back=not no_rollback)
 
 
 @main.command()
@@ -607,15 +386,51 @@ def check(ctx: Context, env: str, soak: str, no_rollback: bool, smoke: bool | No
 @command
 def unlock(ctx: Context, env: str, force: bool, yes: bool) -> None:
     """Release the rollout lock on ENV (--force breaks another operator's)."""
-    fleet = load_fleet(env)
-    run = ctx.run(fleet, ["tasks/lock.py"], data={"lock_action": "release", "break_lock": force})
-    ctx.show_run(run, "unlock")
-    unreachable = run.unreachable(fleet.hosts)
-    if unreachable:
-        raise Abort(EXIT_FAILED, f"cannot reach {', '.join(unreachable)}: its lock (if any) is unchanged; "
-                                 "unlock again once it answers")
+    fleet = ctx.fleet(env)
+    run = ctx.runner(fleet).lock("release", force=force)
+    if run.unreachable:
+        raise Stop(EXIT_FAILED, f"cannot reach {', '.join(run.unreachable)}: its lock (if any) is unchanged; "
+                                "unlock again once it answers")
+    if not run.ok:
+        raise Stop(EXIT_FAILED, "the lock is held by another rollout (use --force to break a stale one)")
+
+
+@main.command("write-secrets")
+@click.argument("env")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@command
+def write_secrets(ctx: Context, env: str, yes: bool) -> None:
+    """Write (or rotate) the secrets env file on every host of ENV from the
+    inventory's values; refused unless every host has every value. The only
+    command that writes it; restarts the service where the file changed."""
+    fleet = ctx.fleet(env)
+    for host in fleet.hosts:
+        refuse_missing_secrets(fleet.missing_secrets[host], host)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError("not a terminal: pass --yes to write the secrets")
+        click.confirm(f"write the secrets file on {len(fleet.hosts)} host(s)?", abort=True, err=True)
+    runner = ctx.runner(fleet)
+    run = runner.run(["tasks/secrets.py"], "write-secrets", data={"command": f"rollout write-secrets {env}"})
     if run.returncode != 0:
-        raise Abort(EXIT_FAILED, "the lock is held by another rollout (use --force to break a stale one)")
+        raise Stop(EXIT_FAILED, "writing the secrets failed on some host (see above)")
+    ctx.say(f"secrets file written where it differed ({', '.join(fleet.hosts)}); contents never shown")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@command
+def init(ctx: Context, directory: str) -> None:
+    """Write a starting project for a new service in DIRECTORY: an inventory
+    to fill in and every default, documented and commented out."""
+    try:
+        written = write_starter(Path(directory))
+    except FileExistsError as error:
+        raise InputError(str(error)) from None
+    for path in written:
+        ctx.say(f"wrote {path}")
+    ctx.say(f"next: edit {written[0]}, then `rollout --project {directory} status prod`")
+    ctx.result["written"] = [str(p) for p in written]
 
 
 # --- the sandbox ---------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The CLI's view of a fleet: its inventory, its hosts, pyinfra runs against it,
-and the per-host reports those runs write.
+the per-host reports those runs write, and the pyinfra runner of the
+orchestration (rollout/orchestrate.py).
 
 ``ENV`` is ``inventories/ENV.py`` or a path to an inventory file. The inventory
 is loaded with pyinfra's own loader, so group_data applies as in a pyinfra run.
@@ -9,20 +10,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from rollout.inputs import InputError, check_secrets_for_writing, check_settings, settings_of
+from rollout.inputs import InputError, check_settings, missing_secrets, refuse_missing_secrets, settings_of
+from rollout.orchestrate import HostsRun
+from rollout.project import DEPLOY_ROOT, find_project
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def resolve_inventory(env: str) -> Path:
-    """``prod`` -> ``inventories/prod.py``; a path must be an inventory ``.py`` file."""
+def resolve_inventory(env: str, project: Path) -> Path:
+    """``prod`` -> ``PROJECT/inventories/prod.py``; a path must be an inventory ``.py`` file."""
     path = Path(env)
     if "/" in env or path.suffix:
         if path.suffix != ".py":
@@ -30,15 +33,16 @@ def resolve_inventory(env: str) -> Path:
                              "or the path of an inventory .py file")
         if not path.is_file():
             raise InputError(f"inventory file {env!r} does not exist")
-        if path.resolve().parent in (PROJECT_ROOT, PROJECT_ROOT / "tasks"):
+        if path.resolve().parent in (DEPLOY_ROOT, DEPLOY_ROOT / "tasks"):
             raise InputError(f"{env!r} is a deploy file of this project, not an inventory "
                              "(inventories/ holds those)")
         return path.resolve()
-    candidate = PROJECT_ROOT / "inventories" / f"{env}.py"
+    candidate = project / "inventories" / f"{env}.py"
     if candidate.is_file():
         return candidate
-    known = sorted(p.stem for p in (PROJECT_ROOT / "inventories").glob("*.py"))
-    raise InputError(f"unknown environment {env!r}: no inventories/{env}.py (known: {', '.join(known)})")
+    known = sorted(p.stem for p in (project / "inventories").glob("*.py"))
+    raise InputError(f"unknown environment {env!r}: no inventories/{env}.py in {project} "
+                     f"(known: {', '.join(known) or 'none'}; --project DIR to use another project)")
 
 
 @dataclass
@@ -46,6 +50,16 @@ class Fleet:
     inventory: Path
     hosts: list[str]
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The operator's project: inventories/ and group_data/ overrides.
+    project: Path = DEPLOY_ROOT
+    #: Per host, the secrets (host-data keys) that have no value: names only.
+    missing_secrets: dict[str, list[str]] = field(default_factory=dict)
+
+    def group_data_dirs(self) -> list[str]:
+        """The project's group_data/, loaded after the defaults (it overrides them
+        key by key); none when the project is the deploy root itself."""
+        own = self.project / "group_data"
+        return [str(own)] if own.is_dir() and self.project != DEPLOY_ROOT else []
 
     def setting(self, key: str, default: Any = None) -> Any:
         """A setting all hosts share (from group_data); refused when they differ."""
@@ -80,19 +94,23 @@ def _check_ssh_files(name: str, data) -> None:
             raise InputError(f"{key} {value} of host {name} does not exist")
 
 
-def load_fleet(env: str) -> Fleet:
-    """Hosts and data of an inventory, through pyinfra's loader (group_data too),
-    every setting checked: no host is contacted here."""
+def load_fleet(env: str, project: Path | None = None) -> Fleet:
+    """Hosts and data of an inventory, through pyinfra's loader (the defaults,
+    then the project's group_data), every setting checked: no host is contacted
+    here."""
     from pyinfra.api import State
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
-    inventory = resolve_inventory(env)
+    project = project or find_project()
+    inventory = resolve_inventory(env, project)
+    shell = Fleet(inventory, [], project=project)
     ctx_state.set(State())
     cwd = os.getcwd()
-    os.chdir(PROJECT_ROOT)
+    os.chdir(DEPLOY_ROOT)
     try:
-        loaded = make_inventory(str(inventory), cwd=str(PROJECT_ROOT))
+        loaded = make_inventory(str(inventory), cwd=str(DEPLOY_ROOT),
+                                group_data_directories=shell.group_data_dirs())
     except Exception as error:  # an inventory file is user code: any error is possible
         raise InputError(f"inventory {inventory.name} failed to load: {_load_error(error)}") from None
     finally:
@@ -100,16 +118,17 @@ def load_fleet(env: str) -> Fleet:
     hosts = [host.name for host in loaded]
     if not hosts:
         raise InputError(f"inventory {inventory.name} has no hosts")
-    data = {}
+    data, missing = {}, {}
     for host in loaded:
         settings = settings_of(host.data.get)
         check_settings(settings, host.name)
+        missing[host.name] = missing_secrets(settings["secret_variables"], host.data.get)
         if settings["write_secrets"]:
-            check_secrets_for_writing(settings["secret_variables"], host.data.get, host.name)
+            refuse_missing_secrets(missing[host.name], host.name)
         _check_ssh_files(host.name, host.data)
         # Only settings and connection details: never the secrets.
         data[host.name] = {**settings, **{key: host.data.get(key) for key in _CONNECTION_KEYS}}
-    return Fleet(inventory, hosts, data)
+    return Fleet(inventory, hosts, data, project, missing)
 
 
 _CONNECTION_KEYS = ("ssh_hostname", "ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file",
@@ -142,19 +161,22 @@ def pyinfra(
     dry: bool = False,
     stream: bool = False,
 ) -> Run:
-    """Run the pyinfra CLI on the fleet from the project root (so group_data
-    loads), limited to ``limit`` hosts (checked against the inventory first:
-    pyinfra's own --limit deploys nothing, silently, on a typo)."""
+    """Run the pyinfra CLI on the fleet from the deploy root (so its deploy
+    files import and the defaults load; the project's group_data after them),
+    limited to ``limit`` hosts (checked against the inventory first: pyinfra's
+    own --limit deploys nothing, silently, on a typo)."""
     if limit is not None:
         fleet.check_names(limit)
     with tempfile.TemporaryDirectory(prefix="rollout-reports-") as reports_dir:
-        command = [sys.executable, "-m", "pyinfra", str(fleet.inventory), *files]
+        command = [sys.executable, "-m", "pyinfra", str(fleet.inventory), *(str(DEPLOY_ROOT / f) for f in files)]
+        for directory in fleet.group_data_dirs():
+            command += ["--group-data", directory]
         command += ["--dry", "--diff"] if dry else ["-y"]
         for name in limit or []:
             command += ["--limit", name]  # one pattern per --limit
         for key, value in {**(data or {}), "report_dir": reports_dir}.items():
             command += ["--data", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, text=True, stdout=subprocess.PIPE,
+        process = subprocess.Popen(command, cwd=DEPLOY_ROOT, text=True, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         lines = []
         assert process.stdout is not None
@@ -168,3 +190,105 @@ def pyinfra(
             host, check = path.name[: -len(".json")].rsplit(".", 1)
             reports.setdefault(host, {})[check] = json.loads(path.read_text())
     return Run(process.returncode, "".join(lines), reports)
+
+
+#: pyinfra lines that say nothing an operator needs in the CLI's summary.
+_QUIET = re.compile(r"\] (Success|No changes|Skipped|Connected|Ready: .*|Error( \(ignored\))?: executed 0 commands)$")
+
+
+def summary_lines(output: str, dry: bool = False) -> list[str]:
+    """The lines of a pyinfra run's output that matter to an operator: each
+    host's check results and errors (and, for a dry run, the diff lines)."""
+    lines = []
+    for line in output.splitlines():
+        text = line.rstrip()
+        if (text.startswith("    [") and not _QUIET.search(text)) or "pyinfra error" in text \
+                or "Could not connect" in text or (dry and text.startswith("      ")):
+            lines.append(text if dry else text.strip())
+    return lines
+
+
+class PyinfraRunner:
+    """The runner of rollout/orchestrate.py: each step is one pyinfra run of this
+    project's deploy files over the inventory; the results are read back from
+    the reports each host's run writes (never parsed from pyinfra's output,
+    which is only shown)."""
+
+    def __init__(self, fleet: Fleet, say: Callable[[str], None], operator: str, token: str,
+                 verbose: bool = False):
+        self.fleet = fleet
+        self.hosts = fleet.hosts
+        self.say = say
+        self.operator = operator
+        self.token = token
+        self.verbose = verbose
+
+    def run(self, files: list[str], title: str, data: dict[str, Any] | None = None,
+            limit: list[str] | None = None, dry: bool = False, show: bool = True) -> Run:
+        run = pyinfra(self.fleet, files, data={"operator": self.operator, **(data or {})}, limit=limit, dry=dry,
+                      stream=self.verbose)
+        if show and not self.verbose:  # verbose: already streamed
+            for line in summary_lines(run.output):
+                self.say(f"  {line}")
+            if run.returncode != 0:
+                self.say(f"  {title}: pyinfra exited {run.returncode}")
+        return run
+
+    def _hosts_run(self, run: Run, hosts: list[str]) -> HostsRun:
+        return HostsRun(
+            ok=run.returncode == 0,
+            unreachable=run.unreachable(hosts),
+            recorded=[h for h in hosts if run.report(h, "record") is not None],
+            verdicts={h: r["verdict"] for h in hosts if (r := run.report(h, "gate"))},
+            proven={h: bool((run.report(h, "legacy-proof") or {}).get("ok"))
+                    and bool((run.report(h, "mix") or {}).get("ok")) for h in hosts},
+            holders=sorted({r["holder"] for h in hosts if (r := run.report(h, "lock")) and r.get("holder")}),
+        )
+
+    def status(self) -> dict[str, dict | None]:
+        run = self.run(["tasks/status.py"], "status", show=False)
+        statuses = {h: run.report(h, "status") for h in self.hosts}
+        if any(not s or "error" in s for s in statuses.values()):
+            for line in summary_lines(run.output):
+                self.say(f"  {line}")
+        return {h: s if s and "error" not in s else None for h, s in statuses.items()}
+
+    def lock(self, action: str, *, command: str = "", force: bool = False, quiet: bool = False) -> HostsRun:
+        data = {"lock_action": action, "lock_token": self.token, "command": command, "break_lock": force}
+        run = self.run(["tasks/lock.py"], "lock" if action == "acquire" else "unlock", data=data, show=not quiet)
+        return self._hosts_run(run, self.hosts)
+
+    def apply(self, hosts: list[str], stage: int, *, soak_s: float, smoke: bool | None, command: str,
+              checks: bool = True) -> HostsRun:
+        data: dict[str, Any] = {"stage": stage, "lock_token": self.token, "command": command}
+        if checks:
+            data.update({"soak_s": soak_s, "rollback_on_abort": False})
+            if smoke is not None:
+                data["smoke_traffic"] = smoke
+        else:
+            data["checks"] = False
+        run = self.run(["deploy.py"], "batch" if checks else "revert", data=data, limit=hosts)
+        return self._hosts_run(run, hosts)
+
+    def roll_back(self, hosts: list[str] | None, *, command: str, take_lock: bool = False) -> HostsRun:
+        data = {"lock_token": self.token, "command": command, "take_lock": take_lock}
+        run = self.run(["tasks/rollback.py"], "rollback", data=data, limit=hosts)
+        return self._hosts_run(run, hosts or self.hosts)
+
+    def gate(self, soak_s: float, smoke: bool | None) -> HostsRun:
+        data: dict[str, Any] = {"soak_s": soak_s}
+        if smoke is not None:
+            data["smoke_traffic"] = smoke
+        return self._hosts_run(self.run(["tasks/gate.py"], "gate", data=data), self.hosts)
+
+    def hook(self, command: str) -> tuple[bool, str]:
+        result = subprocess.run(["bash", "-c", command], cwd=self.fleet.project, text=True, capture_output=True,
+                                stdin=subprocess.DEVNULL)
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        return result.returncode == 0, f"{result.returncode}: {detail[-1] if detail else ''}"
+
+    def dry_run(self, stage: int) -> tuple[bool, list[str]]:
+        """deploy.py under --dry --diff: what would change per host (no secret)."""
+        run = pyinfra(self.fleet, ["deploy.py"], data={"operator": self.operator, "stage": stage, "checks": False},
+                      dry=True, stream=self.verbose)
+        return run.returncode == 0, summary_lines(run.output, dry=True)

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from rollout.project import defaults
 from rollout.usage import usage_consistent
 
 PASS, ABORT, ERROR, INCONCLUSIVE = "pass", "abort", "error", "inconclusive"
@@ -38,26 +39,26 @@ DEFAULT_FIELDS = {
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The seed's numbers, and how much evidence a verdict needs."""
+    """The seed's numbers, and how much evidence a verdict needs. The values are
+    the ``gate`` of group_data/all.py (the one place they are set); a group's
+    ``gate`` overrides them key by key."""
 
-    error_rate_pass_below: float = 0.01
-    error_rate_abort_above: float = 0.05
-    success_rate_pass_above: float = 0.99
-    success_rate_abort_below: float = 0.95
+    error_rate_pass_below: float
+    error_rate_abort_above: float
+    success_rate_pass_above: float
+    success_rate_abort_below: float
     #: P95 may grow to this multiple of the baseline; above it, abort.
-    p95_max_ratio: float = 1.5
-    #: A P95 increase smaller than this is noise, never a breach: at a few
-    #: milliseconds, 1.5x is one scheduler hiccup.
-    p95_min_increase_ms: float = 50.0
-    #: Confidence of the binomial test of domain usage against the stage (strict:
-    #: it runs on every host on every read; see group_data/all.py).
-    usage_confidence: float = 0.999999
+    p95_max_ratio: float
+    #: A P95 increase smaller than this is noise, never a breach.
+    p95_min_increase_ms: float
+    #: Confidence of the binomial test of domain usage against the stage.
+    usage_confidence: float
     #: No verdict (neither pass nor abort) on fewer requests than this.
-    min_requests: int = 100
+    min_requests: int
     #: Consecutive breaching reads before an abort: one noisy read rolls nothing back.
-    abort_after: int = 2
+    abort_after: int
     #: Consecutive unreadable metrics answers before the gate errors.
-    max_read_failures: int = 3
+    max_read_failures: int
 
     @classmethod
     def from_data(cls, data: dict[str, Any] | None) -> Thresholds:
@@ -69,7 +70,7 @@ class Thresholds:
         if unknown:
             raise ValueError(f"unknown gate setting(s): {', '.join(unknown)}")
         values = {}
-        for name, value in data.items():
+        for name, value in {**defaults()["gate"], **data}.items():
             kind = int if known[name].type in ("int", int) else float
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"gate setting {name} must be a number, got {value!r}")

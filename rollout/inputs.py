@@ -208,7 +208,10 @@ def missing_secrets(secret_variables: Mapping[str, str], get: Callable[[str], An
 def check_secrets_for_writing(secret_variables: Mapping[str, str], get: Callable[[str], Any],
                               host: str | None = None) -> None:
     """``write_secrets`` is on: every secret must have a value, or nothing is written."""
-    missing = missing_secrets(secret_variables, get)
+    refuse_missing_secrets(missing_secrets(secret_variables, get), host)
+
+
+def refuse_missing_secrets(missing: list[str], host: str | None = None) -> None:
     if missing:
         where = f" for host {host}" if host else ""
         raise InputError(f"write_secrets is on but {', '.join(missing)} has no value{where}: "

@@ -6,12 +6,12 @@ compare it with exact expected files.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import jinja2
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+from rollout.project import TEMPLATES_DIR
+
 
 
 def env_quote(value: Any) -> str:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-#: The seed's release plan (percent of requests on the domain implementation).
-DEFAULT_PLAN: tuple[int, ...] = (10, 25, 50, 100)
+from rollout.project import defaults
+
+#: The release plan of group_data/all.py (``stage_plan``: the seed's 10, 25, 50, 100).
+DEFAULT_PLAN: tuple[int, ...] = tuple(defaults()["stage_plan"])
 
 #: Stage 0 is "rolled back": the domain implementation is switched off entirely.
 ROLLBACK_STAGE = 0

@@ -1,0 +1,296 @@
+"""The orchestration of a rollout: host batches, the failure policy, the lock,
+and gate-then-rollback, behind a runner interface.
+
+Decisions only. The hosts are reached through a ``Runner``: ``rollout/fleet.py``
+has the one that runs pyinfra against an inventory, the unit tests a fake one.
+Nothing here prints or exits: progress goes to ``runner.say``, a command ends
+with ``Stop(code, message)`` or returns, and what happened is kept as structured
+data in ``Orchestrator.result`` (the CLI's ``--json``).
+
+The path of ``rollout deploy``: the CLI checks the input and builds a
+``StageChange`` -> ``Orchestrator.deploy`` takes the lock -> per batch: hooks
+before -> ``runner.apply`` (one pyinfra run of deploy.py on the batch's hosts)
+-> hooks after -> on a failure, the failure policy on the touched hosts ->
+the lock is released.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rollout.batches import hook_commands
+from rollout.stages import ROLLBACK_STAGE
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ROLLED_BACK = 0, 1, 2, 3
+
+#: Gate verdict of a host the run never connected to: nothing was measured there.
+UNREACHABLE = "unreachable"
+#: Gate verdict of a reached host whose gate gave none (a gate never passes on
+#: missing data).
+NOT_RUN = "not run"
+
+
+class Stop(Exception):
+    """End the command with an exit code and a one-line message."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class HostsRun:
+    """What one run over some hosts reports back, per host (structured, from
+    the reports each host's run wrote)."""
+
+    ok: bool
+    unreachable: list[str] = field(default_factory=list)
+    #: Hosts that recorded their change (deploy.py, the rollback task).
+    recorded: list[str] = field(default_factory=list)
+    #: Gate verdict per host (deploy.py with checks, tasks/gate.py).
+    verdicts: dict[str, str] = field(default_factory=dict)
+    #: Legacy proven per host (the rollback task).
+    proven: dict[str, bool] = field(default_factory=dict)
+    #: Lock holders that refused us (tasks/lock.py acquire), described.
+    holders: list[str] = field(default_factory=list)
+
+
+class Runner(Protocol):
+    """How the orchestration reaches the hosts."""
+
+    hosts: list[str]
+
+    def say(self, message: str) -> None: ...
+
+    def status(self) -> dict[str, dict | None]:
+        """Every host's status report (None for a host that could not be read)."""
+
+    def lock(self, action: str, *, command: str = "", force: bool = False, quiet: bool = False) -> HostsRun:
+        """``acquire`` (with this rollout's token), ``release`` (ours, or any with
+        ``force``); ``quiet``: show nothing of the run."""
+
+    def apply(self, hosts: list[str], stage: int, *, soak_s: float, smoke: bool | None, command: str,
+              checks: bool = True) -> HostsRun:
+        """deploy.py on ``hosts``: the stage, then (``checks``) preflight, verification, gate."""
+
+    def roll_back(self, hosts: list[str] | None, *, command: str, take_lock: bool = False) -> HostsRun:
+        """The rollback task (stage 0, legacy proof) on ``hosts`` (None: all)."""
+
+    def gate(self, soak_s: float, smoke: bool | None) -> HostsRun:
+        """The metrics gate alone on every host."""
+
+    def hook(self, command: str) -> tuple[bool, str]:
+        """One batch hook on the control machine: (succeeded, last line of its output)."""
+
+
+@dataclass(frozen=True)
+class StageChange:
+    """One stage applied in batches (deploy, and promote after its gate)."""
+
+    stage: int
+    batches: list[list[str]]
+    soak_s: float
+    batch_soak_s: float
+    smoke: bool | None
+    on_failure: str  # previous | rollback | stop
+    command: str
+
+
+def gate_failures(verdicts: dict[str, str]) -> list[str]:
+    """Hosts whose gate failed on their own evidence: an abort, an error
+    (unusable metrics), or a reached host with no verdict at all.
+    "inconclusive" is not a failure (observe longer), and neither is an
+    unreachable host: nothing was measured there."""
+    return [h for h, v in verdicts.items() if v in ("abort", "error", NOT_RUN)]
+
+
+class Orchestrator:
+    """The rollout's steps over a runner; ``result`` collects what happened."""
+
+    def __init__(self, runner: Runner, hooks: dict | None = None, rollback_batches: list[list[str]] | None = None,
+                 lock_hint: str = "ENV", result: dict[str, Any] | None = None):
+        self.runner = runner
+        self.hooks = hooks or {}
+        self.rollback_batches = rollback_batches or [list(runner.hosts)]
+        self.lock_hint = lock_hint
+        self.result: dict[str, Any] = {} if result is None else result
+
+    def say(self, message: str) -> None:
+        self.runner.say(message)
+
+    # --- the lock -------------------------------------------------------------------------------
+
+    def take_lock(self, command: str) -> None:
+        run = self.runner.lock("acquire", command=command)
+        if not run.ok:
+            self.runner.lock("release", quiet=True)  # only ours: the token must match
+            raise Stop(EXIT_FAILED, f"another rollout holds the lock: {sorted(run.holders)[0]}" if run.holders
+                       else "could not take the rollout lock on every host")
+
+    def release_lock(self, quiet: bool = False) -> None:
+        run = self.runner.lock("release", quiet=quiet)
+        if not run.ok and not quiet:
+            self.say(f"the lock may still be held on a host that did not answer: once it is back, "
+                     f"`rollout unlock {self.lock_hint} --force`")
+
+    # --- hooks ----------------------------------------------------------------------------------
+
+    def run_hooks(self, when: str, hosts: list[str], stage: int, batch: int) -> bool:
+        """The batch hooks of group data, in order; the first failing one fails the batch."""
+        for hook in hook_commands(self.hooks, when, hosts, stage, batch):
+            self.say(f"  hook ({when}): {hook}")
+            ok, detail = self.runner.hook(hook)
+            if not ok:
+                self.say(f"  hook ({when}) failed with {detail}")
+                return False
+        return True
+
+    # --- a stage in batches -------------------------------------------------------------------------
+
+    def deploy(self, change: StageChange, previous: dict[str, int | None]) -> None:
+        """Take the lock, apply the stage batch by batch, release the lock."""
+        self.take_lock(change.command)
+        try:
+            self.apply_in_batches(change, previous)
+        finally:
+            self.release_lock()
+
+    def apply_in_batches(self, change: StageChange, previous: dict[str, int | None]) -> None:
+        """The batches, in order; the first failure stops the rollout and applies
+        the failure policy to the hosts already touched."""
+        self.result["batches"] = []
+        done: list[str] = []
+        stage = change.stage
+        for number, batch in enumerate(change.batches, start=1):
+            last = number == len(change.batches)
+            soak = change.soak_s if last else change.batch_soak_s
+            self.say(f"batch {number}/{len(change.batches)}: {', '.join(batch)} -> stage {stage} "
+                     f"(gate soak {soak:.0f}s)")
+            started = time.monotonic()
+            if self.run_hooks("before", batch, stage, number):
+                run = self.runner.apply(batch, stage, soak_s=soak, smoke=change.smoke, command=change.command)
+                if run.ok and not self.run_hooks("after", batch, stage, number):
+                    run.ok = False
+            else:
+                run = HostsRun(ok=False)
+            verdicts = {h: UNREACHABLE if h in run.unreachable else run.verdicts.get(h, NOT_RUN) for h in batch}
+            self.result["batches"].append({"hosts": batch, "ok": run.ok, "gate": verdicts,
+                                           "seconds": round(time.monotonic() - started, 1)})
+            done += batch
+            unrecorded = [h for h in batch if h not in run.recorded]
+            if unrecorded and run.ok:
+                self.say(f"  no record from {', '.join(unrecorded)}: the run did not reach it")
+                run.ok = False
+            if run.ok:
+                self.say(f"batch {number} done in {time.monotonic() - started:.1f}s: "
+                         + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
+                continue
+            untouched = [h for h in self.runner.hosts if h not in done]
+            self.say(f"batch {number} FAILED: the rollout stops; untouched: {', '.join(untouched) or 'none'}")
+            code = self.handle_failure(done, previous, change.on_failure)
+            if code == EXIT_ROLLED_BACK:
+                # Reverted and healthy again: back into the load balancer's pool. A
+                # host whose revert failed stays drained.
+                self.run_hooks("after", batch, stage, number)
+            outcome = {"stop": "; nothing was reverted", "previous": "; reverted to the previous stage",
+                       "rollback": "; rolled back to stage 0"}[change.on_failure]
+            if change.on_failure != "stop" and code == EXIT_FAILED:
+                outcome = f"; the revert ({change.on_failure}) FAILED on some host (see above)"
+            raise Stop(code, f"stage {stage} failed in batch {number} ({', '.join(batch)}){outcome}")
+
+    def handle_failure(self, touched: list[str], previous: dict[str, int | None], on_failure: str) -> int:
+        """Apply the failure policy to the hosts this rollout touched."""
+        if on_failure == "stop":
+            return EXIT_FAILED
+        targets: dict[int, list[str]] = {}
+        for host in touched:
+            stage = ROLLBACK_STAGE if on_failure == "rollback" else (previous.get(host) or ROLLBACK_STAGE)
+            targets.setdefault(stage, []).append(host)
+        ok = True
+        command = "rollout: revert after a failed batch"
+        for stage, hosts in sorted(targets.items()):
+            self.say(f"reverting {', '.join(hosts)} to stage {stage}")
+            if stage == ROLLBACK_STAGE:
+                run = self.runner.roll_back(hosts, command=command)
+            else:
+                run = self.runner.apply(hosts, stage, soak_s=0, smoke=None, command=command, checks=False)
+            ok = ok and run.ok
+        return EXIT_ROLLED_BACK if ok else EXIT_FAILED
+
+    # --- rollback -------------------------------------------------------------------------------
+
+    def roll_back(self, command: str) -> int:
+        """Stage 0 with the legacy proof on every host: at once (one run that
+        takes and releases the lock itself) or in the rollback batches with the
+        hooks around each (behind a load balancer). Every batch is rolled back
+        even if one fails, and a failing hook never stops a rollback."""
+        started = time.monotonic()
+        proven: dict[str, bool] = {}
+        failed_run = False
+        if len(self.rollback_batches) == 1 and not self.hooks:
+            run = self.runner.roll_back(None, command=command, take_lock=True)
+            proven, failed_run = self._proven(run, self.runner.hosts), not run.ok
+            if failed_run or not all(proven.values()):
+                self.release_lock(quiet=True)  # the task releases it only on success
+        else:
+            self.take_lock(command)
+            try:
+                for number, batch in enumerate(self.rollback_batches, start=1):
+                    self.say(f"rollback batch {number}/{len(self.rollback_batches)}: {', '.join(batch)}")
+                    if not self.run_hooks("before", batch, ROLLBACK_STAGE, number):
+                        self.say("  rolling back this batch anyway: a hook never stops a rollback")
+                    run = self.runner.roll_back(batch, command=command)
+                    proven.update(self._proven(run, batch))
+                    failed_run = failed_run or not run.ok
+                    if run.ok and not self.run_hooks("after", batch, ROLLBACK_STAGE, number):
+                        failed_run = True
+            finally:
+                self.release_lock(quiet=True)
+        self.result.update({"rollback_seconds": round(time.monotonic() - started, 1), "legacy_proven": proven})
+        if failed_run or not all(proven.values()):
+            failed = [h for h, ok in proven.items() if not ok]
+            self.say(f"rollback FAILED on {', '.join(failed) or 'some host'}")
+            return EXIT_FAILED
+        self.say(f"rolled back in {time.monotonic() - started:.1f}s: every host serves legacy "
+                 f"({', '.join(self.runner.hosts)})")
+        return EXIT_OK
+
+    @staticmethod
+    def _proven(run: HostsRun, hosts: list[str]) -> dict[str, bool]:
+        return {h: bool(run.proven.get(h)) for h in hosts}
+
+    # --- the gate -------------------------------------------------------------------------------
+
+    def gate(self, soak_s: float, smoke: bool | None) -> dict[str, str]:
+        """The metrics gate on every host; each host's verdict (``unreachable``
+        for a host the run never reached, ``not run`` for one that gave none)."""
+        run = self.runner.gate(soak_s, smoke)
+        verdicts = {h: UNREACHABLE if h in run.unreachable else run.verdicts.get(h, NOT_RUN)
+                    for h in self.runner.hosts}
+        self.result["gate"] = verdicts
+        return verdicts
+
+    def act_on_gate(self, verdicts: dict[str, str], command: str, what: str, roll_back: bool = True) -> None:
+        """The blast-radius rule of promote and check, in one place:
+        - a host whose gate failed on its own evidence -> every host back to
+          stage 0 (exit 3; 1 when the rollback itself failed), or exit 1 with
+          ``roll_back`` off;
+        - an unreachable host -> named, exit 1, nothing rolled back: one host that
+          does not answer says nothing about the others' metrics, which are
+          judged on their own evidence above.
+        Returns when no host failed and every host was reached."""
+        failed = gate_failures(verdicts)
+        unreachable = [h for h, v in verdicts.items() if v == UNREACHABLE]
+        if failed and roll_back:
+            self.say(f"gate failed on {', '.join(failed)}: rolling every host back")
+            code = self.roll_back(command)
+            raise Stop(EXIT_ROLLED_BACK if code == EXIT_OK else EXIT_FAILED,
+                       f"{what} failed its gate on {', '.join(failed)}")
+        if failed:
+            raise Stop(EXIT_FAILED, f"{what} failed its gate on {', '.join(failed)} (not rolled back: --no-rollback)")
+        if unreachable:
+            measured = ", ".join(f"{h} {v}" for h, v in verdicts.items() if v != UNREACHABLE)
+            raise Stop(EXIT_FAILED, f"cannot reach {', '.join(unreachable)}: not judged, nothing rolled back "
+                                    f"(measured: {measured or 'none'})")

@@ -1,0 +1,253 @@
+"""The orchestration (rollout/orchestrate.py) over a fake runner: batches in
+order, the failure policy, hooks, the lock, rollback in batches, and the
+gate-then-rollback rule, including the failure paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from rollout.orchestrate import (
+    EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, HostsRun, NOT_RUN, UNREACHABLE, Orchestrator, StageChange, Stop,
+)
+
+HOSTS = ["h1", "h2", "h3", "h4"]
+
+
+class FakeRunner:
+    """Answers like the pyinfra runner, scripted per host; records every call."""
+
+    def __init__(self, hosts=HOSTS, failing=(), unrecorded=(), lock_holder=None, unreachable=(),
+                 unproven=(), failing_hooks=(), failing_reverts=False, verdicts=None):
+        self.hosts = list(hosts)
+        self.failing, self.unrecorded, self.unreachable = set(failing), set(unrecorded), set(unreachable)
+        self.lock_holder, self.unproven, self.failing_hooks = lock_holder, set(unproven), list(failing_hooks)
+        self.failing_reverts = failing_reverts
+        self.verdicts = verdicts or {}
+        self.calls: list[tuple] = []
+        self.said: list[str] = []
+
+    def say(self, message):
+        self.said.append(message)
+
+    def status(self):
+        return {h: {"file_stage": 0} for h in self.hosts}
+
+    def lock(self, action, *, command="", force=False, quiet=False):
+        self.calls.append(("lock", action))
+        if action == "acquire" and self.lock_holder:
+            return HostsRun(ok=False, holders=[self.lock_holder])
+        return HostsRun(ok=True)
+
+    def apply(self, hosts, stage, *, soak_s, smoke, command, checks=True):
+        self.calls.append(("apply", tuple(hosts), stage, checks))
+        if not checks and self.failing_reverts:
+            return HostsRun(ok=False)
+        bad = (self.failing & set(hosts)) if checks else set()
+        return HostsRun(ok=not bad, recorded=[h for h in hosts if h not in self.unrecorded],
+                        verdicts={h: "abort" if h in bad else "pass" for h in hosts})
+
+    def roll_back(self, hosts, *, command, take_lock=False):
+        hosts = hosts or self.hosts
+        self.calls.append(("roll_back", tuple(hosts), take_lock))
+        ok = not (self.failing_reverts or self.unproven & set(hosts))
+        return HostsRun(ok=ok, recorded=list(hosts), proven={h: h not in self.unproven for h in hosts})
+
+    def gate(self, soak_s, smoke):
+        self.calls.append(("gate",))
+        reached = [h for h in self.hosts if h not in self.unreachable]
+        return HostsRun(ok=True, unreachable=sorted(self.unreachable),
+                        verdicts={h: self.verdicts[h] for h in reached if h in self.verdicts})
+
+    def hook(self, command):
+        self.calls.append(("hook", command))
+        if any(marker in command for marker in self.failing_hooks):
+            return False, "4: drain refused"
+        return True, "0: "
+
+
+def change(stage=10, batches=(["h1"], ["h2"], ["h3", "h4"]), on_failure="previous"):
+    return StageChange(stage, [list(b) for b in batches], 30.0, 10.0, None, on_failure, "rollout deploy x")
+
+
+def applied(runner, checks=True):
+    return [c[1] for c in runner.calls if c[0] == "apply" and c[3] == checks]
+
+
+# --- a stage in batches ------------------------------------------------------------------------------
+
+
+def test_every_batch_in_order_under_the_lock():
+    runner = FakeRunner()
+    orchestrator = Orchestrator(runner)
+    orchestrator.deploy(change(), previous={h: 0 for h in HOSTS})
+    assert applied(runner) == [("h1",), ("h2",), ("h3", "h4")]
+    assert runner.calls[0] == ("lock", "acquire") and runner.calls[-1] == ("lock", "release")
+    assert [b["gate"] for b in orchestrator.result["batches"]] == [
+        {"h1": "pass"}, {"h2": "pass"}, {"h3": "pass", "h4": "pass"}]
+
+
+def test_a_failed_batch_stops_the_rollout_and_reverts_the_touched_hosts_to_their_stages():
+    runner = FakeRunner(failing={"h2"})
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner).deploy(change(stage=25), previous={"h1": 10, "h2": 0, "h3": 10, "h4": 10})
+    assert stop.value.code == EXIT_ROLLED_BACK
+    assert str(stop.value) == "stage 25 failed in batch 2 (h2); reverted to the previous stage"
+    assert applied(runner) == [("h1",), ("h2",)]  # batch 3 never started
+    assert ("roll_back", ("h2",), False) in runner.calls  # h2 was on stage 0
+    assert applied(runner, checks=False) == [("h1",)]  # h1 back on 10, no checks
+    assert runner.calls[-1] == ("lock", "release")
+
+
+@pytest.mark.parametrize("policy, code, reverted, words", [
+    ("rollback", EXIT_ROLLED_BACK, [("roll_back", ("h1",), False)], "rolled back to stage 0"),
+    ("stop", EXIT_FAILED, [], "nothing was reverted"),
+])
+def test_failure_policies(policy, code, reverted, words):
+    runner = FakeRunner(failing={"h1"})
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner).deploy(change(on_failure=policy), previous={h: 10 for h in HOSTS})
+    assert stop.value.code == code and words in str(stop.value)
+    assert [c for c in runner.calls if c[0] == "roll_back"] == reverted
+    assert applied(runner, checks=False) == []
+
+
+def test_a_failed_revert_is_reported_as_failed_and_its_hosts_stay_drained():
+    runner = FakeRunner(failing={"h1"}, failing_reverts=True)
+    orchestrator = Orchestrator(runner, hooks={"before": ["drain {hosts}"], "after": ["enable {hosts}"]})
+    with pytest.raises(Stop) as stop:
+        orchestrator.deploy(change(stage=25), previous={h: 10 for h in HOSTS})
+    assert stop.value.code == EXIT_FAILED
+    assert "the revert (previous) FAILED on some host" in str(stop.value)
+    assert [c[1] for c in runner.calls if c[0] == "hook"] == ["drain h1"]  # never enabled again
+
+
+def test_a_reverted_batch_goes_back_into_the_pool():
+    runner = FakeRunner(failing={"h1"})
+    orchestrator = Orchestrator(runner, hooks={"before": ["drain {hosts}"], "after": ["enable {hosts}"]})
+    with pytest.raises(Stop):
+        orchestrator.deploy(change(), previous={h: 0 for h in HOSTS})
+    assert [c[1] for c in runner.calls if c[0] == "hook"] == ["drain h1", "enable h1"]
+
+
+def test_a_host_that_recorded_nothing_fails_its_batch():
+    runner = FakeRunner(unrecorded={"h1"})
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner).deploy(change(), previous={h: 0 for h in HOSTS})
+    assert "failed in batch 1 (h1)" in str(stop.value)
+    assert any("no record from h1" in line for line in runner.said)
+
+
+def test_a_failing_before_hook_fails_the_batch_without_touching_its_hosts():
+    runner = FakeRunner(failing_hooks=["drain h2"])
+    orchestrator = Orchestrator(runner, hooks={"before": ["drain {hosts}"]})
+    with pytest.raises(Stop) as stop:
+        orchestrator.deploy(change(), previous={h: 0 for h in HOSTS})
+    assert "failed in batch 2 (h2)" in str(stop.value)
+    assert applied(runner) == [("h1",)]
+    assert "  hook (before) failed with 4: drain refused" in runner.said
+
+
+def test_a_failing_after_hook_fails_the_batch():
+    runner = FakeRunner(failing_hooks=["enable h1"])
+    orchestrator = Orchestrator(runner, hooks={"after": ["enable {hosts}"]})
+    with pytest.raises(Stop) as stop:
+        orchestrator.deploy(change(), previous={h: 0 for h in HOSTS})
+    assert "failed in batch 1 (h1)" in str(stop.value)
+
+
+def test_a_held_lock_stops_before_any_host_changes():
+    runner = FakeRunner(lock_holder="alice@elsewhere since 2026-11-23 (rollout deploy prod --stage 25)")
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner).deploy(change(), previous={h: 0 for h in HOSTS})
+    assert stop.value.code == EXIT_FAILED
+    assert str(stop.value) == ("another rollout holds the lock: alice@elsewhere since 2026-11-23 "
+                               "(rollout deploy prod --stage 25)")
+    assert [c[0] for c in runner.calls] == ["lock", "lock"]  # acquire refused, our own released
+
+
+# --- rollback --------------------------------------------------------------------------------------------
+
+
+def test_rollback_at_once_is_one_run_that_takes_the_lock_itself():
+    runner = FakeRunner()
+    orchestrator = Orchestrator(runner)
+    assert orchestrator.roll_back("rollout rollback x") == EXIT_OK
+    assert runner.calls == [("roll_back", tuple(HOSTS), True)]
+    assert all(orchestrator.result["legacy_proven"].values())
+
+
+def test_rollback_that_does_not_prove_legacy_fails_and_releases_the_lock():
+    runner = FakeRunner(unproven={"h3"})
+    orchestrator = Orchestrator(runner)
+    assert orchestrator.roll_back("rollout rollback x") == EXIT_FAILED
+    assert runner.calls[-1] == ("lock", "release")
+    assert "rollback FAILED on h3" in runner.said
+
+
+def test_rollback_in_batches_rolls_back_every_batch_even_when_a_hook_fails():
+    runner = FakeRunner(failing_hooks=["drain h1"])
+    orchestrator = Orchestrator(runner, hooks={"before": ["drain {hosts}"], "after": ["enable {hosts}"]},
+                                rollback_batches=[["h1", "h2"], ["h3", "h4"]])
+    assert orchestrator.roll_back("rollout rollback x") == EXIT_OK
+    assert [c for c in runner.calls if c[0] == "roll_back"] == [
+        ("roll_back", ("h1", "h2"), False), ("roll_back", ("h3", "h4"), False)]
+    assert runner.calls[0] == ("lock", "acquire") and runner.calls[-1] == ("lock", "release")
+    assert "  rolling back this batch anyway: a hook never stops a rollback" in runner.said
+
+
+# --- the gate, and what it rolls back ------------------------------------------------------------------
+
+
+def test_gate_verdicts_name_unreachable_hosts_and_hosts_without_a_verdict():
+    runner = FakeRunner(unreachable={"h4"}, verdicts={"h1": "pass", "h2": "inconclusive"})
+    assert Orchestrator(runner).gate(0, None) == {"h1": "pass", "h2": "inconclusive", "h3": NOT_RUN,
+                                                  "h4": UNREACHABLE}
+
+
+@pytest.mark.parametrize("bad", ["abort", "error", NOT_RUN])
+def test_a_failed_gate_rolls_every_host_back(bad):
+    runner = FakeRunner()
+    verdicts = {"h1": "pass", "h2": bad, "h3": "pass", "h4": "inconclusive"}
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner).act_on_gate(verdicts, "rollout check x", "the fleet")
+    assert stop.value.code == EXIT_ROLLED_BACK and str(stop.value) == "the fleet failed its gate on h2"
+    assert ("roll_back", tuple(HOSTS), True) in runner.calls
+
+
+def test_a_failed_gate_whose_rollback_fails_exits_1():
+    runner = FakeRunner(unproven={"h1"})
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner).act_on_gate({"h1": "abort"}, "rollout check x", "the fleet")
+    assert stop.value.code == EXIT_FAILED
+
+
+def test_no_rollback_reports_the_failure_only():
+    runner = FakeRunner()
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner).act_on_gate({"h1": "abort", "h2": "pass"}, "c", "the fleet", roll_back=False)
+    assert stop.value.code == EXIT_FAILED and "not rolled back" in str(stop.value)
+    assert runner.calls == []
+
+
+def test_an_unreachable_host_is_named_and_rolls_nothing_back():
+    runner = FakeRunner()
+    verdicts = {"h1": "pass", "h2": "inconclusive", "h3": UNREACHABLE, "h4": "pass"}
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner).act_on_gate(verdicts, "rollout check x", "the fleet")
+    assert stop.value.code == EXIT_FAILED
+    assert str(stop.value) == ("cannot reach h3: not judged, nothing rolled back "
+                               "(measured: h1 pass, h2 inconclusive, h4 pass)")
+    assert runner.calls == []
+
+
+def test_an_unreachable_host_does_not_shield_a_failing_one():
+    runner = FakeRunner()
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner).act_on_gate({"h1": UNREACHABLE, "h2": "abort"}, "c", "the fleet")
+    assert stop.value.code == EXIT_ROLLED_BACK
+
+
+def test_passing_and_inconclusive_gates_change_nothing():
+    runner = FakeRunner()
+    Orchestrator(runner).act_on_gate({"h1": "pass", "h2": "inconclusive"}, "c", "the fleet")
+    assert runner.calls == []

@@ -34,5 +34,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-echo "setup: ready (.venv/bin/rollout)"
+# The product with its test extras and the sandbox (its own distribution, the
+# rollout-sandbox command).
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' -e ./sandbox
+echo "setup: ready (.venv/bin/rollout, .venv/bin/rollout-sandbox)"

@@ -1,6 +1,7 @@
 """The sandbox's front door: ``rollout-sandbox`` (also ``python -m rollout_sandbox``).
 
     rollout-sandbox up [--hosts N] [--lb] [--no-install]   boot the fleet, install the reference service
+    rollout-sandbox up --hosts 100 --light                 light hosts: a stub service, no database
     rollout-sandbox status                                 where every host stands
     rollout-sandbox lb drain|enable HOST...|status|stop    its load balancer (nginx on loopback)
     rollout-sandbox power-off|power-on HOST                cut and restore a host's power (drills)
@@ -17,7 +18,7 @@ import click
 
 from rollout_sandbox import fleet
 from rollout_sandbox import lb as lb_mod
-from rollout_sandbox.settings import SandboxError
+from rollout_sandbox.settings import SandboxError, max_hosts
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 PROG = "rollout-sandbox"
@@ -38,15 +39,23 @@ def _call(action, *args, failed: str = "", **kwargs):
 
 
 @main.command("up")
-@click.option("--hosts", "count", default=3, show_default=True, type=click.IntRange(1, 50),
-              help="Number of hosts to boot.")
+@click.option("--hosts", "count", default=3, show_default=True, type=click.IntRange(1),
+              help=f"Number of hosts to boot (at most {fleet.MAX_FULL_HOSTS}, more with --light).")
 @click.option("--no-install", is_flag=True, help="Boot the hosts only; skip the reference service.")
 @click.option("--lb", is_flag=True, help="Also nginx on 127.0.0.1:8080 in front of the hosts; its hosts "
               "join group sandbox_lb, whose batch hooks drain each batch (group_data/sandbox_lb.py). "
               "Without it, a running balancer is stopped.")
-def up(count: int, no_install: bool, lb: bool) -> None:
+@click.option("--light", is_flag=True, help="Light hosts: the same base image (an overlay, not a copy) "
+              "with a stub service (python3's standard library) under the service's unit instead of the "
+              "reference service, and no PostgreSQL or Redis. Enough for deploy.py with checks=false, "
+              "rollout status and rollout rollback; for control-plane benchmarks on many hosts.")
+def up(count: int, no_install: bool, lb: bool, light: bool) -> None:
     """Boot the fleet (idempotent) and install the reference service at stage 0."""
-    hosts = _call(fleet.up, count, install=not no_install, lb=lb, failed="sandbox up failed: ")
+    limit = max_hosts() if light else min(fleet.MAX_FULL_HOSTS, max_hosts())
+    if count > limit:
+        raise click.BadParameter(f"{count} is more than {limit} {'light' if light else 'full'} hosts"
+                                 + ("" if light else " (--light for more)"), param_hint="'--hosts'")
+    hosts = _call(fleet.up, count, install=not no_install, lb=lb, light=light, failed="sandbox up failed: ")
     for host in hosts:
         click.echo(f"{host.name}\t{host.address}\tnspawn pid {host.pid}")
 

@@ -3,6 +3,11 @@ systemd-nspawn, on a private bridge, with sshd and their own address; the
 reference service's PostgreSQL and Redis beside them (``services.py``), its
 load balancer in front of them on request (``lb.py``).
 
+Light hosts (``up(light=True)``) boot the same base image through an overlay
+(nothing copied: the image's files, and their pages in memory, are shared) and
+run a stub service instead of the reference service (``stub_service.py``), with
+no PostgreSQL or Redis: cheap enough for a control-plane benchmark on 100 hosts.
+
 The fleet is recorded twice: ``fleet.json`` in the project's ``.sandbox/`` (what
 ``inventories/sandbox.py`` reads) and ``owner.json`` in the bridge's run
 directory, naming the checkout whose fleet holds the bridge, so a fleet left by
@@ -32,10 +37,20 @@ from rollout_sandbox.services import (
 )
 from rollout_sandbox.settings import (
     BRIDGE, PROJECT_ROOT, RUN_DIR, STATE_DIR, SUBNET, SandboxError, gateway, host_address, host_name, log,
-    read_json, write_json,
+    max_hosts, read_json, write_json,
 )
 
 BOOT_TIMEOUT_S = 90
+#: Hosts booting at once: each waits at most BOOT_TIMEOUT_S, and 2 cores do not
+#: boot 100 systemd hosts together in that time.
+BOOT_WINDOW = int(os.environ.get("ROLLOUT_SANDBOX_BOOT_WINDOW", "16"))
+#: Full hosts each run the reference service (about 160 MB); light hosts are for more.
+MAX_FULL_HOSTS = 50
+#: Every host's systemd, journald, networkd, logind and dbus hold inotify
+#: instances of the control machine's root (8 measured per host), and the kernel
+#: allows 128 per user by default.
+INOTIFY_PER_HOST = 12
+INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
 REQUIRED_TOOLS = {
     "systemd-nspawn": "systemd-container",
     "mmdebstrap": "mmdebstrap",
@@ -112,6 +127,19 @@ def remove_bridge() -> None:
         run(["ip", "link", "delete", BRIDGE])
 
 
+def ensure_inotify(count: int) -> None:
+    """Room for ``count`` more hosts' inotify instances (a host that runs out
+    boots degraded: "Failed to allocate directory watch: Too many open files")."""
+    try:
+        current = int(INOTIFY_LIMIT.read_text())
+    except (OSError, ValueError):
+        return
+    needed = 128 + INOTIFY_PER_HOST * count
+    if current < needed:
+        INOTIFY_LIMIT.write_text(f"{needed}\n")
+        log(f"fs.inotify.max_user_instances raised from {current} to {needed} for {count} host(s)")
+
+
 # --- hosts ---------------------------------------------------------------------------------------
 
 
@@ -120,18 +148,46 @@ class Host:
     name: str
     address: str
     pid: int | None = None
+    light: bool = False
+
+    @classmethod
+    def of(cls, entry: dict) -> Host:
+        """A host from its entry in fleet.json or owner.json."""
+        return cls(entry["name"], entry["address"], entry.get("pid"), bool(entry.get("light")))
 
     @property
     def rootfs(self) -> Path:
         return RUN_DIR / "hosts" / self.name
 
+    @property
+    def layers(self) -> Path:
+        """A light host's overlay: its own changes (upper) and overlayfs's work directory."""
+        return RUN_DIR / "layers" / self.name
+
+
+def _release_rootfs(host: Host) -> None:
+    """Remove a host's root file system (unmounting a light host's overlay first)."""
+    if os.path.ismount(host.rootfs):
+        if run(["umount", str(host.rootfs)], check=False).returncode != 0:
+            run(["umount", "--lazy", str(host.rootfs)])
+    shutil.rmtree(host.rootfs, ignore_errors=True)
+    shutil.rmtree(host.layers, ignore_errors=True)
+
 
 def _prepare_rootfs(host: Host, image: Path, public_key: str) -> str:
-    """Copy the base image for one host and give it its address, key and host keys.
+    """Make one host's root file system from the base image (a copy; an overlay
+    for a light host) and give it its address, key and host keys.
     Returns the host's SSH host key line for known_hosts."""
-    shutil.rmtree(host.rootfs, ignore_errors=True)
+    _release_rootfs(host)
     host.rootfs.parent.mkdir(parents=True, exist_ok=True)
-    run(["cp", "-a", str(image), str(host.rootfs)])
+    if host.light:
+        upper, work = host.layers / "upper", host.layers / "work"
+        for directory in (upper, work, host.rootfs):
+            directory.mkdir(parents=True, exist_ok=True)
+        run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={image},upperdir={upper},workdir={work}",
+             str(host.rootfs)])
+    else:
+        run(["cp", "-a", str(image), str(host.rootfs)])
     network = host.rootfs / "etc/systemd/network/10-host0.network"
     network.parent.mkdir(parents=True, exist_ok=True)
     # Sorts before nspawn's 80-container-host0.network, which would win otherwise.
@@ -241,7 +297,7 @@ def _record(hosts: list[Host], key: Path, wheels: Path | None) -> None:
         "known_hosts": str(STATE_DIR / "known_hosts"),
         "ssh_config": str(STATE_DIR / "ssh_config"),
         "wheelhouse": str(wheels) if wheels else None,
-        "hosts": [{"name": h.name, "address": h.address, "pid": h.pid} for h in hosts],
+        "hosts": [{"name": h.name, "address": h.address, "pid": h.pid, "light": h.light} for h in hosts],
     }
     write_json(STATE_DIR / "fleet.json", fleet)
     write_json(RUN_DIR / "owner.json", {"state_dir": str(STATE_DIR), "hosts": fleet["hosts"]})
@@ -250,20 +306,25 @@ def _record(hosts: list[Host], key: Path, wheels: Path | None) -> None:
 # --- up / down --------------------------------------------------------------------------------------
 
 
-def up(count: int = 3, install: bool = True, lb: bool = False) -> list[Host]:
+def up(count: int = 3, install: bool = True, lb: bool = False, light: bool = False) -> list[Host]:
     """Boot ``count`` hosts (keeping the ones already running), start PostgreSQL and
     Redis, and install the reference service at stage 0. ``lb``: also nginx on
     the control machine's loopback in front of them (re-pointed when it already
-    runs); without it, a running one is stopped."""
+    runs); without it, a running one is stopped. ``light``: light hosts with the
+    stub service, and no PostgreSQL or Redis (stopped if they run)."""
     if count < 1:
         raise SandboxError("--hosts must be at least 1")
+    if count > max_hosts():
+        raise SandboxError(f"--hosts {count}: subnet {SUBNET} holds at most {max_hosts()} hosts")
+    if count > MAX_FULL_HOSTS and not light:
+        raise SandboxError(f"--hosts {count}: at most {MAX_FULL_HOSTS} full hosts (--light for more)")
     check_prerequisites()
     started = time.monotonic()
     owner = _owner()
     if owner and owner.get("state_dir") != str(STATE_DIR):
         # Its hosts, PostgreSQL and Redis hold that checkout's passwords: stop them all.
         log(f"bridge {BRIDGE} is held by the fleet of {owner.get('state_dir')}: stopping it first")
-        _stop_hosts([Host(h["name"], h["address"], h.get("pid")) for h in owner.get("hosts", [])])
+        _stop_hosts([Host.of(h) for h in owner.get("hosts", [])])
         lb_mod.stop()
         stop_redis()
         stop_postgres()
@@ -275,13 +336,17 @@ def up(count: int = 3, install: bool = True, lb: bool = False) -> list[Host]:
     key = ensure_ssh_key()
     public_key = Path(f"{key}.pub").read_text()
     ensure_bridge()
-    ensure_postgres()
-    ensure_redis()
+    if light:
+        stop_redis()  # `up` makes the fleet it is asked for: the stub needs neither
+        stop_postgres()
+    else:
+        ensure_postgres()
+        ensure_redis()
+    ensure_inotify(count)
 
     recorded = {h["name"]: h for h in owner.get("hosts", [])}
-    wanted = [Host(host_name(i), host_address(i)) for i in range(1, count + 1)]
-    extra = [Host(n, h["address"], h.get("pid")) for n, h in recorded.items()
-             if n not in {w.name for w in wanted}]
+    wanted = [Host(host_name(i), host_address(i), light=light) for i in range(1, count + 1)]
+    extra = [Host.of(h) for n, h in recorded.items() if n not in {w.name for w in wanted}]
     _stop_hosts(extra)
 
     known_hosts = STATE_DIR / "known_hosts"
@@ -293,8 +358,9 @@ def up(count: int = 3, install: bool = True, lb: bool = False) -> list[Host]:
     _write_ssh_files(wanted, key)
     to_boot = []
     for host in wanted:
-        host.pid = recorded.get(host.name, {}).get("pid")
-        if host.pid and _host_alive(host):
+        entry = recorded.get(host.name, {})
+        host.pid = entry.get("pid")
+        if host.pid and bool(entry.get("light")) == light and _host_alive(host):
             log(f"{host.name} ({host.address}) already running, pid {host.pid}")
             continue
         if host.pid:
@@ -302,18 +368,13 @@ def up(count: int = 3, install: bool = True, lb: bool = False) -> list[Host]:
         known[host.address] = _prepare_rootfs(host, image, public_key)
         to_boot.append(host)
     known_hosts.write_text("".join(known[h.address] for h in wanted if h.address in known))
-    for host in to_boot:
-        host.pid = _boot(host)
-        log(f"{host.name} ({host.address}) booting, nspawn pid {host.pid}")
-    _record(wanted, key, None)
-    for host in to_boot:
-        _wait_booted(host)
-    log(f"{len(wanted)} host(s) up in {time.monotonic() - started:.1f} s")
+    _boot_all(to_boot, wanted, key)
+    log(f"{len(wanted)} {'light ' if light else ''}host(s) up in {time.monotonic() - started:.1f} s")
 
-    wheels = wheelhouse(image)
+    wheels = None if light else wheelhouse(image)
     _record(wanted, key, wheels)
     if install:
-        install_reference_service()
+        install_service(light)
     if not lb:
         if lb_mod.stop():  # `up` makes the fleet it is asked for: no --lb, no balancer
             log("load balancer (nginx) stopped")
@@ -328,23 +389,41 @@ def up(count: int = 3, install: bool = True, lb: bool = False) -> list[Host]:
     return wanted
 
 
+def _boot_all(to_boot: list[Host], wanted: list[Host], key: Path) -> None:
+    """Boot ``to_boot`` with at most BOOT_WINDOW of them booting at once, in order;
+    every host is recorded as soon as its nspawn runs, so ``down`` finds it."""
+    queue, booting = list(to_boot), []
+    while queue or booting:
+        if queue and len(booting) < BOOT_WINDOW:
+            while queue and len(booting) < BOOT_WINDOW:
+                host = queue.pop(0)
+                host.pid = _boot(host)
+                booting.append(host)
+                log(f"{host.name} ({host.address}) booting, nspawn pid {host.pid}")
+            _record(wanted, key, None)
+        _wait_booted(booting.pop(0))
+
+
 def _pyinfra(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """pyinfra on the sandbox inventory, from the project (its group_data applies)."""
     return subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py", *args],
                           cwd=PROJECT_ROOT, **kwargs)
 
 
-def install_reference_service() -> None:
-    """Install the reference service on the fleet (this package's deploy file,
-    install_app.py) and put it at stage 0 (the product's deploy.py)."""
-    log("installing the reference service at stage 0 (pyinfra); a left-over rollout lock is cleared")
+def install_service(light: bool = False) -> None:
+    """Install the reference service (this package's deploy file install_app.py;
+    the stub service, install_stub.py, on light hosts) and put it at stage 0 (the
+    product's deploy.py)."""
+    what = "the stub service" if light else "the reference service"
+    log(f"installing {what} at stage 0 (pyinfra); a left-over rollout lock is cleared")
     # `up` is a reset: a lock left by a run that died (e.g. a drill) must not block it.
     _pyinfra("tasks/lock.py", "--data", "lock_action=release", "--data", "break_lock=true", capture_output=True)
-    if _pyinfra(str(Path(__file__).with_name("install_app.py"))).returncode != 0:
-        raise SandboxError("installing the reference service failed (pyinfra output above)")
+    deploy_file = Path(__file__).with_name("install_stub.py" if light else "install_app.py")
+    if _pyinfra(str(deploy_file)).returncode != 0:
+        raise SandboxError(f"installing {what} failed (pyinfra output above)")
     result = _pyinfra("deploy.py", "--data", "stage=0", "--data", "checks=false", "--data", "write_secrets=true")
     if result.returncode != 0:
-        raise SandboxError("putting the reference service at stage 0 failed (pyinfra output above)")
+        raise SandboxError(f"putting {what} at stage 0 failed (pyinfra output above)")
 
 
 def _stop_hosts(hosts: list[Host]) -> None:
@@ -353,19 +432,22 @@ def _stop_hosts(hosts: list[Host]) -> None:
             log(f"stopping {host.name} (nspawn pid {host.pid})")
     _stop_nspawns([(h.pid, h.name) for h in hosts if h.pid])
     for host in hosts:
-        shutil.rmtree(host.rootfs, ignore_errors=True)
+        _release_rootfs(host)
 
 
 def down() -> None:
     """Stop exactly the recorded hosts, Redis and PostgreSQL; remove the bridge."""
     check_prerequisites()
     owner = _owner()
-    hosts = [Host(h["name"], h["address"], h.get("pid")) for h in owner.get("hosts", [])]
+    hosts = [Host.of(h) for h in owner.get("hosts", [])]
     if not hosts:
-        hosts = [Host(h["name"], h["address"], h.get("pid")) for h in load_fleet().get("hosts", [])]
+        hosts = [Host.of(h) for h in load_fleet().get("hosts", [])]
     if lb_mod.stop():
         log("load balancer (nginx) stopped")
     _stop_hosts(hosts)
+    for leftover in sorted((RUN_DIR / "hosts").glob("*")):
+        if os.path.ismount(leftover):  # a light host's overlay left by an `up` that died
+            _release_rootfs(Host(leftover.name, ""))
     stop_redis()
     stop_postgres()
     remove_bridge()
@@ -382,7 +464,7 @@ def _fleet_host(name: str) -> Host:
     if owner.get("state_dir") == str(STATE_DIR):
         for entry in owner.get("hosts", []):
             if entry["name"] == name:
-                return Host(entry["name"], entry["address"], entry.get("pid"))
+                return Host.of(entry)
     raise SandboxError(f"{name} is not a host of this sandbox fleet")
 
 
@@ -408,8 +490,7 @@ def power_on(name: str) -> None:
         raise SandboxError(f"{name} is already running (nspawn pid {host.pid})")
     host.pid = _boot(host)
     fleet = load_fleet()
-    hosts = [host if entry["name"] == name else Host(entry["name"], entry["address"], entry.get("pid"))
-             for entry in fleet["hosts"]]
+    hosts = [host if entry["name"] == name else Host.of(entry) for entry in fleet["hosts"]]
     _record(hosts, Path(fleet["ssh_key"]), Path(fleet["wheelhouse"]) if fleet.get("wheelhouse") else None)
     _wait_booted(host)
     log(f"{name} powered on (nspawn pid {host.pid})")
@@ -437,7 +518,7 @@ def status(requests_per_host: int = 100) -> list[dict]:
         return []  # no fleet, or the bridge now belongs to another checkout's fleet
     rows = []
     for entry in load_fleet().get("hosts", []):
-        host = Host(entry["name"], entry["address"], entry.get("pid"))
+        host = Host.of(entry)
         probe = _ssh(host, _SWITCH_PROBE, timeout=20).stdout.split("--")
         file_env, proc_env = (
             dict(line.split("=", 1) for line in part.split() if "=" in line)

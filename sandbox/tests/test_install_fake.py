@@ -58,3 +58,20 @@ def test_install_app_needs_the_wheelhouse(tmp_path):
     assert result.returncode != 0
     assert "no wheelhouse at" in result.stdout + result.stderr
     assert "rollout-sandbox up" in result.stdout + result.stderr
+
+
+def test_install_stub_plans_the_stub_under_the_services_unit():
+    result = plan("install_stub.py")
+    assert result.returncode == 0, result.stderr[-2000:]
+    ops = json.loads(result.stdout)["plan"]
+    assert [op["name"] for op in ops] == [
+        "Install the stub service | Group camera-api",
+        "Install the stub service | User camera-api",
+        "Install the stub service | App directory /opt/camera-api",
+        "Install the stub service | Directory /opt/camera-api/venv/bin",
+        "Install the stub service | /opt/camera-api/venv/bin/python is the host's python3",
+        "Install the stub service | Stub service as /opt/camera-api/uvicorn.py",
+        "Install the stub service | Restart camera-api.service (the stub changed)",
+    ]
+    restart = ops[-1]
+    assert restart["hosts_with_change"] == [] and restart["hosts_with_conditional_change"] == ["@fake/old-1"]

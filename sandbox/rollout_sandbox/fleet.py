@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rollout.project import DEPLOY_ROOT
 from rollout_sandbox import lb as lb_mod
 from rollout_sandbox.image import base_image, wheelhouse
 from rollout_sandbox.procs import children, cmdline, run, wait_gone, wait_port
@@ -417,10 +418,18 @@ def _boot_all(to_boot: list[Host], wanted: list[Host], key: Path) -> None:
         _wait_booted(booting.pop(0))
 
 
-def _pyinfra(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    """pyinfra on the sandbox inventory, from the project (its group_data applies)."""
-    return subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py", *args],
-                          cwd=PROJECT_ROOT, **kwargs)
+def _pyinfra(deploy_file: Path, *data: str, **kwargs) -> subprocess.CompletedProcess:
+    """pyinfra on the sandbox inventory, run as the product runs it: from its
+    deploy root (deploy.py, tasks/, the defaults in group_data/all.py), the
+    project's group_data/ (sandbox.py, sandbox_lb.py) loaded after the defaults."""
+    def name(path: Path) -> str:  # relative where it can be: the hosts record the command
+        return os.path.relpath(path, DEPLOY_ROOT) if path.is_relative_to(DEPLOY_ROOT) else str(path)
+
+    command = [sys.executable, "-m", "pyinfra", "-y", name(PROJECT_ROOT / "inventories" / "sandbox.py"),
+               name(deploy_file), *data]
+    if PROJECT_ROOT.resolve() != DEPLOY_ROOT.resolve():
+        command += ["--group-data", str(PROJECT_ROOT / "group_data")]
+    return subprocess.run(command, cwd=DEPLOY_ROOT, **kwargs)
 
 
 def install_service(light: bool = False) -> None:
@@ -430,11 +439,13 @@ def install_service(light: bool = False) -> None:
     what = "the stub service" if light else "the reference service"
     log(f"installing {what} at stage 0 (pyinfra); a left-over rollout lock is cleared")
     # `up` is a reset: a lock left by a run that died (e.g. a drill) must not block it.
-    _pyinfra("tasks/lock.py", "--data", "lock_action=release", "--data", "break_lock=true", capture_output=True)
-    deploy_file = Path(__file__).with_name("install_stub.py" if light else "install_app.py")
-    if _pyinfra(str(deploy_file)).returncode != 0:
+    _pyinfra(DEPLOY_ROOT / "tasks" / "lock.py", "--data", "lock_action=release", "--data", "break_lock=true",
+             capture_output=True)
+    install = Path(__file__).with_name("install_stub.py" if light else "install_app.py")
+    if _pyinfra(install).returncode != 0:
         raise SandboxError(f"installing {what} failed (pyinfra output above)")
-    result = _pyinfra("deploy.py", "--data", "stage=0", "--data", "checks=false", "--data", "write_secrets=true")
+    result = _pyinfra(DEPLOY_ROOT / "deploy.py", "--data", "stage=0", "--data", "checks=false",
+                      "--data", "write_secrets=true")
     if result.returncode != 0:
         raise SandboxError(f"putting {what} at stage 0 failed (pyinfra output above)")
 

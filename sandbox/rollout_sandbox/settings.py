@@ -7,10 +7,12 @@ environment.
 - ``ROLLOUT_SANDBOX_HOST_PREFIX`` (``camera-``): the hosts are ``<prefix>1``,
   ``<prefix>2``, ... systemd-nspawn names each host's interface on the bridge
   after it (``vb-<name>``), so a second fleet on the same machine needs its own.
-- ``ROLLOUT_SANDBOX_PROJECT``: the project the sandbox serves (``inventories/``,
-  ``group_data/``, ``deploy.py``, ``examples/camera_api``); by default the
-  checkout this package sits in, else the nearest directory up from the working
-  directory that has ``inventories/sandbox.py``.
+- ``ROLLOUT_SANDBOX_PROJECT``: the project the sandbox serves
+  (``inventories/sandbox.py``, ``group_data/sandbox*.py``, ``examples/camera_api``);
+  by default the checkout this package sits in, else the nearest directory up
+  from the working directory that has ``inventories/sandbox.py``. The deploy
+  files (``deploy.py``, ``tasks/``, the defaults) are the product's own
+  (``rollout.project.DEPLOY_ROOT``).
 - ``ROLLOUT_SANDBOX_DIR`` (``<project>/.sandbox``): SSH key, known_hosts,
   ssh_config, ``fleet.json`` (what ``inventories/sandbox.py`` reads),
   ``secrets.json`` (0600).

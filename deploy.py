@@ -5,15 +5,14 @@
 1. refuse a missing or unknown stage (or a bad setting) before any operation;
    the secrets file is left as it is on the host unless ``write_secrets`` is on
    (then every secret must have a value);
-2. (sandbox only, ``install_app``) install the reference service;
-3. record the P95 the host serves now: the baseline of the gate;
-4. write the stage into the service's EnvironmentFile, atomically; restart the
+2. record the P95 the host serves now: the baseline of the gate;
+3. write the stage into the service's EnvironmentFile, atomically; restart the
    unit only if one of its files changed; wait for health;
-5. preparation check -> endpoint verification -> metrics gate over ``soak_s``;
-6. on a failed check: roll that host back to stage 0, prove that legacy answers
+4. preparation check -> endpoint verification -> metrics gate over ``soak_s``;
+5. on a failed check: roll that host back to stage 0, prove that legacy answers
    every endpoint, and fail the run with the reason.
 
-Steps 3 and 5-6 run when ``checks`` is on (the default). Host batches, the
+Steps 2 and 4-5 run when ``checks`` is on (the default). Host batches, the
 recorded history and promotion live in the ``rollout`` CLI.
 """
 
@@ -34,16 +33,10 @@ except StageError as error:
 # A rollout driven by the CLI holds the fleet's lock; anyone else is refused.
 checks.lock("check")
 
-app_changes = ()
-if host.data.get("install_app"):
-    from tasks.app import install_app
-
-    app_changes = install_app()
-
 if host.data.checks:
     checks.record_baseline(stage)
 
-apply_stage(stage, also_restart_on=app_changes)
+apply_stage(stage)
 
 if host.data.checks:
     failed = checks.after_stage(stage)

@@ -86,7 +86,7 @@ def parallel_floor_seconds(count: int) -> float:
 
 def fleet_up(count: int) -> None:
     # Without --lb: no load balancer, so no drain hooks (the drill's subject, not the bench's).
-    run(PY, "-m", "rollout", "sandbox", "up", "--hosts", str(count))
+    run(PY, "-m", "rollout_sandbox", "up", "--hosts", str(count))
 
 
 def one_run(hosts: int) -> dict[str, float]:

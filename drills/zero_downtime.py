@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rollout import lb  # noqa: E402
-from rollout.loadgen import LoadGenerator, summarize  # noqa: E402
+from rollout_sandbox import lb  # noqa: E402
+from rollout_sandbox.loadgen import LoadGenerator, summarize  # noqa: E402
 
 PY = sys.executable
 
@@ -37,6 +37,12 @@ PY = sys.executable
 def rollout(*args: str, env: dict | None = None) -> tuple[int, str]:
     result = subprocess.run([PY, "-m", "rollout", *args], cwd=ROOT, text=True, capture_output=True,
                             stdin=subprocess.DEVNULL, env=env)
+    return result.returncode, result.stdout + result.stderr
+
+
+def sandbox(*args: str) -> tuple[int, str]:
+    result = subprocess.run([PY, "-m", "rollout_sandbox", *args], cwd=ROOT, text=True, capture_output=True,
+                            stdin=subprocess.DEVNULL)
     return result.returncode, result.stdout + result.stderr
 
 
@@ -54,7 +60,7 @@ def main() -> int:
     env = dict(os.environ)
     if options.no_drain:
         env["ROLLOUT_SANDBOX_NO_DRAIN"] = "1"
-    code, output = rollout("sandbox", "up", "--hosts", str(options.hosts), "--lb")
+    code, output = sandbox("up", "--hosts", str(options.hosts), "--lb")
     if code != 0:
         print(output[-3000:])
         return 1

@@ -63,13 +63,6 @@ metrics_path = "/api/v1/monitoring/metrics"
 #: Upper bound on waiting for a restarted unit to become healthy.
 health_timeout_s = 60
 
-# --- Reference-service install (tasks/app.py) ---------------------------------
-#: When true, deploy.py first installs the reference service (sandbox only; a real
-#: fleet gets its app from its own release process).
-install_app = False
-#: Wheelhouse built on the control machine (hosts have no package index).
-wheelhouse_dir = ".sandbox/wheelhouse"
-
 # --- Checks after a stage change (tasks/preflight.py, tasks/verify.py, tasks/gate.py) ---
 #: Run the preparation check, the endpoint verification and the metrics gate
 #: from deploy.py after the stage is applied. Off: apply the stage only.

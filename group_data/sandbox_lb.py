@@ -1,9 +1,9 @@
-"""The sandbox behind its load balancer (``rollout sandbox up --lb``): nginx on the
+"""The sandbox behind its load balancer (``rollout-sandbox up --lb``): nginx on the
 control machine's loopback. Like Ansible's rolling-update playbook, each batch is
 taken out of the pool before its restart and put back once it is healthy and
 judged, so a client of the load balancer never meets a restarting host.
 
-``rollout sandbox lb drain`` returns only when nginx can no longer send a request
+``rollout-sandbox lb drain`` returns only when nginx can no longer send a request
 to the drained hosts (its old workers finished theirs); it refuses to drain the
 last host serving.
 """
@@ -12,8 +12,8 @@ import shlex
 import sys
 
 batch_hooks = {
-    "before": [f"{shlex.quote(sys.executable)} -m rollout sandbox lb drain {{hosts}}"],
-    "after": [f"{shlex.quote(sys.executable)} -m rollout sandbox lb enable {{hosts}}"],
+    "before": [f"{shlex.quote(sys.executable)} -m rollout_sandbox lb drain {{hosts}}"],
+    "after": [f"{shlex.quote(sys.executable)} -m rollout_sandbox lb enable {{hosts}}"],
 }
 #: A rollback behind the load balancer goes in two halves so that one half always
 #: serves; without a load balancer every host rolls back at once (the default).

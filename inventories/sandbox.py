@@ -1,7 +1,8 @@
-"""The local sandbox fleet booted by ``rollout sandbox up`` (real Debian hosts with
-systemd as PID 1, on a private bridge). Read from ``.sandbox/fleet.json``.
+"""The local sandbox fleet booted by ``rollout-sandbox up`` (real Debian hosts with
+systemd as PID 1, on a private bridge; the sandbox package, camera-rollout-sandbox).
+Read from ``.sandbox/fleet.json``.
 
-    rollout sandbox up --hosts 3
+    rollout-sandbox up --hosts 3
     pyinfra inventories/sandbox.py deploy.py --data stage=10
 """
 
@@ -10,15 +11,16 @@ import os as _os
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.hiddenvalue import HiddenValue
 
-from rollout import lb as _lb
-from rollout import sandbox as _sandbox
+from rollout_sandbox import lb as _lb
+from rollout_sandbox.fleet import load_fleet as _load_fleet
+from rollout_sandbox.services import service_urls as _service_urls
 
-_fleet = _sandbox.load_fleet()
+_fleet = _load_fleet()
 if not _fleet.get("hosts"):
-    raise PyinfraError("no sandbox fleet is up: run `rollout sandbox up` first")
+    raise PyinfraError("no sandbox fleet is up: run `rollout-sandbox up` first")
 
 # Wrapped so that pyinfra prints *MASKED* should it ever print host data.
-_urls = {key: HiddenValue(value) for key, value in _sandbox.service_urls().items()}
+_urls = {key: HiddenValue(value) for key, value in _service_urls().items()}
 
 camera_api = [
     (
@@ -29,6 +31,7 @@ camera_api = [
             "ssh_key": _fleet["ssh_key"],
             "ssh_known_hosts_file": _fleet["known_hosts"],
             "ssh_strict_host_key_checking": "yes",
+            # The reference service's wheels (rollout_sandbox/install_app.py).
             "wheelhouse_dir": _fleet["wheelhouse"],
             **_urls,
         },
@@ -36,7 +39,7 @@ camera_api = [
     for host in _fleet["hosts"]
 ]
 
-# With the sandbox's load balancer up (`rollout sandbox up --lb`), the hosts are
+# With the sandbox's load balancer up (`rollout-sandbox up --lb`), the hosts are
 # also in group sandbox_lb: group_data/sandbox_lb.py drains each batch from it.
 # (ROLLOUT_SANDBOX_NO_DRAIN=1: the zero-downtime drill's control run, no hooks.)
 if _lb.master_pid() is not None and not _os.environ.get("ROLLOUT_SANDBOX_NO_DRAIN"):

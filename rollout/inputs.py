@@ -153,7 +153,7 @@ SETTINGS: dict[str, Callable[[Any], None]] = {
     "stage_plan": _stage_plan, "app_env": _app_env,
     "secret_variables": _secret_variables, "write_secrets": _flag,
     "health_path": _url_path, "metrics_path": _url_path, "health_timeout_s": _number(0, above=True),
-    "install_app": _flag, "checks": _flag, "rollback_on_abort": _flag, "verify_read_only": _flag,
+    "checks": _flag, "rollback_on_abort": _flag, "verify_read_only": _flag,
     "verification_camera": _name, "verification_rule_name": _name, "endpoints": _endpoints,
     "unforced_requests": _number(1, integral=True), "legacy_proof_requests": _number(1, integral=True),
     "gate": _gate, "metrics_fields": _metrics_fields,

@@ -189,30 +189,6 @@ def wait_healthy(url: str, timeout_s: int = 60, unit: str | None = None):
     yield StringCommand("sh", "-c", shlex.quote(script))
 
 
-@operation()
-def pip_install_offline(venv: str, wheelhouse: str, requirements: str, fingerprint: str):
-    """
-    Install ``requirements`` into ``venv`` from a wheelhouse on the host (no index).
-    Idempotent by a marker holding ``fingerprint`` (of the requirements and the
-    wheels), written only after pip succeeded, so a failed install is retried by
-    the next run instead of being hidden behind an unchanged upload.
-
-    + venv: the virtualenv directory
-    + wheelhouse: directory of wheels on the host
-    + requirements: requirements file on the host
-    + fingerprint: identifies what should be installed
-    """
-    marker = f"{venv}/.rollout-installed"
-    if (host.get_fact(FileContents, path=marker) or [None])[0] == fingerprint:
-        host.noop(f"dependencies in {venv} are up to date")
-        return
-    yield StringCommand(
-        f"{shlex.quote(venv)}/bin/pip install --quiet --no-index --find-links "
-        f"{shlex.quote(wheelhouse)} -r {shlex.quote(requirements)} "
-        f"&& echo {shlex.quote(fingerprint)} > {shlex.quote(marker)}"
-    )
-
-
 # --- checks: judged in Python on the control machine (rollout/checks.py) ----------------------
 
 

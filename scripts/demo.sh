@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/rollout sandbox up --hosts "${HOSTS:-3}"
+.venv/bin/rollout-sandbox up --hosts "${HOSTS:-3}"
 .venv/bin/rollout deploy sandbox --stage 10 --yes
 .venv/bin/rollout status sandbox
-.venv/bin/rollout sandbox status
-echo "demo: the fleet keeps running; stop it with: .venv/bin/rollout sandbox down"
+.venv/bin/rollout-sandbox status
+echo "demo: the fleet keeps running; stop it with: .venv/bin/rollout-sandbox down"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the project needs on a fresh Debian 12 machine (as root):
-# the Debian packages for the sandbox fleet and a venv with the package and its
-# test extras. Idempotent: a second run installs nothing new.
+# the Debian packages for the sandbox fleet and a venv with the product and its
+# test extras, the sandbox package and the reference service's test requirements.
+# Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,5 +35,8 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-echo "setup: ready (.venv/bin/rollout)"
+# The product with its tests' extras, the sandbox (its own distribution, the
+# rollout-sandbox command) and the reference service's test requirements.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' -e ./sandbox \
+    -r examples/camera_api/requirements-test.txt
+echo "setup: ready (.venv/bin/rollout, .venv/bin/rollout-sandbox)"

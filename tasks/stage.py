@@ -67,12 +67,8 @@ def render_unit() -> str:
 
 
 @deploy("Apply rollout stage")
-def apply_stage(stage: int, also_restart_on=()):
-    """Write the stage and restart the service only when one of its files changed.
-
-    ``also_restart_on``: further operations (e.g. a new app release) whose change
-    needs a restart too.
-    """
+def apply_stage(stage: int):
+    """Write the stage and restart the service only when one of its files changed."""
     data = host.data
     unit_name = _unit_name()
 
@@ -109,7 +105,7 @@ def apply_stage(stage: int, also_restart_on=()):
         mode=640,
     )
     secrets = [write_secrets_file()] if data.write_secrets else []
-    files_changed = any_changed(unit, switch, *secrets, *also_restart_on)
+    files_changed = any_changed(unit, switch, *secrets)
     expected = rollout_env(stage)
 
     def restart_needed() -> bool:

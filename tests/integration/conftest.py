@@ -25,7 +25,7 @@ def fleet() -> list[FleetHost]:
     if os.geteuid() != 0:
         pytest.skip("integration tests boot systemd-nspawn hosts and need root")
     result = subprocess.run(
-        [sys.executable, "-m", "rollout", "sandbox", "up", "--hosts", str(FLEET_SIZE)],
+        [sys.executable, "-m", "rollout_sandbox", "up", "--hosts", str(FLEET_SIZE)],
         cwd=ROOT, text=True, capture_output=True, timeout=1200,
     )
     assert result.returncode == 0, f"sandbox up failed:\n{result.stdout}\n{result.stderr}"
@@ -33,7 +33,7 @@ def fleet() -> list[FleetHost]:
     hosts = [FleetHost(h["name"], h["address"], state["ssh_config"]) for h in state["hosts"]]
     yield hosts
     if not os.environ.get("ROLLOUT_KEEP_SANDBOX"):
-        subprocess.run([sys.executable, "-m", "rollout", "sandbox", "down"], cwd=ROOT, timeout=300)
+        subprocess.run([sys.executable, "-m", "rollout_sandbox", "down"], cwd=ROOT, timeout=300)
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,14 @@ def run_rollout(*args: str, timeout: float = 900, env: dict | None = None) -> su
     )
 
 
+def run_sandbox(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """The sandbox's own CLI (``rollout-sandbox``): up, power-off, power-on, ..."""
+    return subprocess.run(
+        [sys.executable, "-m", "rollout_sandbox", *args],
+        cwd=ROOT, text=True, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+
+
 def start_rollout(*args: str, env: dict | None = None) -> subprocess.Popen:
     """The operator CLI in the background (a second operator, a fault mid-run)."""
     return subprocess.Popen(

@@ -16,7 +16,7 @@ import subprocess
 import textwrap
 
 import pytest
-from fleetlib import ROOT, run_pyinfra, run_rollout, stages, start_rollout, status, wait_until
+from fleetlib import ROOT, run_pyinfra, run_rollout, run_sandbox, stages, start_rollout, status, wait_until
 
 FAST = ("--soak", "6s", "--batch-soak", "3s")
 ENV_DIR = "/etc/camera-api"
@@ -82,11 +82,11 @@ def test_a_host_powered_off_in_the_middle_of_a_batch(fleet, drill):
         # The partner's file turning to 25 means the last batch is writing: cut the power now.
         wait_until(lambda: "ROLLOUT_PERCENT=25" in partner.testinfra.file(f"{ENV_DIR}/rollout.env").content_string,
                    600, "the last batch to start writing", interval_s=0.05)
-        off = run_rollout("sandbox", "power-off", victim.name)
+        off = run_sandbox("power-off", victim.name)
         assert off.returncode == 0, off.stderr
     finally:
         out, err = run.communicate(timeout=900)
-        powered_on = run_rollout("sandbox", "power-on", victim.name)
+        powered_on = run_sandbox("power-on", victim.name)
     assert powered_on.returncode == 0, powered_on.stderr
     assert run.returncode == 1, out[-3000:] + err[-3000:]
     assert f"failed in batch 3 ({partner.name}, {victim.name})" in err.strip().splitlines()[-1], err[-2000:]

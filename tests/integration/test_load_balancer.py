@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import os
 
-from fleetlib import run_rollout, stages
+from fleetlib import run_rollout, run_sandbox, stages
 
-from rollout import lb
-from rollout.loadgen import LoadGenerator, summarize
+from rollout_sandbox import lb
+from rollout_sandbox.loadgen import LoadGenerator, summarize
 
 FAST = ("--soak", "6s", "--batch-soak", "3s")
 
 
 def test_batches_behind_the_load_balancer_lose_no_request(fleet):
-    up = run_rollout("sandbox", "up", "--hosts", str(len(fleet)), "--lb")
+    up = run_sandbox("up", "--hosts", str(len(fleet)), "--lb")
     assert up.returncode == 0, up.stderr[-3000:]
     try:
         load = LoadGenerator(lb.address(), rate=30, max_seconds=600).start()
@@ -42,5 +42,5 @@ def test_batches_behind_the_load_balancer_lose_no_request(fleet):
         assert undrained["failed"] > 0, undrained
     finally:
         # Back to the fleet the other tests expect: no balancer, stage 0.
-        reset = run_rollout("sandbox", "up", "--hosts", str(len(fleet)))
+        reset = run_sandbox("up", "--hosts", str(len(fleet)))
         assert reset.returncode == 0, reset.stderr[-3000:]

@@ -19,9 +19,9 @@ FAST = ("--soak", "6s", "--batch-soak", "3s")
 #: inventories/prod.py gives when CAMERA_API_* are not in the environment). Named
 #: sandbox.py so that group_data/sandbox.py applies as for the real one.
 NO_SECRETS_INVENTORY = '''
-from rollout import sandbox as _sandbox
+from rollout_sandbox.fleet import load_fleet as _load_fleet
 
-_fleet = _sandbox.load_fleet()
+_fleet = _load_fleet()
 camera_api = [
     (h["name"], {"ssh_hostname": h["address"], "ssh_user": "root", "ssh_key": _fleet["ssh_key"],
                  "ssh_known_hosts_file": _fleet["known_hosts"], "ssh_strict_host_key_checking": "yes"})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rollout.lb import LbError, plan_pool, upstream_conf
+from rollout_sandbox.lb import LbError, plan_pool, upstream_conf
 
 HOSTS = ["camera-1", "camera-2", "camera-3"]
 

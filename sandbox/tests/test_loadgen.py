@@ -1,6 +1,6 @@
 """The load generator's pure part: what counts as failed, and the client P95."""
 
-from rollout.loadgen import Sample, percentile, summarize
+from rollout_sandbox.loadgen import Sample, percentile, summarize
 
 
 def test_percentile_nearest_rank():

@@ -1,7 +1,7 @@
 """A bounded load generator for the zero-downtime drill: mixed GETs and POSTs at
 a fixed rate, stopped by a count, a time limit, or its caller.
 
-    python -m rollout.loadgen http://127.0.0.1:8080 --rate 40 --count 3000 --max-seconds 300
+    python -m rollout_sandbox.loadgen http://127.0.0.1:8080 --rate 40 --count 3000 --max-seconds 300
 
 A request *fails* when it gets no HTTP answer (refused, reset, timed out) or a
 5xx; every status is counted. Each request opens its own connection, so a

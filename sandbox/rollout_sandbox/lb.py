@@ -1,10 +1,10 @@
 """The sandbox's load balancer: nginx on the control machine, loopback only, in
 front of the sandbox hosts; and the drain / enable commands the batch hooks call.
 
-    rollout sandbox up --hosts 5 --lb          # fleet + nginx on 127.0.0.1:8080
-    rollout sandbox lb drain camera-2          # out of the pool, in-flight requests done
-    rollout sandbox lb enable camera-2         # back in the pool
-    rollout sandbox lb status
+    rollout-sandbox up --hosts 5 --lb          # fleet + nginx on 127.0.0.1:8080
+    rollout-sandbox lb drain camera-2          # out of the pool, in-flight requests done
+    rollout-sandbox lb enable camera-2         # back in the pool
+    rollout-sandbox lb status
 
 A drain rewrites the upstream list (``server ... down;``) atomically, reloads
 nginx and returns only when every worker that could still send a request to a
@@ -23,8 +23,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from rollout.render import render
+import jinja2
 
+from rollout_sandbox.procs import children, wait_gone
+from rollout_sandbox.settings import RUN_DIR
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 LB_PORT = int(os.environ.get("ROLLOUT_SANDBOX_LB_PORT", "8080"))
 BACKEND_PORT = 8000
 
@@ -52,19 +56,24 @@ def plan_pool(hosts: list[str], drained: set[str], drain: list[str] = (), enable
 
 def upstream_conf(hosts: list[dict], drained: set[str]) -> str:
     """The ``server`` lines of the upstream block; a drained host is ``down``."""
-    lines = [f"# written by rollout.lb; drained: {', '.join(sorted(drained)) or 'none'}"]
+    lines = [f"# written by rollout_sandbox.lb; drained: {', '.join(sorted(drained)) or 'none'}"]
     for host in hosts:
         down = " down" if host["name"] in drained else ""
         lines.append(f"server {host['address']}:{BACKEND_PORT}{down};  # {host['name']}")
     return "\n".join(lines) + "\n"
 
 
+def nginx_conf(directory: str, port: int) -> str:
+    """nginx's own config (templates/nginx.conf.j2): loopback only, the pool included."""
+    templates = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+                                   undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return templates.get_template("nginx.conf.j2").render(dir=directory, port=port)
+
+
 # --- I/O ---------------------------------------------------------------------------------------
 
 
 def _dir() -> Path:
-    from rollout.sandbox import RUN_DIR
-
     return RUN_DIR / "lb"
 
 
@@ -100,9 +109,7 @@ def master_pid() -> int | None:
 
 def _workers(master: int) -> set[int]:
     """The master's worker processes (its children)."""
-    from rollout.sandbox import _children
-
-    return set(_children(master))
+    return set(children(master))
 
 
 def address() -> str:
@@ -128,7 +135,7 @@ def _apply(hosts: list[dict], drained: set[str], timeout_s: float = 30) -> None:
         raise LbError(f"nginx refused the config: {checked.stderr.strip().splitlines()[-1]}")
     master = master_pid()
     if master is None:
-        raise LbError("the sandbox load balancer is not running (rollout sandbox up --lb)")
+        raise LbError("the sandbox load balancer is not running (rollout-sandbox up --lb)")
     old = _workers(master)
     os.kill(master, signal.SIGHUP)
     # Old workers finish their in-flight requests, then exit; new ones use the new pool.
@@ -146,7 +153,7 @@ def start(hosts: list[dict]) -> str:
     directory = _dir()
     (directory / "tmp").mkdir(parents=True, exist_ok=True)
     drained: set[str] = set()
-    (directory / "nginx.conf").write_text(render("sandbox-nginx.conf.j2", dir=str(directory), port=LB_PORT))
+    (directory / "nginx.conf").write_text(nginx_conf(str(directory), LB_PORT))
     if master_pid() is not None:
         _apply(hosts, drained)
         return address()
@@ -168,10 +175,8 @@ def stop() -> bool:
     pid = master_pid()
     if pid is None:
         return False
-    from rollout.sandbox import _wait_gone
-
     os.kill(pid, signal.SIGQUIT)  # graceful: in-flight requests finish
-    if not _wait_gone(pid, 20):
+    if not wait_gone(pid, 20):
         os.kill(pid, signal.SIGTERM)
     return True
 
@@ -180,7 +185,7 @@ def change(drain: list[str] = (), enable: list[str] = ()) -> set[str]:
     """Drain and/or enable hosts; returns the drained set once nginx uses it."""
     state = _read_state()
     if not state or master_pid() is None:
-        raise LbError("the sandbox load balancer is not running (rollout sandbox up --lb)")
+        raise LbError("the sandbox load balancer is not running (rollout-sandbox up --lb)")
     hosts = state["hosts"]
     drained = plan_pool([h["name"] for h in hosts], set(state.get("drained", [])), drain, enable)
     _apply(hosts, drained)

@@ -1,0 +1,5 @@
+"""``python -m rollout_sandbox`` is the ``rollout-sandbox`` command."""
+
+from rollout_sandbox.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""What the hosts are made from, built once and cached: the Debian base image
+(mmdebstrap) every host's root file system comes from, and the wheelhouse of
+the reference service for the hosts' Python (the hosts have no package index).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from rollout_sandbox.procs import run
+from rollout_sandbox.settings import APP_SOURCE, CACHE_DIR, log
+
+SUITE = "bookworm"
+PACKAGES = (
+    "systemd,systemd-sysv,dbus,openssh-server,python3,python3-venv,"
+    "iproute2,curl,sudo,procps"
+)
+
+
+def base_image() -> Path:
+    """The cached root file system all hosts are made from (built once, ~20-40 s)."""
+    key = hashlib.sha256(f"{SUITE}|{PACKAGES}|v2".encode()).hexdigest()[:12]
+    image = CACHE_DIR / f"base-{SUITE}-{key}"
+    if (image / "etc" / "os-release").exists():
+        return image
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    building = CACHE_DIR / f".building-{key}-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    log(f"building base image {image.name} with mmdebstrap (cached afterwards)")
+    hooks = [
+        'chroot "$1" systemctl enable systemd-networkd ssh',
+        'rm -f "$1"/etc/ssh/ssh_host_*',
+        # Each host gets its own machine id at first boot.
+        'truncate -s 0 "$1"/etc/machine-id',
+    ]
+    cmd = ["mmdebstrap", "--variant=minbase", f"--include={PACKAGES}"]
+    for hook in hooks:
+        cmd.append(f"--customize-hook={hook}")
+    run([*cmd, SUITE, str(building)])
+    os.replace(building, image)
+    return image
+
+
+#: pip judges dependency markers by the Python it runs on, not by --python-version:
+#: redis needs async-timeout on Python < 3.11.3 (Debian 12 ships 3.11.2), which a
+#: control machine with a newer 3.11 would leave out. Fetched explicitly.
+HOST_ONLY_WHEELS = ("async-timeout>=4.0.3",)
+
+
+def wheelhouse(image: Path) -> Path:
+    """Wheels of the reference service for the hosts' Python version (read from
+    the base image)."""
+    requirements = APP_SOURCE / "requirements.txt"
+    version = run(["chroot", str(image), "python3", "-c",
+                   "import platform; print(platform.python_version())"]).stdout.strip()
+    key = hashlib.sha256(
+        requirements.read_bytes() + version.encode() + repr(HOST_ONLY_WHEELS).encode()
+    ).hexdigest()[:12]
+    target = CACHE_DIR / f"wheelhouse-{key}"
+    if not (target / ".complete").exists():
+        log(f"building the wheelhouse of the reference service for Python {version}")
+        building = CACHE_DIR / f".wheelhouse-{key}-{os.getpid()}"
+        shutil.rmtree(building, ignore_errors=True)
+        run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+             "--python-version", version, "--dest", str(building), "-r", str(requirements),
+             *HOST_ONLY_WHEELS])
+        (building / ".complete").write_text("")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(building, target)
+    return target

@@ -9,7 +9,6 @@ hosts reached by the pyinfra runner of rollout/fleet.py.
     rollout verify prod --junit-xml F     preflight + endpoint verification + testinfra checks
     rollout check prod                    the gate alone (rolls back on abort)
     rollout unlock prod [--force]         release (or break) the rollout lock
-    rollout sandbox up|down|status        the built-in sandbox fleet
 
 Exit codes: 0 done, 1 a host or a check failed, 2 usage error (refused before
 any host is touched), 3 rolled back.

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from rollout.fleet import PROJECT_ROOT, load_fleet, pyinfra
+from rollout.fleet import load_fleet, pyinfra
 
 
 def pytest_addoption(parser):

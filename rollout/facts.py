@@ -6,7 +6,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from rollout.stages import ROLLOUT_VARIABLES
+from rollout.stages import switch_names
 
 
 class HttpStatus(FactBase):
@@ -33,7 +33,7 @@ class ServiceSwitch(FactBase):
     """
 
     def command(self, unit: str) -> str:
-        pattern = "|".join(ROLLOUT_VARIABLES)
+        pattern = "|".join(switch_names())
         return (
             f"pid=$(systemctl show -p MainPID --value {shlex.quote(unit)}); "
             f"[ \"${{pid:-0}}\" -gt 0 ] && tr '\\0' '\\n' < /proc/$pid/environ "

@@ -42,9 +42,9 @@ def verify(stage: int | None = None, **kwargs):
         _serial=not read_only,
         **kwargs,
     )
-    mix_kwargs = dict(kwargs)
-    mix_kwargs["_if"] = [*kwargs.get("_if", []), compared.did_succeed]
-    mixed = ops.implementation_mix(name="Endpoint verification: unforced mix", stage=stage, **mix_kwargs)
+    # when(): the deploy's own _if (pyinfra took it out of kwargs) and the comparison's success.
+    mixed = ops.implementation_mix(name="Endpoint verification: unforced mix", stage=stage,
+                                   _if=ops.when(compared.did_succeed), **kwargs)
     return compared, mixed
 
 

@@ -9,19 +9,14 @@ report when ``report_dir`` is set, and returns False to fail the operation.
 
 from __future__ import annotations
 
-import base64
-import functools
 import json
 import time
-import zlib
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import gevent
 
-from pyinfra import logger
-from pyinfra.api import QuoteString, StringCommand
+from pyinfra.api import StringCommand
 
 from rollout import verify as v
 from rollout.catalog import CatalogError, fill, load_catalog
@@ -29,55 +24,9 @@ from rollout.gate import (
     ABORT, ERROR, INCONCLUSIVE, PASS, GateRun, MetricsError, Thresholds, format_verdict, parse_metrics,
 )
 from rollout.preflight import judge_preflight
+from rollout.probe import ProbeError, probe
+from rollout.reports import report, say
 from rollout.stages import stage_from_env, stage_from_env_lines
-
-
-class ProbeError(RuntimeError):
-    """The probe could not run on a host; one line."""
-
-
-#: The probe's source travels inside each command (compressed), so nothing is ever
-#: uploaded to a host to read its state: a ``--dry`` run writes nothing.
-PROBE_SOURCE = Path(__file__).with_name("hostprobe.py")
-#: An argument that names the probe in the host's process list (and in tests).
-PROBE_NAME = "camera-rollout-probe"
-
-
-@functools.cache
-def _probe_program() -> str:
-    packed = base64.b64encode(zlib.compress(PROBE_SOURCE.read_bytes(), 9)).decode()
-    return f'import base64,zlib;exec(zlib.decompress(base64.b64decode("{packed}")))'
-
-
-def probe(host, mode: str, spec: dict, timeout: float = 300) -> Any:
-    """Run the probe on ``host``; the spec goes over stdin, the answer is JSON."""
-    command = StringCommand("python3", "-c", QuoteString(_probe_program()), PROBE_NAME, mode)
-    ok, output = host.run_shell_command(
-        command, _stdin=json.dumps(spec), _timeout=timeout, _sudo=bool(host.data.get("_sudo")),
-    )
-    if not ok:
-        detail = (output.stderr_lines or ["no output"])[-1]
-        raise ProbeError(f"probe {mode} failed: {detail}")
-    try:
-        return json.loads(output.stdout)
-    except ValueError:
-        raise ProbeError(f"probe {mode} answered no JSON") from None
-
-
-def say(host, message: str, error: bool = False) -> None:
-    host.log(message, logger.error if error else logger.info)
-
-
-def report(host, check: str, payload: dict) -> None:
-    """One JSON file per host and check, for the CLI and CI (never a secret in it)."""
-    directory = host.data.get("report_dir")
-    if not directory:
-        return
-    path = Path(directory) / f"{host.name}.{check}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"host": host.name, "check": check,
-               "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **payload}
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True))
 
 
 def _port(host) -> int:

@@ -30,6 +30,9 @@ try:
 except StageError as error:
     raise PyinfraError(str(error)) from None
 
+# What the checks conclude on this host, for its record.
+verdicts: dict = {}
+
 # A rollout driven by the CLI holds the fleet's lock; anyone else is refused.
 checks.lock("check")
 
@@ -38,18 +41,18 @@ if host.data.checks:
 
 apply_stage(stage)
 
+rolled_back = None
 if host.data.checks:
-    failed = checks.after_stage(stage)
+    failed = checks.after_stage(stage, verdicts)
     if host.data.rollback_on_abort and stage != ROLLBACK_STAGE:
         apply_stage(ROLLBACK_STAGE, _if=[failed])
         checks.prove_legacy(_if=[failed])
+        rolled_back = failed
 
-checks.record(stage)
+checks.record(stage, verdicts, rolled_back)
 
 if host.data.checks:
-    from rollout.operations import fail
-
-    fail(
+    checks.fail(
         name=f"Stage {stage} failed its checks",
         reason=(
             f"stage {stage} failed its checks"

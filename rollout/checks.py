@@ -1,10 +1,16 @@
 """The checks as they run against one host inside a pyinfra run: thin I/O around
 the pure modules (preflight, verify, gate) and the on-host probe.
 
-Each ``*_check`` function is the body of a pyinfra ``FunctionCommand``: it gets
-``(state, host, ...)``, runs the probe on the host over the run's own SSH
-connection, judges with pure code, logs one line per finding, writes a JSON
-report when ``report_dir`` is set, and returns False to fail the operation.
+Each function here is the body of a pyinfra ``FunctionCommand`` (tasks/checks.py
+runs them with ``python.call``): it gets ``(state, host, ...)``, runs the probe
+on the host over the run's own SSH connection, judges with pure code, logs one
+line per finding, writes a JSON report (named as the check) when ``report_dir``
+is set, and returns False to fail the operation. What a check concluded goes
+into ``verdicts`` when the caller hands one (a dict per host, read by the
+record).
+
+One name per check, for its function, its report and its verdict: ``preflight``,
+``compare``, ``legacy-proof`` (``legacy_proof``), ``mix``, ``gate``.
 """
 
 from __future__ import annotations
@@ -29,8 +35,17 @@ from rollout.reports import report, say
 from rollout.stages import stage_from_env, stage_from_env_lines
 
 
+#: What this run's checks concluded on one host: check name -> verdict.
+Verdicts = dict[str, Any]
+
+
 def _port(host) -> int:
     return int(host.data.bind_port)
+
+
+def _note(verdicts: Verdicts | None, check: str, value: Any) -> None:
+    if verdicts is not None:
+        verdicts[check] = value
 
 
 def file_stage(host) -> int | None:
@@ -74,7 +89,8 @@ def smoke_traffic(host, seconds: float, count: int | None = None) -> gevent.Gree
 # --- preflight ------------------------------------------------------------------------------
 
 
-def preflight_check(state, host, expected_stage: int | None = None) -> bool:
+def preflight(state, host, expected_stage: int | None = None, verdicts: Verdicts | None = None) -> bool:
+    """The preparation check (rollout/preflight.py judges the probe's observation)."""
     data = host.data
     try:
         observation = probe(host, "preflight", {
@@ -90,10 +106,10 @@ def preflight_check(state, host, expected_stage: int | None = None) -> bool:
                              tuple(data.secret_variables))
     for check in checks:
         say(host, f"preflight {'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}", error=not check.ok)
-    report(host, "preflight", {"ok": all(c.ok for c in checks),
-                               "checks": [vars(c) for c in checks]})
-    _outcome(host, "preflight", all(c.ok for c in checks))
-    return all(c.ok for c in checks)
+    ok = all(c.ok for c in checks)
+    report(host, "preflight", {"ok": ok, "checks": [vars(c) for c in checks]})
+    _note(verdicts, "preflight", ok)
+    return ok
 
 
 # --- endpoint verification ---------------------------------------------------------------------
@@ -121,49 +137,62 @@ def _ensure_rule(host, catalog, context, rules_result) -> int | None:
     raise ProbeError(f"creating the verification rule answered {created.get('status')}")
 
 
-def compare_check(state, host, read_only: bool = False, legacy_proof: bool = False) -> bool:
-    """Every catalog endpoint under both forced implementations, compared (see
-    rollout/verify.py). ``legacy_proof``: after a rollback, every endpoint called
-    unforced must be answered by legacy (a write-free probe of each route)."""
-    data = host.data
-    what = "legacy proof" if legacy_proof else "verify"
-    findings: list[v.Finding] = []
-    calls = 0
-    try:
-        catalog = load_catalog(data.endpoints)
-        if legacy_proof:
-            plan = v.legacy_proof_plan(catalog)
-            calls = len(plan)
-            findings += v.judge_legacy_proof(plan, _requests(host, [call for _, _, call in plan]))
-        else:
-            context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name}
-            status_result, rules_result = _requests(host, v.discovery_plan(data.verification_camera))
-            before = v.camera_state(status_result)
-            context["rule_id"] = (v.find_rule_id(rules_result, context["rule_name"]) if read_only
-                                  else _ensure_rule(host, catalog, context, rules_result))
-            plan = v.comparison_plan(catalog, context, read_only)
-            calls = len(plan)
-            findings += v.judge_comparison(plan, _requests(host, [call for _, _, call in plan]))
-            if not read_only:
-                restore = v.restore_plan(data.verification_camera, before)
-                findings += v.judge_restore(restore, _requests(host, restore))
-    except (ProbeError, CatalogError, ValueError) as error:
-        findings.append(v.Finding("verification", "-", str(error)))
-    modes = "unforced, writing nothing" if legacy_proof else "force_domain=false and =true"
+def _findings(host, what: str, report_name: str, calls: int, modes: str, findings: list[v.Finding],
+              read_only: bool = False) -> bool:
     say(host, f"{what}: {calls} calls ({modes}{', read-only' if read_only else ''}), "
               f"{len(findings)} finding(s)")
     for finding in findings:
         say(host, f"{what} FAIL {finding}", error=True)
-    report(host, "legacy-proof" if legacy_proof else "compare", {
-        "ok": not findings, "read_only": read_only, "calls": calls,
-        "findings": [vars(f) for f in findings],
-    })
-    _outcome(host, "legacy-proof" if legacy_proof else "compare", not findings)
+    report(host, report_name, {"ok": not findings, "read_only": read_only, "calls": calls,
+                               "findings": [vars(f) for f in findings]})
     return not findings
 
 
-def mix_check(state, host, stage: int | None = None, legacy_proof: bool = False) -> bool:
-    """N unforced requests: their implementation mix must fit the stage."""
+def compare(state, host, read_only: bool = False, verdicts: Verdicts | None = None) -> bool:
+    """Every catalog endpoint under both forced implementations, compared (see
+    rollout/verify.py); with ``read_only`` the GET endpoints only."""
+    data = host.data
+    findings: list[v.Finding] = []
+    calls = 0
+    try:
+        catalog = load_catalog(data.endpoints)
+        context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name}
+        status_result, rules_result = _requests(host, v.discovery_plan(data.verification_camera))
+        before = v.camera_state(status_result)
+        context["rule_id"] = (v.find_rule_id(rules_result, context["rule_name"]) if read_only
+                              else _ensure_rule(host, catalog, context, rules_result))
+        plan = v.comparison_plan(catalog, context, read_only)
+        calls = len(plan)
+        findings += v.judge_comparison(plan, _requests(host, [call for _, _, call in plan]))
+        if not read_only:
+            restore = v.restore_plan(data.verification_camera, before)
+            findings += v.judge_restore(restore, _requests(host, restore))
+    except (ProbeError, CatalogError, ValueError) as error:
+        findings.append(v.Finding("verification", "-", str(error)))
+    ok = _findings(host, "verify", "compare", calls, "force_domain=false and =true", findings, read_only)
+    _note(verdicts, "compare", ok)
+    return ok
+
+
+def legacy_proof(state, host) -> bool:
+    """After a rollback: every catalog endpoint called unforced must be answered
+    by legacy (a write-free probe of each route, see rollout/verify.py)."""
+    findings: list[v.Finding] = []
+    calls = 0
+    try:
+        plan = v.legacy_proof_plan(load_catalog(host.data.endpoints))
+        calls = len(plan)
+        findings += v.judge_legacy_proof(plan, _requests(host, [call for _, _, call in plan]))
+    except (ProbeError, CatalogError, ValueError) as error:
+        findings.append(v.Finding("verification", "-", str(error)))
+    return _findings(host, "legacy proof", "legacy-proof", calls, "unforced, writing nothing", findings)
+
+
+def mix(state, host, stage: int | None = None, legacy_proof: bool = False,
+        verdicts: Verdicts | None = None) -> bool:
+    """N unforced requests: their implementation mix must fit the stage (the env
+    file's when None). ``legacy_proof``: part of the proof after a rollback
+    (``legacy_proof_requests`` of them)."""
     data = host.data
     usage, findings = None, []
     try:
@@ -187,7 +216,7 @@ def mix_check(state, host, stage: int | None = None, legacy_proof: bool = False)
         "usage": None if usage is None else {"domain": usage.domain, "total": usage.total,
                                              "p_value": usage.p_value, "consistent": usage.consistent},
     })
-    _outcome(host, "legacy-mix" if legacy_proof else "mix", not findings)
+    _note(verdicts, "mix", not findings)
     return not findings
 
 
@@ -198,7 +227,7 @@ def baseline_path(host) -> str:
     return f"{host.data.state_dir}/baseline.json"
 
 
-def record_baseline_check(state, host, from_stage: int | None, to_stage: int) -> bool:
+def record_baseline(state, host, from_stage: int | None, to_stage: int) -> bool:
     """Record the P95 the host serves now, before its stage changes, on the host."""
     thresholds = Thresholds.from_data(host.data.gate)
     sample, error = read_metrics(host)
@@ -244,7 +273,8 @@ def read_baseline(host, stage: int) -> float | None:
 # --- the gate ----------------------------------------------------------------------------------
 
 
-def gate_check(state, host, stage: int | None, soak_s: float, interval_s: float) -> bool:
+def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
+         verdicts: Verdicts | None = None) -> bool:
     """Poll the metrics over the soak window and judge them. Fails (False) on an
     abort or an error; an inconclusive window succeeds with a warning."""
     thresholds = Thresholds.from_data(host.data.gate)
@@ -276,24 +306,17 @@ def gate_check(state, host, stage: int | None, soak_s: float, interval_s: float)
         "reads": run.reads, "history": run.history,
         "rows": [vars(r) for r in run.last.rows] if run.last else [],
     })
-    _outcome(host, "gate", verdict)
+    _note(verdicts, "gate", verdict)
     return verdict in (PASS, INCONCLUSIVE)
 
 
-def fail_check(state, host, reason: str) -> bool:
+def fail(state, host, reason: str) -> bool:
+    """Fail this host's run with ``reason``."""
     say(host, reason, error=True)
     return False
 
 
 # --- lock, records, status -------------------------------------------------------------------
-
-#: What each check concluded on each host during this run (read by the record).
-OUTCOMES: dict[str, dict[str, Any]] = {}
-
-
-def _outcome(host, check: str, value: Any) -> None:
-    OUTCOMES.setdefault(host.name, {})[check] = value
-
 
 def operator_name(host) -> str:
     """Who runs this: ``operator`` data (the CLI sets it), else the local user."""
@@ -345,17 +368,20 @@ def lock_check(state, host, action: str, token: str | None, command: str = "", f
         return False
 
 
-def record_check(state, host, target_stage: int, command: str) -> bool:
+def record_verdict(verdicts: Verdicts, rolled_back: bool) -> str:
+    """The verdict a record holds, from what this run's checks concluded."""
+    failed = [name for name in ("preflight", "compare", "mix") if verdicts.get(name) is False]
+    verdict = f"{', '.join(failed)} failed" if failed else verdicts.get("gate") or "not checked"
+    return f"rolled back ({verdict})" if rolled_back else verdict
+
+
+def record_check(state, host, target_stage: int, command: str, verdicts: Verdicts | None = None,
+                 rolled_back=None) -> bool:
     """Record on the host what this run did: stage now, operator, time, baseline
-    P95 and the checks' verdict; appended to the host's history too."""
+    P95 and the checks' verdict (``verdicts``; ``rolled_back``: a run-time test,
+    did this run roll the host back?); appended to the host's history too."""
     stage = file_stage(host)
-    outcome = OUTCOMES.get(host.name, {})
-    failed = [name for name in ("preflight", "compare", "mix") if outcome.get(name) is False]
-    verdict = outcome.get("gate") or ("not checked" if not failed else None)
-    if failed:
-        verdict = f"{', '.join(failed)} failed"
-    if stage == 0 and target_stage != 0 and (failed or outcome.get("gate") in (ABORT, ERROR)):
-        verdict = f"rolled back ({verdict})"
+    verdict = record_verdict(verdicts or {}, bool(rolled_back and rolled_back()))
     baseline = None
     ok, output = host.run_shell_command(StringCommand("cat", baseline_path(host)),
                                         _sudo=bool(host.data.get("_sudo")))

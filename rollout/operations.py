@@ -137,8 +137,8 @@ def env_file_has(path: str, variables: list[str]):
         host.noop(f"{path} sets {', '.join(variables)}")
         return
     problem = "is missing" if present is None else f"lacks {', '.join(missing)}"
-    yield FunctionCommand(checks.fail_check, (f"{path} {problem}: write the secrets first "
-                                              "(pyinfra INVENTORY tasks/secrets.py)",), {})
+    yield FunctionCommand(checks.fail, (f"{path} {problem}: write the secrets first "
+                                        "(pyinfra INVENTORY tasks/secrets.py)",), {})
 
 
 @operation(is_idempotent=False)
@@ -189,43 +189,7 @@ def wait_healthy(url: str, timeout_s: int = 60, unit: str | None = None):
     yield StringCommand("sh", "-c", shlex.quote(script))
 
 
-# --- checks: judged in Python on the control machine (rollout/checks.py) ----------------------
-
-
-@operation(is_idempotent=False)
-def preflight(expected_stage: int | None = None):
-    """
-    The preparation check on the host: unit active, process runs the file's
-    stage, health, complete metrics, cameras config, database and Redis reachable.
-
-    + expected_stage: stage the env file must hold (None: any valid stage)
-    """
-    yield FunctionCommand(checks.preflight_check, (expected_stage,), {})
-
-
-@operation(is_idempotent=False)
-def compare_endpoints(read_only: bool = False, legacy_proof: bool = False):
-    """
-    Call every catalog endpoint with force_domain=false and =true: expected
-    statuses, the forced implementation answering, the same status and JSON
-    structure from both.
-
-    + read_only: GET endpoints only, nothing written
-    + legacy_proof: call every endpoint unforced instead; legacy must answer all
-    """
-    yield FunctionCommand(checks.compare_check, (read_only, legacy_proof), {})
-
-
-@operation(is_idempotent=False)
-def implementation_mix(stage: int | None = None, legacy_proof: bool = False):
-    """
-    Send unforced requests and test their implementation mix against the stage
-    (exact binomial test).
-
-    + stage: the stage to test against (None: the env file's)
-    + legacy_proof: part of the proof after a rollback
-    """
-    yield FunctionCommand(checks.mix_check, (stage, legacy_proof), {})
+# --- the checks' own operations (the checks themselves run with pyinfra's python.call) --------
 
 
 @operation(is_idempotent=False)
@@ -242,62 +206,4 @@ def record_baseline(env_file: str, to_stage: int):
     if current == to_stage:
         host.noop(f"stage stays {to_stage}: baseline kept")
         return
-    yield FunctionCommand(checks.record_baseline_check, (current, to_stage), {})
-
-
-@operation(is_idempotent=False)
-def metrics_gate(stage: int | None = None, soak_s: float = 30, interval_s: float = 5):
-    """
-    Poll the app's metrics over a soak window and judge them against the
-    thresholds and the baseline; fail on an abort or on unreadable metrics.
-
-    + stage: the stage being judged (None: the env file's)
-    + soak_s: observation window in seconds (0: one read)
-    + interval_s: seconds between reads
-    """
-    yield FunctionCommand(checks.gate_check, (stage, soak_s, interval_s), {})
-
-
-@operation(is_idempotent=False)
-def fail(reason: str):
-    """
-    Fail the run on this host with ``reason`` (after earlier steps whose errors
-    were let through, e.g. to roll back first).
-
-    + reason: one line for the operator
-    """
-    yield FunctionCommand(checks.fail_check, (reason,), {})
-
-
-@operation(is_idempotent=False)
-def rollout_lock(action: str, token: str | None, command: str = "", force: bool = False):
-    """
-    The fleet's rollout lock on this host (one rollout at a time).
-
-    + action: ``acquire``, ``check`` (refuse when another holds it) or ``release``
-    + token: this rollout's token
-    + command: what the holder runs, shown to a refused operator
-    + force: with ``release``, break another operator's lock
-    """
-    yield FunctionCommand(checks.lock_check, (action, token, command, force), {})
-
-
-@operation(is_idempotent=False)
-def record_change(target_stage: int, command: str):
-    """
-    Record the stage now on the host, with operator, time, baseline P95 and the
-    checks' verdict; appended to the host's history.
-
-    + target_stage: the stage this run set out to apply
-    + command: what ran
-    """
-    yield FunctionCommand(checks.record_check, (target_stage, command), {})
-
-
-@operation(is_idempotent=False)
-def read_status():
-    """
-    Read where the host stands (file and process stage, health, record, lock)
-    into the ``status`` report.
-    """
-    yield FunctionCommand(checks.status_check, (), {})
+    yield FunctionCommand(checks.record_baseline, (current, to_stage), {})

@@ -1,7 +1,9 @@
 """Run the on-host probe (rollout/hostprobe.py) over a run's own SSH connection.
 
 The probe's source travels inside each command (compressed), so nothing is ever
-uploaded to a host to read its state: a ``--dry`` run writes nothing.
+uploaded to a host to read its state: a ``--dry`` run writes nothing. Its spec
+goes on stdin (``probe``), or base64 in the command itself when there is no
+stdin (a pyinfra fact, a testinfra or ssh command: ``probe_argv``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import shlex
 import zlib
 from pathlib import Path
 from typing import Any
@@ -31,8 +34,22 @@ def _probe_program() -> str:
     return f'import base64,zlib;exec(zlib.decompress(base64.b64decode("{packed}")))'
 
 
-def probe_command(mode: str) -> StringCommand:
-    return StringCommand("python3", "-c", QuoteString(_probe_program()), PROBE_NAME, mode)
+def probe_argv(mode: str, spec: dict | None = None) -> list[str]:
+    """The probe's command line; with ``spec``, the spec is its last argument."""
+    argv = ["python3", "-c", _probe_program(), PROBE_NAME, mode]
+    if spec is not None:
+        argv.append(base64.b64encode(json.dumps(spec, sort_keys=True).encode()).decode())
+    return argv
+
+
+def probe_shell(mode: str, spec: dict) -> str:
+    """``probe_argv`` as one shell command line (for testinfra or ssh)."""
+    return shlex.join(probe_argv(mode, spec))
+
+
+def probe_command(mode: str, spec: dict | None = None) -> StringCommand:
+    """``probe_argv`` as a pyinfra command."""
+    return StringCommand(*(QuoteString(arg) for arg in probe_argv(mode, spec)))
 
 
 def parse_answer(mode: str, stdout: str) -> Any:

@@ -3,8 +3,8 @@ verification, metrics gate, and the legacy proof after a rollback; the lock and
 the record of the change.
 
 The judging is in Python on the control machine (rollout/checks.py and the pure
-modules it calls), run by pyinfra's own ``python.call``; on the host runs only a
-small probe script.
+modules it calls), run by pyinfra's own ``python.call``; the host's state (lock,
+record) is rollout/hoststate.py's. On the host runs only a small probe script.
 
 ``verdicts``: a dict the entry file creates per host and hands to the checks and
 then to the record, which records what they concluded.
@@ -16,17 +16,17 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import python
 
-from rollout import checks
+from rollout import checks, hoststate
 from rollout import operations as ops
 from tasks.entry import run_command
 
 
 @deploy("Checks")
-def record_baseline(to_stage: int):
+def record_baseline(to_stage: int, known: dict | None = None):
     return ops.record_baseline(
         name="Record baseline P95 (before the stage changes)",
-        env_file=host.data.rollout_env_file,
         to_stage=to_stage,
+        known=known,
     )
 
 
@@ -100,18 +100,18 @@ def fail(name: str, reason: str, **kwargs):
 
 
 @deploy("Lock")
-def lock(action: str, **kwargs):
-    """The rollout lock: ``check`` unless this run holds it (``lock_token``)."""
-    return python.call(
-        name={"acquire": "Take the rollout lock", "check": "Rollout lock is free or ours",
-              "release": "Release the rollout lock"}[action],
-        function=checks.lock_check,
-        action=action,
-        token=host.data.get("lock_token"),
-        command=run_command(),
-        force=bool(host.data.get("break_lock")),
-        **kwargs,
-    )
+def lock(action: str, known: dict | None = None, **kwargs):
+    """The rollout lock: ``acquire`` it, ``check`` that it is free or this run's
+    (``lock_token``; from ``known``, the host's state), or ``release`` it
+    (``break_lock``: another operator's too)."""
+    token = host.data.get("lock_token")
+    if action == "check":
+        return ops.lock_free(name="Rollout lock is free or ours", token=token, known=known, **kwargs)
+    if action == "acquire":
+        return python.call(name="Take the rollout lock", function=hoststate.acquire_lock,
+                           token=token, command=run_command(), **kwargs)
+    return python.call(name="Release the rollout lock", function=hoststate.release_lock,
+                       token=token, force=bool(host.data.get("break_lock")), **kwargs)
 
 
 @deploy("Record")
@@ -120,7 +120,7 @@ def record(target_stage: int, verdicts: dict | None = None, rolled_back=None):
     run roll the host back after a failed check?"""
     return python.call(
         name="Record the change on the host (stage, operator, baseline, verdict)",
-        function=checks.record_check,
+        function=hoststate.record,
         target_stage=target_stage,
         command=run_command(),
         verdicts=verdicts,

@@ -1,10 +1,12 @@
 """Where each host stands, as a ``status`` report per host in ``report_dir``
-(``rollout status ENV`` prints it as a table). Reads only: writes nothing."""
+(``rollout status ENV`` prints it as a table). Reads only: writes nothing on a host."""
 
-from pyinfra.operations import python
+from pyinfra import host
 
-from rollout import checks
+from rollout import hoststate
 from tasks.entry import begin
 
 begin()
-python.call(name="Read the rollout status", function=checks.status_check)
+# One read of the host's state (with the last records), written as the report
+# before any operation: there is none.
+hoststate.write_status(host, hoststate.read(host, history=5))

@@ -2,17 +2,25 @@
 parameter, metric fields, port) is written once, in group_data/all.py: the code
 reads it from the settings, and another app's contract is one settings change."""
 
+import ast
+import http.server
 import json
+import re
+import threading
+from pathlib import Path
 
 import pytest
 
+from rollout import hostprobe
 from rollout.catalog import with_force
 from rollout.gate import field_paths, parse_metrics
+from rollout.hoststate import state_spec
 from rollout.inputs import SETTINGS, InputError, check_settings
 from rollout.preflight import judge_preflight
 from rollout.project import defaults
 from rollout.stages import rollout_env, stage_from_env
 
+ROOT = Path(__file__).resolve().parents[2]
 OTHER = {"enabled": "NEW_IMPL_ON", "percent": "NEW_IMPL_SHARE"}
 
 
@@ -56,9 +64,9 @@ def test_app_env_may_set_the_old_names_once_the_switch_is_renamed():
 
 
 def test_another_apps_switch_is_written_and_read_back():
-    from rollout.render import render
+    from tasks.stage import render_rollout_env
 
-    text = render("rollout.env.j2", stage=25, switch=rollout_env(25, OTHER), app_env={}, service_name="x")
+    text = render_rollout_env(settings(switch_variables=OTHER, app_env={}), 25)
     assert "NEW_IMPL_ON=true\nNEW_IMPL_SHARE=25\n" in text and "ROLLOUT_PERCENT" not in text
     assert rollout_env(0, OTHER) == {"NEW_IMPL_ON": "false", "NEW_IMPL_SHARE": "0"}
     assert stage_from_env({"NEW_IMPL_ON": "true", "NEW_IMPL_SHARE": "50"}, OTHER) == 50
@@ -69,8 +77,62 @@ def test_another_apps_switch_is_written_and_read_back():
     assert checks["env file stage"].ok and "process runs 0" in checks["process runs the file's stage"].detail
 
 
+def test_the_probe_reads_the_switch_and_header_the_settings_name():
+    spec = state_spec(settings(switch_variables=OTHER))
+    assert spec["switch_variables"] == ["NEW_IMPL_ON", "NEW_IMPL_SHARE"] and spec["port"] == 8000
+
+
 def test_force_parameter_and_metric_paths_come_from_the_settings():
     assert with_force("/a?x=1", "domain", "impl_override") == "/a?x=1&impl_override=true"
     body = json.dumps({"n": 500, "error_rate": 0.0, "success_rate": 1.0, "latency_ms": {"p95": 8.0},
                        "unforced": {"requests": 400, "domain": 40}})
     assert parse_metrics(200, body, None, field_paths({"requests": "n"})).requests == 500
+
+
+def test_the_implementation_header_is_the_one_in_the_spec():
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("X-Other-Impl", "domain")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert hostprobe.call(port, "GET", "/x", header="X-Other-Impl")["implementation"] == "domain"
+        assert hostprobe.call(port, "GET", "/x", header="X-Rollout-Implementation")["implementation"] is None
+    finally:
+        server.shutdown()
+
+
+CONTRACT = re.compile(r"USE_DOMAIN_SERVICE|ROLLOUT_PERCENT|X-Rollout-Implementation|force_domain(?!_parameter)"
+                      r"|requests_total|latency_ms\.p95|unforced\.requests|unforced\.domain")
+
+
+def _code_strings(path: Path):
+    """String and number constants of a module, docstrings left out."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and id(node) not in docstrings:
+            yield node.lineno, node.value
+
+
+def test_no_code_repeats_the_contract():
+    """The product's code (the sandbox, a test fleet, is not the product)."""
+    files = [*sorted((ROOT / "rollout").glob("*.py")), *sorted((ROOT / "tasks").glob("*.py")), ROOT / "deploy.py"]
+    repeats = []
+    for path in files:
+        name = str(path.relative_to(ROOT))
+        for line, value in _code_strings(path):
+            if (isinstance(value, str) and CONTRACT.search(value)) or (value == 8000 and not isinstance(value, bool)):
+                repeats.append(f"{name}:{line}: {value!r}")
+    assert repeats == []

@@ -64,9 +64,9 @@ class _UploadOrRemove(FileUploadCommand):
                  "temporary file removed, the old file is untouched", logger.error)
 
 
-def _state(known: dict | None) -> dict | None:
+def _state(known: dict | None, secrets_checksum: bool | None = None) -> dict | None:
     """``known``, or the host's state read now."""
-    return known if known is not None else hoststate.read(host)
+    return known if known is not None else hoststate.read(host, secrets_checksum=secrets_checksum)
 
 
 def _changed(operations: Sequence[OperationMeta]) -> bool:
@@ -95,7 +95,7 @@ def atomic_file(
     + secret: never show the content, not even with ``--diff``
     + known: the host's state read before this run changed anything (None: read now)
     """
-    remote = hoststate.path_state(_state(known), dest)
+    remote = hoststate.path_state(_state(known, secrets_checksum=secret or None), dest)
     if remote["type"] == "file" and "sha256" not in remote:
         raise ValueError(f"atomic_file: the host state was read without the checksum of {dest}")
     exists = remote["type"] == "file"

@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 import testinfra

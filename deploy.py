@@ -19,6 +19,7 @@ recorded history and promotion live in the ``rollout`` CLI.
 from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 
+from rollout import hoststate
 from rollout.stages import ROLLBACK_STAGE, StageError, parse_stage
 from tasks import checks
 from tasks.entry import begin
@@ -30,26 +31,34 @@ try:
 except StageError as error:
     raise PyinfraError(str(error)) from None
 
+# The host's state before this run changes anything, in one read: lock, files,
+# running process, unit, health. The lock check, the baseline and the stage
+# decide from it.
+known = hoststate.read(host)
+# What the checks conclude on this host, for its record.
+verdicts: dict = {}
+
 # A rollout driven by the CLI holds the fleet's lock; anyone else is refused.
-checks.lock("check")
+checks.lock("check", known)
 
 if host.data.checks:
-    checks.record_baseline(stage)
+    checks.record_baseline(stage, known)
 
-apply_stage(stage)
+apply_stage(stage, known)
 
+rolled_back = None
 if host.data.checks:
-    failed = checks.after_stage(stage)
+    failed = checks.after_stage(stage, verdicts)
     if host.data.rollback_on_abort and stage != ROLLBACK_STAGE:
+        # No ``known``: the files and the process may have changed in this run.
         apply_stage(ROLLBACK_STAGE, _if=[failed])
         checks.prove_legacy(_if=[failed])
+        rolled_back = failed
 
-checks.record(stage)
+checks.record(stage, verdicts, rolled_back)
 
 if host.data.checks:
-    from rollout.operations import fail
-
-    fail(
+    checks.fail(
         name=f"Stage {stage} failed its checks",
         reason=(
             f"stage {stage} failed its checks"

@@ -18,15 +18,39 @@ app_dir = "/opt/camera-api"
 venv_dir = "/opt/camera-api/venv"
 #: The ASGI app uvicorn serves, as in the seed (``src.api.app:app``).
 app_module = "src.api.app:app"
-#: Where uvicorn listens, and how many worker processes it forks.
+#: Where uvicorn listens, and how many worker processes it forks. Every check
+#: calls the service on this port from the host itself (127.0.0.1).
 bind_host = "0.0.0.0"
 bind_port = 8000
 workers = 2
 
+# --- The service's contract ---------------------------------------------------
+# What the app reads and answers; the code reads these, never repeats them.
+#: The switch the app reads at start-up: ``enabled`` names the variable that turns
+#: the domain implementation on (true/false), ``percent`` the one with its share
+#: of requests. Stage 0 writes enabled=false, percent=0; stage N enabled=true, percent=N.
+switch_variables = {"enabled": "USE_DOMAIN_SERVICE", "percent": "ROLLOUT_PERCENT"}
+#: The response header naming the implementation that answered: domain or legacy.
+implementation_header = "X-Rollout-Implementation"
+#: The query parameter that forces one implementation for a request
+#: (``?force_domain=true`` domain, ``=false`` legacy).
+force_domain_parameter = "force_domain"
+#: Where each value the gate reads sits in the app's metrics JSON (dotted paths,
+#: like Argo's jsonPath). Unforced requests only for the usage: ?force_domain
+#: calls say nothing about the draw. ``metrics_fields`` (below) overrides some.
+metrics_field_defaults = {
+    "requests": "requests_total",
+    "error_rate": "error_rate",
+    "success_rate": "success_rate",
+    "p95_ms": "latency_ms.p95",
+    "usage_requests": "unforced.requests",
+    "usage_domain": "unforced.domain",
+}
+
 # --- Files on the host --------------------------------------------------------
 #: Directory of the env files: root-owned, readable by the service group only.
 env_dir = "/etc/camera-api"
-#: The rollout switch (USE_DOMAIN_SERVICE, ROLLOUT_PERCENT): written every stage.
+#: The rollout switch (``switch_variables``): written every stage.
 rollout_env_file = "/etc/camera-api/rollout.env"
 #: DATABASE_URL / REDIS_URL: kept apart so ``--diff`` of a stage never shows them.
 secrets_env_file = "/etc/camera-api/secrets.env"
@@ -127,7 +151,8 @@ gate = {
     "abort_after": 2,                 # consecutive breaching reads before a roll back
     "max_read_failures": 3,           # consecutive unreadable answers: the gate errors
 }
-#: Field paths in the metrics JSON (dotted), for an app whose metrics differ.
+#: Overrides of some of ``metrics_field_defaults`` (the others are kept), for an
+#: app whose metrics differ, e.g. ``--data 'metrics_fields={"p95_ms": "latency.p95"}'``.
 metrics_fields = {}
 #: Observation window after a stage change, polled every gate_interval_s.
 #: Short for the sandbox; production sets hours (and promotes with the CLI).

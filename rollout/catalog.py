@@ -12,6 +12,8 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from rollout.project import defaults
+
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -76,9 +78,11 @@ def fill(value: Any, context: dict[str, Any]) -> Any:
     return value
 
 
-def with_force(path: str, mode: str | None) -> str:
-    """The path with ``force_domain`` for a forced mode (``domain``/``legacy``)."""
+def with_force(path: str, mode: str | None, parameter: str | None = None) -> str:
+    """The path with the ``force_domain_parameter`` (``parameter``; group data's
+    when not given) for a forced mode (``domain``/``legacy``)."""
     if mode is None:
         return path
+    parameter = parameter or defaults()["force_domain_parameter"]
     flag = "true" if mode == "domain" else "false"
-    return f"{path}{'&' if '?' in path else '?'}force_domain={flag}"
+    return f"{path}{'&' if '?' in path else '?'}{parameter}={flag}"

@@ -1,110 +1,76 @@
 """The checks as they run against one host inside a pyinfra run: thin I/O around
-the pure modules (preflight, verify, gate) and the on-host probe.
+the pure modules (preflight, verify, gate) and the on-host probe. The host's
+state (lock, record, status) is rollout/hoststate.py's.
 
-Each ``*_check`` function is the body of a pyinfra ``FunctionCommand``: it gets
-``(state, host, ...)``, runs the probe on the host over the run's own SSH
-connection, judges with pure code, logs one line per finding, writes a JSON
-report when ``report_dir`` is set, and returns False to fail the operation.
+Each function here is the body of a pyinfra ``FunctionCommand`` (tasks/checks.py
+runs them with ``python.call``): it gets ``(state, host, ...)``, runs the probe
+on the host over the run's own SSH connection, judges with pure code, logs one
+line per finding, writes a JSON report (named as the check) when ``report_dir``
+is set, and returns False to fail the operation. What a check concluded goes
+into ``verdicts`` when the caller hands one (a dict per host, read by the
+record: ``rollout.hoststate.record``).
+
+One name per check, for its function, its report and its verdict: ``preflight``,
+``compare``, ``legacy-proof`` (``legacy_proof``), ``mix``, ``gate``.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
 import json
 import time
-import zlib
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import gevent
 
-from pyinfra import logger
-from pyinfra.api import QuoteString, StringCommand
-
+from rollout import hoststate
 from rollout import verify as v
 from rollout.catalog import CatalogError, fill, load_catalog
 from rollout.gate import (
-    ABORT, ERROR, INCONCLUSIVE, PASS, GateRun, MetricsError, Thresholds, format_verdict, parse_metrics,
+    ABORT, ERROR, INCONCLUSIVE, PASS, GateRun, MetricsError, Thresholds, field_paths, format_verdict,
+    parse_metrics,
 )
 from rollout.preflight import judge_preflight
-from rollout.stages import stage_from_env, stage_from_env_lines
+from rollout.probe import ProbeError, probe
+from rollout.reports import now, report, say
 
-
-class ProbeError(RuntimeError):
-    """The probe could not run on a host; one line."""
-
-
-#: The probe's source travels inside each command (compressed), so nothing is ever
-#: uploaded to a host to read its state: a ``--dry`` run writes nothing.
-PROBE_SOURCE = Path(__file__).with_name("hostprobe.py")
-#: An argument that names the probe in the host's process list (and in tests).
-PROBE_NAME = "camera-rollout-probe"
-
-
-@functools.cache
-def _probe_program() -> str:
-    packed = base64.b64encode(zlib.compress(PROBE_SOURCE.read_bytes(), 9)).decode()
-    return f'import base64,zlib;exec(zlib.decompress(base64.b64decode("{packed}")))'
-
-
-def probe(host, mode: str, spec: dict, timeout: float = 300) -> Any:
-    """Run the probe on ``host``; the spec goes over stdin, the answer is JSON."""
-    command = StringCommand("python3", "-c", QuoteString(_probe_program()), PROBE_NAME, mode)
-    ok, output = host.run_shell_command(
-        command, _stdin=json.dumps(spec), _timeout=timeout, _sudo=bool(host.data.get("_sudo")),
-    )
-    if not ok:
-        detail = (output.stderr_lines or ["no output"])[-1]
-        raise ProbeError(f"probe {mode} failed: {detail}")
-    try:
-        return json.loads(output.stdout)
-    except ValueError:
-        raise ProbeError(f"probe {mode} answered no JSON") from None
-
-
-def say(host, message: str, error: bool = False) -> None:
-    host.log(message, logger.error if error else logger.info)
-
-
-def report(host, check: str, payload: dict) -> None:
-    """One JSON file per host and check, for the CLI and CI (never a secret in it)."""
-    directory = host.data.get("report_dir")
-    if not directory:
-        return
-    path = Path(directory) / f"{host.name}.{check}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"host": host.name, "check": check,
-               "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **payload}
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True))
+#: What this run's checks concluded on one host: check name -> verdict.
+Verdicts = dict[str, Any]
 
 
 def _port(host) -> int:
     return int(host.data.bind_port)
 
 
-def file_stage(host) -> int | None:
-    """The stage the host's rollout env file says."""
-    ok, output = host.run_shell_command(
-        StringCommand("cat", host.data.rollout_env_file), _sudo=bool(host.data.get("_sudo")),
-    )
-    if not ok:
-        return None
-    return stage_from_env_lines(output.stdout_lines)
+def _metric_paths(host) -> dict[str, str]:
+    return field_paths(host.data.metrics_fields, host.data.metrics_field_defaults)
+
+
+def _note(verdicts: Verdicts | None, check: str, value: Any) -> None:
+    if verdicts is not None:
+        verdicts[check] = value
+
+
+def _current(host) -> dict:
+    """The host's state now, read when the check runs (an earlier operation of
+    this run may have changed it)."""
+    known = hoststate.read(host)
+    if known is None:
+        raise ProbeError("the host's state could not be read")
+    return known
 
 
 def read_metrics(host) -> tuple[Any, str | None]:
     """(Sample, None) or (None, why not): one read of the app's metrics."""
     try:
         (answer,) = probe(host, "requests", {
-            "port": _port(host), "timeout": 5,
+            "port": _port(host), "timeout": 5, "header": host.data.implementation_header,
             "requests": [v.request("GET", host.data.metrics_path)],
         }, timeout=30)
-        return parse_metrics(answer["status"], answer["body"], answer["content_type"],
-                             host.data.get("metrics_fields")), None
+        return parse_metrics(answer["status"], answer["body"], answer["content_type"], _metric_paths(host)), None
     except (MetricsError, ProbeError) as error:
         return None, str(error)
+    except (ValueError, KeyError, TypeError):  # not one answer of the probe's shape
+        return None, "the probe's answer to the metrics read is malformed"
 
 
 def smoke_traffic(host, seconds: float, count: int | None = None) -> gevent.Greenlet | None:
@@ -117,108 +83,124 @@ def smoke_traffic(host, seconds: float, count: int | None = None) -> gevent.Gree
                "rule_name": host.data.verification_rule_name, "rule_id": 0}
     reads = [fill(e.path, context) for e in load_catalog(host.data.endpoints) if e.read_only]
     rate = float(host.data.smoke_requests_per_s)
-    spec = {"port": _port(host), "paths": reads, "count": count or int(rate * seconds) + 1,
-            "seconds": seconds, "pause_s": 0.0 if count else 1.0 / rate}
+    spec = {"port": _port(host), "header": host.data.implementation_header, "paths": reads,
+            "count": count or int(rate * seconds) + 1, "seconds": seconds,
+            "pause_s": 0.0 if count else 1.0 / rate}
     return gevent.spawn(probe, host, "traffic", spec, seconds + 60)
 
 
 # --- preflight ------------------------------------------------------------------------------
 
 
-def preflight_check(state, host, expected_stage: int | None = None) -> bool:
+def preflight(state, host, expected_stage: int | None = None, verdicts: Verdicts | None = None) -> bool:
+    """The preparation check (rollout/preflight.py judges the probe's observation)."""
     data = host.data
+    spec = {**hoststate.state_spec(data, secrets_checksum=False),
+            "secrets_file": data.secrets_env_file, "cameras_file": f"{data.app_dir}/config/cameras.yaml",
+            "metrics_path": data.metrics_path}
     try:
-        observation = probe(host, "preflight", {
-            "unit": f"{data.service_name}.service", "port": _port(host),
-            "env_file": data.rollout_env_file, "secrets_file": data.secrets_env_file,
-            "cameras_file": f"{data.app_dir}/config/cameras.yaml",
-            "health_path": data.health_path, "metrics_path": data.metrics_path,
-        }, timeout=60)
+        observation = probe(host, "preflight", spec, timeout=60)
     except ProbeError as error:
         say(host, f"preflight FAIL: {error}", error=True)
         return False
-    checks = judge_preflight(observation, expected_stage, data.get("metrics_fields"),
-                             tuple(data.secret_variables))
+    checks = judge_preflight(observation, expected_stage, _metric_paths(host), tuple(data.secret_variables),
+                             data.switch_variables)
     for check in checks:
         say(host, f"preflight {'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}", error=not check.ok)
-    report(host, "preflight", {"ok": all(c.ok for c in checks),
-                               "checks": [vars(c) for c in checks]})
-    _outcome(host, "preflight", all(c.ok for c in checks))
-    return all(c.ok for c in checks)
+    ok = all(c.ok for c in checks)
+    report(host, "preflight", {"ok": ok, "checks": [vars(c) for c in checks]})
+    _note(verdicts, "preflight", ok)
+    return ok
 
 
 # --- endpoint verification ---------------------------------------------------------------------
 
 
 def _requests(host, plan: list[dict]) -> list[dict]:
-    return probe(host, "requests", {"port": _port(host), "requests": plan, "timeout": 10})
+    return probe(host, "requests", {"port": _port(host), "header": host.data.implementation_header,
+                                    "requests": plan, "timeout": 10})
 
 
 def _ensure_rule(host, catalog, context, rules_result) -> int | None:
     """The verification rule's id; created once (legacy) when it is missing."""
+    parameter = host.data.force_domain_parameter
     rule_id = v.find_rule_id(rules_result, context["rule_name"])
     if rule_id is not None:
         return rule_id
     creates = [e for e in catalog if e.method == "POST" and e.path == v.RULES_PATH]
     if not creates:
         return None
-    (created,) = _requests(host, v.create_rule_plan(creates[0], context))
+    (created,) = _requests(host, v.create_rule_plan(creates[0], context, parameter))
     if created.get("status") == 201:
         say(host, f"verify: created the verification rule {context['rule_name']!r}")
         return v.body_json(created).get("id")
     if created.get("status") == 409:  # another host of the fleet created it just now
-        (listed,) = _requests(host, v.discovery_plan(context["camera_id"])[1:])
+        (listed,) = _requests(host, v.discovery_plan(context["camera_id"], parameter)[1:])
         return v.find_rule_id(listed, context["rule_name"])
     raise ProbeError(f"creating the verification rule answered {created.get('status')}")
 
 
-def compare_check(state, host, read_only: bool = False, legacy_proof: bool = False) -> bool:
-    """Every catalog endpoint under both forced implementations, compared (see
-    rollout/verify.py). ``legacy_proof``: after a rollback, every endpoint called
-    unforced must be answered by legacy (a write-free probe of each route)."""
-    data = host.data
-    what = "legacy proof" if legacy_proof else "verify"
-    findings: list[v.Finding] = []
-    calls = 0
-    try:
-        catalog = load_catalog(data.endpoints)
-        if legacy_proof:
-            plan = v.legacy_proof_plan(catalog)
-            calls = len(plan)
-            findings += v.judge_legacy_proof(plan, _requests(host, [call for _, _, call in plan]))
-        else:
-            context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name}
-            status_result, rules_result = _requests(host, v.discovery_plan(data.verification_camera))
-            before = v.camera_state(status_result)
-            context["rule_id"] = (v.find_rule_id(rules_result, context["rule_name"]) if read_only
-                                  else _ensure_rule(host, catalog, context, rules_result))
-            plan = v.comparison_plan(catalog, context, read_only)
-            calls = len(plan)
-            findings += v.judge_comparison(plan, _requests(host, [call for _, _, call in plan]))
-            if not read_only:
-                restore = v.restore_plan(data.verification_camera, before)
-                findings += v.judge_restore(restore, _requests(host, restore))
-    except (ProbeError, CatalogError, ValueError) as error:
-        findings.append(v.Finding("verification", "-", str(error)))
-    modes = "unforced, writing nothing" if legacy_proof else "force_domain=false and =true"
+def _findings(host, what: str, report_name: str, calls: int, modes: str, findings: list[v.Finding],
+              read_only: bool = False) -> bool:
     say(host, f"{what}: {calls} calls ({modes}{', read-only' if read_only else ''}), "
               f"{len(findings)} finding(s)")
     for finding in findings:
         say(host, f"{what} FAIL {finding}", error=True)
-    report(host, "legacy-proof" if legacy_proof else "compare", {
-        "ok": not findings, "read_only": read_only, "calls": calls,
-        "findings": [vars(f) for f in findings],
-    })
-    _outcome(host, "legacy-proof" if legacy_proof else "compare", not findings)
+    report(host, report_name, {"ok": not findings, "read_only": read_only, "calls": calls,
+                               "findings": [vars(f) for f in findings]})
     return not findings
 
 
-def mix_check(state, host, stage: int | None = None, legacy_proof: bool = False) -> bool:
-    """N unforced requests: their implementation mix must fit the stage."""
+def compare(state, host, read_only: bool = False, verdicts: Verdicts | None = None) -> bool:
+    """Every catalog endpoint under both forced implementations, compared (see
+    rollout/verify.py); with ``read_only`` the GET endpoints only."""
+    data = host.data
+    parameter = data.force_domain_parameter
+    findings: list[v.Finding] = []
+    calls = 0
+    try:
+        catalog = load_catalog(data.endpoints)
+        context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name}
+        status_result, rules_result = _requests(host, v.discovery_plan(data.verification_camera, parameter))
+        before = v.camera_state(status_result)
+        context["rule_id"] = (v.find_rule_id(rules_result, context["rule_name"]) if read_only
+                              else _ensure_rule(host, catalog, context, rules_result))
+        plan = v.comparison_plan(catalog, context, read_only, parameter=parameter)
+        calls = len(plan)
+        findings += v.judge_comparison(plan, _requests(host, [call for _, _, call in plan]))
+        if not read_only:
+            restore = v.restore_plan(data.verification_camera, before, parameter)
+            findings += v.judge_restore(restore, _requests(host, restore))
+    except (ProbeError, CatalogError, ValueError) as error:
+        findings.append(v.Finding("verification", "-", str(error)))
+    ok = _findings(host, "verify", "compare", calls, f"{parameter}=false and =true", findings, read_only)
+    _note(verdicts, "compare", ok)
+    return ok
+
+
+def legacy_proof(state, host) -> bool:
+    """After a rollback: every catalog endpoint called unforced must be answered
+    by legacy (a write-free probe of each route, see rollout/verify.py)."""
+    findings: list[v.Finding] = []
+    calls = 0
+    try:
+        plan = v.legacy_proof_plan(load_catalog(host.data.endpoints))
+        calls = len(plan)
+        findings += v.judge_legacy_proof(plan, _requests(host, [call for _, _, call in plan]))
+    except (ProbeError, CatalogError, ValueError) as error:
+        findings.append(v.Finding("verification", "-", str(error)))
+    return _findings(host, "legacy proof", "legacy-proof", calls, "unforced, writing nothing", findings)
+
+
+def mix(state, host, stage: int | None = None, legacy_proof: bool = False,
+        verdicts: Verdicts | None = None) -> bool:
+    """N unforced requests: their implementation mix must fit the stage (the env
+    file's when None). ``legacy_proof``: part of the proof after a rollback
+    (``legacy_proof_requests`` of them)."""
     data = host.data
     usage, findings = None, []
     try:
-        stage = file_stage(host) if stage is None else stage
+        stage = hoststate.file_stage(_current(host), data.switch_variables) if stage is None else stage
         if stage is None:
             raise ProbeError("the rollout env file holds no stage")
         context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name,
@@ -238,18 +220,14 @@ def mix_check(state, host, stage: int | None = None, legacy_proof: bool = False)
         "usage": None if usage is None else {"domain": usage.domain, "total": usage.total,
                                              "p_value": usage.p_value, "consistent": usage.consistent},
     })
-    _outcome(host, "legacy-mix" if legacy_proof else "mix", not findings)
+    _note(verdicts, "mix", not findings)
     return not findings
 
 
 # --- baseline ----------------------------------------------------------------------------------
 
 
-def baseline_path(host) -> str:
-    return f"{host.data.state_dir}/baseline.json"
-
-
-def record_baseline_check(state, host, from_stage: int | None, to_stage: int) -> bool:
+def record_baseline(state, host, from_stage: int | None, to_stage: int) -> bool:
     """Record the P95 the host serves now, before its stage changes, on the host."""
     thresholds = Thresholds.from_data(host.data.gate)
     sample, error = read_metrics(host)
@@ -265,10 +243,11 @@ def record_baseline_check(state, host, from_stage: int | None, to_stage: int) ->
         "from_stage": from_stage, "to_stage": to_stage,
         "p95_ms": sample.p95_ms if sample else None,
         "requests": sample.requests if sample else None,
-        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "recorded_at": now(),
     }
     try:
-        probe(host, "write", {"path": baseline_path(host), "content": json.dumps(record) + "\n"}, timeout=30)
+        probe(host, "write", {"path": f"{host.data.state_dir}/baseline.json",
+                              "content": json.dumps(record) + "\n"}, timeout=30)
     except ProbeError as err:
         say(host, f"baseline FAIL: {err}", error=True)
         return False
@@ -279,31 +258,34 @@ def record_baseline_check(state, host, from_stage: int | None, to_stage: int) ->
     return True
 
 
-def read_baseline(host, stage: int) -> float | None:
+def baseline_p95(known: dict, stage: int) -> float | None:
     """The baseline P95 recorded for the change to ``stage`` (None otherwise)."""
-    ok, output = host.run_shell_command(StringCommand("cat", baseline_path(host)),
-                                        _sudo=bool(host.data.get("_sudo")))
-    if not ok:
+    baseline = known.get("baseline")
+    if not isinstance(baseline, dict) or baseline.get("to_stage") != stage:
         return None
-    try:
-        record = json.loads(output.stdout)
-    except ValueError:
-        return None
-    return record.get("p95_ms") if record.get("to_stage") == stage else None
+    return baseline.get("p95_ms")
 
 
 # --- the gate ----------------------------------------------------------------------------------
 
 
-def gate_check(state, host, stage: int | None, soak_s: float, interval_s: float) -> bool:
+def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
+         verdicts: Verdicts | None = None) -> bool:
     """Poll the metrics over the soak window and judge them. Fails (False) on an
-    abort or an error; an inconclusive window succeeds with a warning."""
+    abort or an error; an inconclusive window succeeds with a warning. The
+    stage (the env file's when None) and the baseline are read when the gate
+    starts: the baseline was recorded earlier in this run."""
     thresholds = Thresholds.from_data(host.data.gate)
-    stage = file_stage(host) if stage is None else stage
+    try:
+        known = _current(host)
+    except ProbeError as error:
+        say(host, f"gate ERROR: {error}", error=True)
+        return False
+    stage = hoststate.file_stage(known, host.data.switch_variables) if stage is None else stage
     if stage is None:
         say(host, "gate ERROR: the rollout env file holds no stage", error=True)
         return False
-    run = GateRun(thresholds, stage, read_baseline(host, stage))
+    run = GateRun(thresholds, stage, baseline_p95(known, stage))
     traffic = smoke_traffic(host, soak_s)
     deadline = time.monotonic() + soak_s
     try:
@@ -327,124 +309,11 @@ def gate_check(state, host, stage: int | None, soak_s: float, interval_s: float)
         "reads": run.reads, "history": run.history,
         "rows": [vars(r) for r in run.last.rows] if run.last else [],
     })
-    _outcome(host, "gate", verdict)
+    _note(verdicts, "gate", verdict)
     return verdict in (PASS, INCONCLUSIVE)
 
 
-def fail_check(state, host, reason: str) -> bool:
+def fail(state, host, reason: str) -> bool:
+    """Fail this host's run with ``reason``."""
     say(host, reason, error=True)
     return False
-
-
-# --- lock, records, status -------------------------------------------------------------------
-
-#: What each check concluded on each host during this run (read by the record).
-OUTCOMES: dict[str, dict[str, Any]] = {}
-
-
-def _outcome(host, check: str, value: Any) -> None:
-    OUTCOMES.setdefault(host.name, {})[check] = value
-
-
-def operator_name(host) -> str:
-    """Who runs this: ``operator`` data (the CLI sets it), else the local user."""
-    import getpass
-    import socket
-
-    return host.data.get("operator") or f"{getpass.getuser()}@{socket.gethostname()}"
-
-
-def _lock_path(host) -> str:
-    return f"{host.data.state_dir}/lock.json"
-
-
-def _describe_lock(holder: dict) -> str:
-    return (f"{holder.get('owner', 'unknown')} since {holder.get('time', '?')}"
-            f" ({holder.get('command', '?')})")
-
-
-def lock_check(state, host, action: str, token: str | None, command: str = "", force: bool = False) -> bool:
-    """``acquire``: take the lock (or hold it already); ``check``: refuse when another
-    holds it; ``release``: give it back (``force`` breaks another's)."""
-    try:
-        if action == "acquire":
-            lock = {"token": token, "owner": operator_name(host), "command": command,
-                    "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            answer = probe(host, "lock", {"path": _lock_path(host), "token": token, "lock": lock}, timeout=30)
-            if not answer["acquired"]:
-                say(host, f"rollout lock held by {_describe_lock(answer['holder'])}", error=True)
-                report(host, "lock", {"ok": False, "holder": _describe_lock(answer["holder"])})
-                return False
-            report(host, "lock", {"ok": True, "holder": None})
-            return True
-        if action == "check":
-            answer = probe(host, "status", _status_spec(host, history=0), timeout=30)
-            holder = answer.get("lock")
-            if holder and holder.get("token") != token:
-                say(host, f"rollout lock held by {_describe_lock(holder)}", error=True)
-                return False
-            return True
-        answer = probe(host, "unlock", {"path": _lock_path(host), "token": token, "force": force}, timeout=30)
-        if not answer["released"]:
-            say(host, f"rollout lock not released: held by {_describe_lock(answer['holder'])}", error=True)
-            return False
-        if force and answer.get("holder") and answer["holder"].get("token") != token:
-            say(host, f"broke the rollout lock of {_describe_lock(answer['holder'])}")
-        return True
-    except ProbeError as error:
-        say(host, f"rollout lock: {error}", error=True)
-        return False
-
-
-def record_check(state, host, target_stage: int, command: str) -> bool:
-    """Record on the host what this run did: stage now, operator, time, baseline
-    P95 and the checks' verdict; appended to the host's history too."""
-    stage = file_stage(host)
-    outcome = OUTCOMES.get(host.name, {})
-    failed = [name for name in ("preflight", "compare", "mix") if outcome.get(name) is False]
-    verdict = outcome.get("gate") or ("not checked" if not failed else None)
-    if failed:
-        verdict = f"{', '.join(failed)} failed"
-    if stage == 0 and target_stage != 0 and (failed or outcome.get("gate") in (ABORT, ERROR)):
-        verdict = f"rolled back ({verdict})"
-    baseline = None
-    ok, output = host.run_shell_command(StringCommand("cat", baseline_path(host)),
-                                        _sudo=bool(host.data.get("_sudo")))
-    if ok:
-        try:
-            baseline = json.loads(output.stdout).get("p95_ms")
-        except ValueError:
-            pass
-    record = {
-        "stage": stage, "target_stage": target_stage, "operator": operator_name(host),
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "baseline_p95_ms": baseline, "verdict": verdict, "command": command,
-    }
-    try:
-        probe(host, "record", {"dir": host.data.state_dir, "record": record}, timeout=30)
-    except ProbeError as error:
-        say(host, f"record FAIL: {error}", error=True)
-        return False
-    report(host, "record", record)
-    return True
-
-
-def _status_spec(host, history: int = 5) -> dict:
-    data = host.data
-    return {"unit": f"{data.service_name}.service", "env_file": data.rollout_env_file,
-            "state_dir": data.state_dir, "port": _port(host), "health_path": data.health_path,
-            "history": history}
-
-
-def status_check(state, host) -> bool:
-    """Where the host stands; written as the ``status`` report for the CLI."""
-    try:
-        answer = probe(host, "status", _status_spec(host), timeout=30)
-    except ProbeError as error:
-        say(host, f"status: {error}", error=True)
-        report(host, "status", {"error": str(error)})
-        return False
-    answer["file_stage"] = stage_from_env(answer.get("file_switch") or {})
-    answer["process_stage"] = stage_from_env(answer.get("process_switch") or {})
-    report(host, "status", answer)
-    return True

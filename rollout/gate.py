@@ -25,16 +25,15 @@ from rollout.usage import usage_consistent
 
 PASS, ABORT, ERROR, INCONCLUSIVE = "pass", "abort", "error", "inconclusive"
 
-#: Where each value sits in the metrics JSON (dotted paths, like Argo's jsonPath).
-DEFAULT_FIELDS = {
-    "requests": "requests_total",
-    "error_rate": "error_rate",
-    "success_rate": "success_rate",
-    "p95_ms": "latency_ms.p95",
-    # Unforced requests only: ?force_domain calls say nothing about the draw.
-    "usage_requests": "unforced.requests",
-    "usage_domain": "unforced.domain",
-}
+#: The values the gate reads from the metrics; where each sits in the app's JSON
+#: is the app's contract: ``metrics_field_defaults`` in group_data/all.py.
+METRICS = ("requests", "error_rate", "success_rate", "p95_ms", "usage_requests", "usage_domain")
+
+
+def field_paths(overrides: dict | None = None, base: dict | None = None) -> dict[str, str]:
+    """Every metric's dotted path: ``base`` (the ``metrics_field_defaults``
+    setting, group data's when not given) with ``overrides`` (``metrics_fields``)."""
+    return {**(base or defaults()["metrics_field_defaults"]), **(overrides or {})}
 
 
 @dataclass(frozen=True)
@@ -105,12 +104,13 @@ def _lookup(document: Any, path: str) -> Any:
 
 
 def parse_metrics(
-    status: int | None, body: str, content_type: str | None = None, field_paths: dict | None = None
+    status: int | None, body: str, content_type: str | None = None, paths: dict | None = None
 ) -> Sample:
     """Turn one metrics answer into a Sample, or raise MetricsError saying why not:
     no answer, an HTTP error, an empty body, HTML or other non-JSON, a missing
-    field, a value of the wrong type or outside its range."""
-    paths = {**DEFAULT_FIELDS, **(field_paths or {})}
+    field, a value of the wrong type or outside its range. ``paths``: every
+    metric's path (see ``field_paths``); group data's defaults when not given."""
+    paths = field_paths(paths)
     if status is None:
         raise MetricsError("metrics endpoint did not answer")
     if status != 200:

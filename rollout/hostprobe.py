@@ -1,30 +1,40 @@
 #!/usr/bin/env python3
 """Probe the service from inside one host; sent with each command by the checks.
 
-    python3 -c <this file, compressed> camera-rollout-probe MODE < spec.json
+    python3 -c <this file, compressed> camera-rollout-probe MODE [SPEC]
         ->   one JSON document on stdout
 
-Runs on the host, with the host's own python3 and its standard library only, so
-the checks need nothing but SSH: the service's port need not be reachable from
-the control machine, and secrets are read here and never sent back (only "is the
-database reachable: yes/no").
+SPEC is the mode's JSON spec, base64-encoded (a pyinfra fact has no stdin); when
+it is not given, the spec is read from stdin. Runs on the host, with the host's
+own python3 and its standard library only, so the checks need nothing but SSH:
+the service's port need not be reachable from the control machine, and secrets
+are read here and never sent back (only the names of the variables the secrets
+file sets, and "is the database reachable: yes/no"). Everything the service's
+contract names (switch variables, implementation header) comes in the spec.
 
 Modes:
+  state     the host's whole state in one read: lock, the managed files (owner,
+            mode, checksum; names only for an env file), the env file's switch,
+            the running process's switch, unit state, health, record, baseline
   requests  call a list of endpoints in order; status, implementation, body each
-  preflight what the preparation check judges: unit, env file vs process, health,
-            metrics, cameras config, database and Redis reachability
+  preflight the state plus what only the preparation check needs: metrics,
+            cameras config, database and Redis reachability
   traffic   bounded smoke traffic (a count and a time limit)
   write     replace a file atomically
   lock      take the fleet's rollout lock on this host (or say who holds it)
   unlock    release it (only the holder's token, or forced)
   record    write the current stage record and append it to the history
-  status    the stage in the file and in the process, health, record, lock
 """
 
+import base64
+import grp
+import hashlib
 import json
 import os
+import pwd
 import re
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,12 +43,12 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-SWITCH = ("USE_DOMAIN_SERVICE", "ROLLOUT_PERCENT")
 MAX_BODY = 256 * 1024
 
 
-def call(port, method, path, body=None, timeout=10.0):
-    """One HTTP request to the service on this host; never raises."""
+def call(port, method, path, body=None, timeout=10.0, header=None):
+    """One HTTP request to the service on this host; never raises. ``header``:
+    the response header that names the implementation."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}", data=data, method=method,
@@ -57,7 +67,7 @@ def call(port, method, path, body=None, timeout=10.0):
         return result
     with response:
         result["status"] = response.status
-        result["implementation"] = response.headers.get("X-Rollout-Implementation")
+        result["implementation"] = response.headers.get(header) if header else None
         result["content_type"] = response.headers.get("Content-Type")
         result["body"] = response.read(MAX_BODY).decode("utf-8", "replace")
     result["ms"] = (time.monotonic() - started) * 1000
@@ -83,18 +93,118 @@ def read_env_file(path):
     return values
 
 
-def process_switch(unit):
-    """The switch variables in the environment of the unit's main process."""
-    pid = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit],
-                         capture_output=True, text=True).stdout.strip()
-    if not pid.isdigit() or pid == "0":
+def only(values, names):
+    """The ``names`` among ``values`` (None stays None)."""
+    return None if values is None else {k: v for k, v in values.items() if k in names}
+
+
+def unit_status(unit):
+    """ActiveState, SubState, UnitFileState and MainPID of a systemd unit."""
+    try:
+        shown = subprocess.run(
+            ["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "UnitFileState", "-p", "MainPID",
+             unit], capture_output=True, text=True).stdout
+    except OSError:  # no systemctl: nothing is known about the unit
+        shown = ""
+    values = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    pid = values.get("MainPID", "")
+    return {"active": values.get("ActiveState") or "unknown", "sub": values.get("SubState") or "unknown",
+            "enabled": values.get("UnitFileState") or "unknown",
+            "main_pid": int(pid) if pid.isdigit() and pid != "0" else None}
+
+
+def process_switch(main_pid, names):
+    """The switch variables in the environment of the unit's main process: the
+    one reader of /proc/PID/environ (no other variable leaves the host)."""
+    if not main_pid:
         return None
     try:
-        raw = open(f"/proc/{pid}/environ", "rb").read()
+        raw = open(f"/proc/{main_pid}/environ", "rb").read()
     except OSError:
         return None
     pairs = (item.decode("utf-8", "replace").split("=", 1) for item in raw.split(b"\0") if b"=" in item)
-    return {key: value for key, value in pairs if key in SWITCH}
+    return {key: value for key, value in pairs if key in names}
+
+
+def read_json(path):
+    """A JSON file's document, or None (missing or unreadable)."""
+    try:
+        return json.loads(open(path, encoding="utf-8").read())
+    except (OSError, ValueError):
+        return None
+
+
+def write_atomic(path, content, mode="644"):
+    """Replace a file atomically: write beside it, sync, then rename over it."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=".probe-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, int(mode, 8))
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def _name(lookup, number):
+    try:
+        return lookup(number)[0]
+    except KeyError:
+        return str(number)
+
+
+def path_state(path, checksum=False, keys=False):
+    """What a managed file (or directory) is: type, owner, group, mode (as in
+    chmod, e.g. 640), and on request the sha256 of its bytes and, for an env
+    file, the names of the variables it sets to a value (never a value)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return {"type": None}
+    kinds = {stat.S_IFREG: "file", stat.S_IFDIR: "directory", stat.S_IFLNK: "link"}
+    found = {"type": kinds.get(stat.S_IFMT(info.st_mode), "other"),
+             "user": _name(pwd.getpwuid, info.st_uid), "group": _name(grp.getgrgid, info.st_gid),
+             "mode": int(format(stat.S_IMODE(info.st_mode), "o"))}
+    if found["type"] == "file":
+        if checksum:
+            with open(path, "rb") as handle:
+                found["sha256"] = hashlib.sha256(handle.read()).hexdigest()
+        if keys:
+            values = read_env_file(path)
+            found["keys"] = None if values is None else sorted(k for k, v in values.items() if v.strip())
+    return found
+
+
+def host_state(spec):
+    """The host's whole state in one read (see mode ``state``)."""
+    names = spec["switch_variables"]
+    unit = unit_status(spec["unit"])
+    health = call(spec["port"], "GET", spec["health_path"], timeout=float(spec.get("health_timeout", 3)))
+    state_dir = spec["state_dir"]
+    history = []
+    if spec.get("history"):
+        try:
+            lines = open(os.path.join(state_dir, "history.jsonl"), encoding="utf-8").read().splitlines()
+            history = [json.loads(line) for line in lines[-int(spec["history"]):] if line.strip()]
+        except (OSError, ValueError):
+            pass
+    return {
+        "lock": read_json(os.path.join(state_dir, "lock.json")),
+        "files": {path: path_state(path, **wanted) for path, wanted in spec.get("files", {}).items()},
+        "file_switch": only(read_env_file(spec["switch_file"]), names),
+        "process_switch": process_switch(unit["main_pid"], names),
+        "unit": unit,
+        "health": {"status": health["status"], "error": health["error"]},
+        "current": read_json(os.path.join(state_dir, "current.json")),
+        "baseline": read_json(os.path.join(state_dir, "baseline.json")),
+        "history": history,
+    }
 
 
 def reachable(url, default_port):
@@ -131,28 +241,30 @@ def count_cameras(path):
     return {"exists": True, "count": count}
 
 
+def mode_state(spec):
+    return host_state(spec)
+
+
 def mode_requests(spec):
     timeout = float(spec.get("timeout", 10))
-    return [call(spec["port"], r["method"], r["path"], r.get("body"), timeout) for r in spec["requests"]]
+    return [call(spec["port"], r["method"], r["path"], r.get("body"), timeout, spec.get("header"))
+            for r in spec["requests"]]
 
 
 def mode_preflight(spec):
-    unit, port = spec["unit"], spec["port"]
-    active = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True).stdout.strip()
-    file_env = read_env_file(spec["env_file"])
-    secrets_env = read_env_file(spec["secrets_file"])
-    secrets = secrets_env or {}
-    health = call(port, "GET", spec["health_path"], timeout=5)
+    state = host_state(spec)
+    port = spec["port"]
+    secrets = read_env_file(spec["secrets_file"]) or {}
     metrics = call(port, "GET", spec["metrics_path"], timeout=5)
     return {
-        "unit_active": active,
-        "file_switch": None if file_env is None else {k: v for k, v in file_env.items() if k in SWITCH},
-        "process_switch": process_switch(unit),
-        "health": {"status": health["status"], "error": health["error"]},
+        "unit_active": state["unit"]["active"],
+        "file_switch": state["file_switch"],
+        "process_switch": state["process_switch"],
+        "health": state["health"],
         "metrics": {k: metrics[k] for k in ("status", "content_type", "body", "error")},
         "cameras": count_cameras(spec["cameras_file"]),
         # Names of the variables set to a value, never a value.
-        "secrets_file": None if secrets_env is None else sorted(k for k, v in secrets.items() if v.strip()),
+        "secrets_file": state["files"][spec["secrets_file"]].get("keys"),
         "database": reachable(secrets.get("DATABASE_URL"), 5432),
         "redis": reachable(secrets.get("REDIS_URL"), 6379),
     }
@@ -164,7 +276,7 @@ def mode_traffic(spec):
     statuses, implementations, sent = {}, {}, 0
     while sent < int(spec["count"]) and time.monotonic() < deadline:
         path = spec["paths"][sent % len(spec["paths"])]
-        result = call(spec["port"], "GET", path, timeout=5)
+        result = call(spec["port"], "GET", path, timeout=5, header=spec.get("header"))
         sent += 1
         key = str(result["status"] or result["error"].split(":")[0])
         statuses[key] = statuses.get(key, 0) + 1
@@ -176,25 +288,8 @@ def mode_traffic(spec):
 
 
 def mode_write(spec):
-    """Replace a file atomically: write beside it, then rename over it."""
-    path = spec["path"]
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=".probe-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(spec["content"])
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(temp, int(spec.get("mode", "644"), 8))
-    os.replace(temp, path)
-    return {"written": path}
-
-
-def read_json(path):
-    try:
-        return json.loads(open(path, encoding="utf-8").read())
-    except (OSError, ValueError):
-        return None
+    write_atomic(spec["path"], spec["content"], spec.get("mode", "644"))
+    return {"written": spec["path"]}
 
 
 def mode_lock(spec):
@@ -225,50 +320,38 @@ def mode_unlock(spec):
 
 
 def mode_record(spec):
-    """current.json replaced atomically; history.jsonl appended and synced."""
-    directory, record = spec["dir"], spec["record"]
-    mode_write({"path": os.path.join(directory, "current.json"), "content": json.dumps(record) + "\n"})
+    """The record completed on the host: the stage the env file holds now (its
+    switch looked up in the spec's table of stages) and the recorded baseline
+    P95; current.json replaced atomically, history.jsonl appended and synced."""
+    directory = spec["dir"]
+    switch = only(read_env_file(spec["switch_file"]), spec["switch_variables"])
+    stages = [stage for known, stage in spec["stages"] if known == switch]
+    baseline = read_json(spec["baseline_file"])
+    record = {**spec["record"], "stage": stages[0] if stages else None,
+              "baseline_p95_ms": baseline.get("p95_ms") if isinstance(baseline, dict) else None}
+    write_atomic(os.path.join(directory, "current.json"), json.dumps(record) + "\n")
     with open(os.path.join(directory, "history.jsonl"), "a", encoding="utf-8") as history:
         history.write(json.dumps(record) + "\n")
         history.flush()
         os.fsync(history.fileno())
-    return {"recorded": True}
+    return {"recorded": True, "record": record}
 
 
-def mode_status(spec):
-    unit = spec["unit"]
-    active = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True).stdout.strip()
-    file_env = read_env_file(spec["env_file"])
-    health = call(spec["port"], "GET", spec["health_path"], timeout=5)
-    history = []
-    try:
-        lines = open(os.path.join(spec["state_dir"], "history.jsonl"), encoding="utf-8").read().splitlines()
-        history = [json.loads(line) for line in lines[-int(spec.get("history", 5)):] if line.strip()]
-    except (OSError, ValueError):
-        pass
-    return {
-        "unit_active": active,
-        "file_switch": None if file_env is None else {k: v for k, v in file_env.items() if k in SWITCH},
-        "process_switch": process_switch(unit),
-        "health": health["status"],
-        "current": read_json(os.path.join(spec["state_dir"], "current.json")),
-        "lock": read_json(os.path.join(spec["state_dir"], "lock.json")),
-        "history": history,
-    }
-
-
-MODES = {"requests": mode_requests, "preflight": mode_preflight, "traffic": mode_traffic,
-         "write": mode_write, "lock": mode_lock, "unlock": mode_unlock, "record": mode_record,
-         "status": mode_status}
+MODES = {"state": mode_state, "requests": mode_requests, "preflight": mode_preflight,
+         "traffic": mode_traffic, "write": mode_write, "lock": mode_lock, "unlock": mode_unlock,
+         "record": mode_record}
 
 
 def main(argv):
-    # The mode is the last argument: "probe.py MODE" or "-c ... camera-rollout-probe MODE".
-    if len(argv) < 2 or argv[-1] not in MODES:
-        print(f"usage: probe.py {{{'|'.join(MODES)}}} < spec.json", file=sys.stderr)
+    # "probe.py MODE [SPEC]" or "-c ... camera-rollout-probe MODE [SPEC]".
+    if len(argv) >= 3 and argv[-2] in MODES:
+        mode, spec = argv[-2], json.loads(base64.b64decode(argv[-1]))
+    elif len(argv) >= 2 and argv[-1] in MODES:
+        mode, spec = argv[-1], json.loads(sys.stdin.read())
+    else:
+        print(f"usage: probe.py {{{'|'.join(MODES)}}} [SPEC] (or the spec on stdin)", file=sys.stderr)
         return 2
-    spec = json.loads(sys.stdin.read())
-    json.dump(MODES[argv[-1]](spec), sys.stdout)
+    json.dump(MODES[mode](spec), sys.stdout)
     sys.stdout.write("\n")
     return 0
 

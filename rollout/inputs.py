@@ -23,8 +23,8 @@ from typing import Any
 
 from rollout.batches import BatchError, hook_commands, parse_batches, parse_duration, plan_batches
 from rollout.catalog import CatalogError, load_catalog
-from rollout.gate import DEFAULT_FIELDS, Thresholds
-from rollout.render import check_app_env
+from rollout.gate import METRICS, Thresholds
+from rollout.render import check_app_env, reserved_variables
 from rollout.stages import StageError, validate_plan
 
 
@@ -87,13 +87,43 @@ def _gate(value: Any) -> None:
 def _metrics_fields(value: Any) -> None:
     if not isinstance(value, dict):
         raise ValueError(f"must be a mapping of metric names to dotted paths, got {value!r}")
-    unknown = sorted(set(value) - set(DEFAULT_FIELDS))
+    unknown = sorted(set(value) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))} "
-                         f"(known: {', '.join(DEFAULT_FIELDS)})")
+                         f"(known: {', '.join(METRICS)})")
     for key, path in value.items():
         if not isinstance(path, str) or not re.fullmatch(r"[^.\s]+(\.[^.\s]+)*", path):
-            raise ValueError(f"{key} must be a dotted path like latency_ms.p95, got {path!r}")
+            raise ValueError(f"{key} must be a dotted path like stats.p95, got {path!r}")
+
+
+def _metrics_field_defaults(value: Any) -> None:
+    _metrics_fields(value)
+    missing = [name for name in METRICS if name not in value]
+    if missing:
+        raise ValueError(f"lacks the path of {', '.join(missing)}")
+
+
+def _env_name(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+def _switch_variables(value: Any) -> None:
+    if not isinstance(value, dict) or set(value) != {"enabled", "percent"}:
+        raise ValueError(f"must map 'enabled' and 'percent' to the app's variable names, got {value!r}")
+    if _env_name(value["enabled"]) == _env_name(value["percent"]):
+        raise ValueError(f"enabled and percent must be two variables, got {value!r}")
+
+
+def _header(value: Any) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9-]+", value):
+        raise ValueError(f"must be an HTTP header name, got {value!r}")
+
+
+def _query_parameter(value: Any) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+        raise ValueError(f"must be a URL query parameter name, got {value!r}")
 
 
 def _endpoints(value: Any) -> None:
@@ -139,7 +169,7 @@ def _secret_variables(value: Any) -> None:
 
 
 def _app_env(value: Any) -> None:
-    check_app_env(value)
+    check_app_env(value, reserved=frozenset())  # the reserved names: a check across settings, below
 
 
 #: Every setting of group_data/all.py a run reads, with its check. Unset (None)
@@ -148,6 +178,8 @@ SETTINGS: dict[str, Callable[[Any], None]] = {
     "service_name": _name, "service_user": _name, "service_group": _name,
     "app_dir": _absolute_path, "venv_dir": _absolute_path, "app_module": lambda v: _require_str(v),
     "bind_host": lambda v: _require_str(v), "bind_port": _port, "workers": _number(1, integral=True),
+    "switch_variables": _switch_variables, "implementation_header": _header,
+    "force_domain_parameter": _query_parameter, "metrics_field_defaults": _metrics_field_defaults,
     "env_dir": _absolute_path, "rollout_env_file": _absolute_path, "secrets_env_file": _absolute_path,
     "unit_file": _absolute_path, "state_dir": _absolute_path,
     "stage_plan": _stage_plan, "app_env": _app_env,
@@ -190,6 +222,11 @@ def check_settings(settings: Mapping[str, Any], host: str | None = None) -> None
             check(value)
         except ValueError as error:
             raise InputError(f"setting {key}{where}: {error}") from None
+    try:  # across settings, each checked on its own above
+        check_app_env(settings["app_env"], reserved_variables(settings["switch_variables"],
+                                                              settings["secret_variables"]))
+    except ValueError as error:
+        raise InputError(f"setting app_env{where}: {error}") from None
 
 
 def _has_value(value: Any) -> bool:

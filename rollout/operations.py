@@ -1,7 +1,11 @@
 """pyinfra operations this package needs beyond pyinfra's own.
 
-Small generator functions in pyinfra's style: facts are read first, commands are
-yielded only for what differs.
+Small generator functions in pyinfra's style: commands are yielded only for what
+differs. They decide from the host's state read once per host before any
+operation (``known``: the HostState fact, see rollout/hoststate.py), or, given
+``known=None``, from the state read when they run: an operation after a change
+this run made to the same thing (a rollback after a failed check) must not
+decide from what was there before it.
 """
 
 from __future__ import annotations
@@ -9,16 +13,16 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import shlex
+from collections.abc import Sequence
 from io import StringIO
 
 from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations.util.files import generate_color_diff
-from pyinfra.facts.files import File, FileContents, Sha256File
+from pyinfra.facts.files import FileContents
 
-from rollout import checks
-from rollout.facts import EnvFileKeys, HttpStatus
-from rollout.stages import stage_from_env_lines
+from rollout import checks, hoststate
 
 
 def when(*conditions):
@@ -60,6 +64,16 @@ class _UploadOrRemove(FileUploadCommand):
                  "temporary file removed, the old file is untouched", logger.error)
 
 
+def _state(known: dict | None, secrets_checksum: bool | None = None) -> dict | None:
+    """``known``, or the host's state read now."""
+    return known if known is not None else hoststate.read(host, secrets_checksum=secrets_checksum)
+
+
+def _changed(operations: Sequence[OperationMeta]) -> bool:
+    """Did any of these operations change something (False before they ran)?"""
+    return any(op.is_complete() and op.did_change() for op in operations)
+
+
 @operation()
 def atomic_file(
     dest: str,
@@ -68,37 +82,39 @@ def atomic_file(
     group: str = "root",
     mode: int = 644,
     secret: bool = False,
+    known: dict | None = None,
 ):
     """
     Install ``content`` at ``dest`` atomically: upload beside it, set owner and
     mode on the temporary file, then ``mv`` it over ``dest`` (a rename within one
     directory), so a reader or a crash never sees a half-written file.
 
-    + dest: remote path
+    + dest: remote path (one of the files HostState reads, with its checksum)
     + content: full text of the file
     + user/group/mode: owner and permissions (mode as in ``chmod``, e.g. 640)
     + secret: never show the content, not even with ``--diff``
+    + known: the host's state read before this run changed anything (None: read now)
     """
-    remote = host.get_fact(File, path=dest)
-    remote_sum = host.get_fact(Sha256File, path=dest) if remote else None
+    remote = hoststate.path_state(_state(known, secrets_checksum=secret or None), dest)
+    if remote["type"] == "file" and "sha256" not in remote:
+        raise ValueError(f"atomic_file: the host state was read without the checksum of {dest}")
+    exists = remote["type"] == "file"
     local_sum = hashlib.sha256(content.encode()).hexdigest()
 
-    same_content = remote_sum == local_sum
-    same_meta = bool(remote) and (
-        remote["user"] == user and remote["group"] == group and remote["mode"] == mode
-    )
+    same_content = exists and remote["sha256"] == local_sum
+    same_meta = exists and (remote["user"] == user and remote["group"] == group and remote["mode"] == mode)
     if same_content and same_meta:
         host.noop(f"{dest} is up to date")
         return
 
     if state.config.DIFF:
-        verb = "Will modify" if remote else "Will create"
+        verb = "Will modify" if exists else "Will create"
         if secret:
             host.log(f"{verb} {dest} (secret: contents not shown)", logger.info)
         elif not same_content:
             host.log(f"{verb} {dest}", logger.info)
             old = []
-            if remote:
+            if exists:
                 old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []]
             for line in generate_color_diff(old, content.splitlines(keepends=True)):
                 logger.info("  %s", line)
@@ -121,24 +137,60 @@ def atomic_file(
     )
 
 
+@operation()
+def directory(path: str, user: str, group: str, mode: int, known: dict | None = None):
+    """
+    A directory with this owner and mode (created with its parents if missing).
+
+    + path: the directory (one HostState reads)
+    + user/group/mode: owner and permissions (mode as in ``chmod``, e.g. 750)
+    + known: the host's state (None: read now)
+    """
+    found = hoststate.path_state(_state(known), path)
+    if found["type"] == "directory" and (found["user"], found["group"], found["mode"]) == (user, group, mode):
+        host.noop(f"directory {path} exists")
+        return
+    quoted = shlex.quote(path)
+    yield StringCommand(f"mkdir -p {quoted} && chown {shlex.quote(user)}:{shlex.quote(group)} {quoted}"
+                        f" && chmod {mode:03d} {quoted}")
+
+
 @operation(is_idempotent=False)
-def env_file_has(path: str, variables: list[str]):
+def env_file_has(path: str, variables: list[str], known: dict | None = None):
     """
     Make sure an env file on the host sets every one of ``variables`` (e.g. the
     secrets file the unit reads): nothing to do when it does, else fail naming
     the file and the missing names. Reads names only, never a value.
 
-    + path: the env file on the host
+    + path: the env file on the host (one HostState reads the names of)
     + variables: the variable names it must set to a non-empty value
+    + known: the host's state (None: read now)
     """
-    present = host.get_fact(EnvFileKeys, path=path)
+    present = hoststate.path_state(_state(known), path).get("keys")
     missing = [v for v in variables if present is None or v not in present]
     if not missing:
         host.noop(f"{path} sets {', '.join(variables)}")
         return
     problem = "is missing" if present is None else f"lacks {', '.join(missing)}"
-    yield FunctionCommand(checks.fail_check, (f"{path} {problem}: write the secrets first "
-                                              "(pyinfra INVENTORY tasks/secrets.py)",), {})
+    yield FunctionCommand(checks.fail, (f"{path} {problem}: write the secrets first "
+                                        "(pyinfra INVENTORY tasks/secrets.py)",), {})
+
+
+@operation(is_idempotent=False)
+def lock_free(token: str | None, known: dict | None = None):
+    """
+    Go on only if the fleet's rollout lock is free or held by this run (``token``);
+    otherwise fail naming the holder.
+
+    + token: this run's lock token
+    + known: the host's state (None: read now)
+    """
+    known = _state(known)
+    refusal = hoststate.lock_refusal(known, token)
+    if refusal is None:
+        host.noop("the rollout lock is free or this run's")
+        return
+    yield FunctionCommand(hoststate.lock_refused, (refusal, (known or {}).get("lock")), {})
 
 
 @operation(is_idempotent=False)
@@ -151,23 +203,26 @@ def restart_unit(unit: str):
     """
     # reset-failed first: a unit that crash-looped into its start limit refuses a
     # plain restart ("start request repeated too quickly"), e.g. during a revert.
-    yield StringCommand("systemctl", "reset-failed", unit, "2>/dev/null", "||", "true")
-    yield StringCommand("systemctl", "restart", unit)
+    yield StringCommand("systemctl", "reset-failed", unit, "2>/dev/null", "||", "true", ";",
+                        "systemctl", "restart", unit)
 
 
 @operation(is_idempotent=False)
-def wait_healthy(url: str, timeout_s: int = 60, unit: str | None = None):
+def wait_healthy(url: str, timeout_s: int = 60, unit: str | None = None, known: dict | None = None,
+                 after: Sequence[OperationMeta] = ()):
     """
     Make sure ``url`` answers HTTP 200 on the host: nothing to do when it already
     does; otherwise wait, bounded, and fail with a clear message when it does not
     within ``timeout_s``. Checked on every run, so a host left unhealthy by an
     earlier run is never reported as fine.
 
-    + url: health URL as seen from the host itself
+    + url: health URL as seen from the host itself (the one HostState reads)
     + timeout_s: upper bound on the wait, in seconds
     + unit: unit whose failure ends the wait early
+    + known: the host's state (None: read now)
+    + after: operations (a restart) after whose change ``known`` says nothing: wait
     """
-    if host.get_fact(HttpStatus, url=url) == 200:
+    if not _changed(after) and hoststate.healthy(_state(known)):
         host.noop(f"{url} answers 200")
         return
     # Each curl is capped at 2 s, the loop at timeout_s by the clock; a unit that
@@ -189,115 +244,39 @@ def wait_healthy(url: str, timeout_s: int = 60, unit: str | None = None):
     yield StringCommand("sh", "-c", shlex.quote(script))
 
 
-# --- checks: judged in Python on the control machine (rollout/checks.py) ----------------------
+@operation(is_idempotent=False)
+def unit_enabled_and_running(unit: str, known: dict | None = None, after: Sequence[OperationMeta] = ()):
+    """
+    Keep a systemd unit enabled (``enabled`` or ``static``) and running.
+
+    + unit: the unit name, e.g. ``camera-api.service``
+    + known: the host's state (None: read now)
+    + after: operations (a restart that then proved healthy) whose change means running
+    """
+    restarted = _changed(after)
+    known = _state(known)
+    running = restarted or hoststate.unit_running(known)
+    enabled = hoststate.unit_enabled(known)
+    if running and enabled:
+        host.noop(f"{unit} is enabled and running")
+        return
+    if not running:
+        yield StringCommand("systemctl", "start", unit)
+    if not enabled:
+        yield StringCommand("systemctl", "enable", unit)
 
 
 @operation(is_idempotent=False)
-def preflight(expected_stage: int | None = None):
-    """
-    The preparation check on the host: unit active, process runs the file's
-    stage, health, complete metrics, cameras config, database and Redis reachable.
-
-    + expected_stage: stage the env file must hold (None: any valid stage)
-    """
-    yield FunctionCommand(checks.preflight_check, (expected_stage,), {})
-
-
-@operation(is_idempotent=False)
-def compare_endpoints(read_only: bool = False, legacy_proof: bool = False):
-    """
-    Call every catalog endpoint with force_domain=false and =true: expected
-    statuses, the forced implementation answering, the same status and JSON
-    structure from both.
-
-    + read_only: GET endpoints only, nothing written
-    + legacy_proof: call every endpoint unforced instead; legacy must answer all
-    """
-    yield FunctionCommand(checks.compare_check, (read_only, legacy_proof), {})
-
-
-@operation(is_idempotent=False)
-def implementation_mix(stage: int | None = None, legacy_proof: bool = False):
-    """
-    Send unforced requests and test their implementation mix against the stage
-    (exact binomial test).
-
-    + stage: the stage to test against (None: the env file's)
-    + legacy_proof: part of the proof after a rollback
-    """
-    yield FunctionCommand(checks.mix_check, (stage, legacy_proof), {})
-
-
-@operation(is_idempotent=False)
-def record_baseline(env_file: str, to_stage: int):
+def record_baseline(to_stage: int, known: dict | None = None):
     """
     Record on the host the P95 it serves now, before its stage changes; nothing
     to do when the stage stays (the recorded baseline is kept).
 
-    + env_file: the rollout env file (its stage is the one being left)
     + to_stage: the stage about to be applied
+    + known: the host's state before the change (None: read now)
     """
-    lines = host.get_fact(FileContents, path=env_file) or []
-    current = stage_from_env_lines(lines)
+    current = hoststate.file_stage(_state(known), host.data.switch_variables)
     if current == to_stage:
         host.noop(f"stage stays {to_stage}: baseline kept")
         return
-    yield FunctionCommand(checks.record_baseline_check, (current, to_stage), {})
-
-
-@operation(is_idempotent=False)
-def metrics_gate(stage: int | None = None, soak_s: float = 30, interval_s: float = 5):
-    """
-    Poll the app's metrics over a soak window and judge them against the
-    thresholds and the baseline; fail on an abort or on unreadable metrics.
-
-    + stage: the stage being judged (None: the env file's)
-    + soak_s: observation window in seconds (0: one read)
-    + interval_s: seconds between reads
-    """
-    yield FunctionCommand(checks.gate_check, (stage, soak_s, interval_s), {})
-
-
-@operation(is_idempotent=False)
-def fail(reason: str):
-    """
-    Fail the run on this host with ``reason`` (after earlier steps whose errors
-    were let through, e.g. to roll back first).
-
-    + reason: one line for the operator
-    """
-    yield FunctionCommand(checks.fail_check, (reason,), {})
-
-
-@operation(is_idempotent=False)
-def rollout_lock(action: str, token: str | None, command: str = "", force: bool = False):
-    """
-    The fleet's rollout lock on this host (one rollout at a time).
-
-    + action: ``acquire``, ``check`` (refuse when another holds it) or ``release``
-    + token: this rollout's token
-    + command: what the holder runs, shown to a refused operator
-    + force: with ``release``, break another operator's lock
-    """
-    yield FunctionCommand(checks.lock_check, (action, token, command, force), {})
-
-
-@operation(is_idempotent=False)
-def record_change(target_stage: int, command: str):
-    """
-    Record the stage now on the host, with operator, time, baseline P95 and the
-    checks' verdict; appended to the host's history.
-
-    + target_stage: the stage this run set out to apply
-    + command: what ran
-    """
-    yield FunctionCommand(checks.record_check, (target_stage, command), {})
-
-
-@operation(is_idempotent=False)
-def read_status():
-    """
-    Read where the host stands (file and process stage, health, record, lock)
-    into the ``status`` report.
-    """
-    yield FunctionCommand(checks.status_check, (), {})
+    yield FunctionCommand(checks.record_baseline, (current, to_stage), {})

@@ -8,6 +8,7 @@ observation: database and Redis come as reachable yes/no only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from rollout.gate import MetricsError, parse_metrics
@@ -23,16 +24,18 @@ class Check:
 
 def judge_preflight(
     observation: dict[str, Any], expected_stage: int | None = None, field_paths: dict | None = None,
-    secret_variables: tuple[str, ...] = (),
+    secret_variables: tuple[str, ...] = (), switch_variables: Mapping[str, str] | None = None,
 ) -> list[Check]:
-    """One row per check. ``secret_variables``: the names the secrets file must
-    set (the observation holds names only, never a value)."""
+    """One row per check. ``field_paths``: where each metric sits (see
+    rollout.gate.field_paths); ``secret_variables``: the names the secrets file
+    must set (the observation holds names only, never a value);
+    ``switch_variables``: the app's switch (group data's when not given)."""
     checks = []
     active = observation.get("unit_active") or "unknown"
     checks.append(Check("unit active", active == "active", f"systemd says {active}"))
 
     file_switch = observation.get("file_switch")
-    file_stage = stage_from_env(file_switch) if file_switch is not None else None
+    file_stage = stage_from_env(file_switch, switch_variables) if file_switch is not None else None
     if file_switch is None:
         checks.append(Check("env file stage", False, "rollout env file missing or unreadable"))
     elif file_stage is None:
@@ -46,12 +49,13 @@ def judge_preflight(
     if process_switch is None:
         checks.append(Check("process runs the file's stage", False, "no running main process"))
     elif process_switch != file_switch:
-        process_stage = stage_from_env(process_switch)
+        process_stage = stage_from_env(process_switch, switch_variables)
         checks.append(Check("process runs the file's stage", False,
                             f"file says stage {file_stage}, process runs {process_stage} "
                             f"(written but not restarted?)"))
     else:
-        checks.append(Check("process runs the file's stage", True, f"stage {stage_from_env(process_switch)}"))
+        checks.append(Check("process runs the file's stage", True,
+                            f"stage {stage_from_env(process_switch, switch_variables)}"))
 
     health = observation.get("health") or {}
     checks.append(Check("health answers 200", health.get("status") == 200,

@@ -6,11 +6,12 @@ compare it with exact expected files.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jinja2
 
-from rollout.project import TEMPLATES_DIR
+from rollout.project import TEMPLATES_DIR, defaults
 
 
 
@@ -29,19 +30,27 @@ def env_quote(value: Any) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-#: Variables that only the deploy's own templates may set: an ``app_env`` entry
-#: would otherwise override the stage (last assignment wins) or a secret.
-RESERVED_ENV = frozenset({"USE_DOMAIN_SERVICE", "ROLLOUT_PERCENT", "DATABASE_URL", "REDIS_URL"})
+def reserved_variables(switch_variables: Mapping[str, str] | None = None,
+                       secret_variables: Mapping[str, str] | None = None) -> frozenset[str]:
+    """Variables that only the deploy's own templates may set: an ``app_env``
+    entry would otherwise override the stage (last assignment wins) or a secret.
+    From the ``switch_variables`` and ``secret_variables`` settings (group
+    data's when not given)."""
+    switch = switch_variables or defaults()["switch_variables"]
+    secrets = secret_variables or defaults()["secret_variables"]
+    return frozenset(switch.values()) | frozenset(secrets)
 
 
-def check_app_env(app_env: object) -> dict[str, str]:
-    """Validate the extra, non-secret variables for the rollout env file."""
+def check_app_env(app_env: object, reserved: frozenset[str] | None = None) -> dict[str, str]:
+    """Validate the extra, non-secret variables for the rollout env file
+    (``reserved``: see ``reserved_variables``)."""
     if not isinstance(app_env, dict):
         raise ValueError(f"app_env must be a mapping of variable names to values, got {app_env!r}")
+    reserved = reserved_variables() if reserved is None else reserved
     for key, value in app_env.items():
         if not (isinstance(key, str) and key.replace("_", "a").isalnum() and not key[0].isdigit()):
             raise ValueError(f"app_env: {key!r} is not a valid environment variable name")
-        if key in RESERVED_ENV:
+        if key in reserved:
             raise ValueError(f"app_env may not set {key}: the stage and the secrets files own it")
         env_quote(value)
     return {key: str(value) for key, value in app_env.items()}

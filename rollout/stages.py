@@ -7,7 +7,7 @@ these, so a stage is validated the same way wherever it comes from.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rollout.project import defaults
 
@@ -17,8 +17,12 @@ DEFAULT_PLAN: tuple[int, ...] = tuple(defaults()["stage_plan"])
 #: Stage 0 is "rolled back": the domain implementation is switched off entirely.
 ROLLBACK_STAGE = 0
 
-#: The switch the app reads at start-up.
-ROLLOUT_VARIABLES = ("USE_DOMAIN_SERVICE", "ROLLOUT_PERCENT")
+
+def switch_names(variables: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The names of the switch the app reads at start-up, (enabled, percent):
+    the ``switch_variables`` setting (group_data/all.py when not given)."""
+    variables = variables or defaults()["switch_variables"]
+    return variables["enabled"], variables["percent"]
 
 
 class StageError(ValueError):
@@ -68,32 +72,32 @@ def parse_stage(value: object, plan: Sequence[int] = DEFAULT_PLAN) -> int:
     return stage
 
 
-def rollout_env(stage: int) -> dict[str, str]:
-    """The two switch variables the app reads at start-up for a stage.
+def rollout_env(stage: int, variables: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The two switch variables the app reads at start-up for a stage, enabled
+    first (``variables``: the ``switch_variables`` setting).
 
     Stage 0 is the seed's global rollback: ``USE_DOMAIN_SERVICE=false`` and
     ``ROLLOUT_PERCENT=0``.
     """
-    return {
-        "USE_DOMAIN_SERVICE": "true" if stage > ROLLBACK_STAGE else "false",
-        "ROLLOUT_PERCENT": str(stage),
-    }
+    enabled, percent = switch_names(variables)
+    return {enabled: "true" if stage > ROLLBACK_STAGE else "false", percent: str(stage)}
 
 
-def stage_from_env(env: dict[str, str]) -> int | None:
+def stage_from_env(env: Mapping[str, str], variables: Mapping[str, str] | None = None) -> int | None:
     """Read the stage back from switch variables (an env file or a process's
     environment); ``None`` when they are missing or make no stage."""
-    use = env.get("USE_DOMAIN_SERVICE", "").strip().lower()
-    percent = env.get("ROLLOUT_PERCENT", "").strip()
+    enabled, percent_name = switch_names(variables)
+    use = env.get(enabled, "").strip().lower()
+    percent = env.get(percent_name, "").strip()
     if use not in ("true", "false") or not percent.isdigit():
         return None
     return int(percent) if use == "true" else ROLLBACK_STAGE
 
 
-def stage_from_env_lines(lines) -> int | None:
+def stage_from_env_lines(lines, variables: Mapping[str, str] | None = None) -> int | None:
     """The stage of an env file's ``KEY=VALUE`` lines (comments and other lines
     are ignored); ``None`` when they make no stage."""
-    return stage_from_env(dict(line.strip().split("=", 1) for line in lines if "=" in line))
+    return stage_from_env(dict(line.strip().split("=", 1) for line in lines if "=" in line), variables)
 
 
 def next_stage(current: int, plan: Sequence[int] = DEFAULT_PLAN) -> int | None:

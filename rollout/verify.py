@@ -6,8 +6,9 @@ the host. A verification run, per host:
 1. discovery (legacy): the verification camera's state, and the id of the one
    named verification alert rule, created once if it is missing;
 2. every catalog endpoint with ``force_domain=false``, then again with
-   ``force_domain=true``: both statuses must be the expected one, the bodies must
-   have the same structure, and the header must name the forced implementation;
+   ``force_domain=true`` (the ``force_domain_parameter`` setting): both statuses
+   must be the expected one, the bodies must have the same structure, and the
+   implementation header must name the forced implementation;
 3. the camera's running/active/auto-start state put back as it was (legacy);
 4. N unforced requests whose implementation mix must fit the stage.
 
@@ -53,10 +54,11 @@ def body_json(result: dict[str, Any]) -> Any:
 # --- 1. discovery ------------------------------------------------------------------------
 
 
-def discovery_plan(camera_id: str) -> list[dict]:
+def discovery_plan(camera_id: str, parameter: str | None = None) -> list[dict]:
+    """``parameter``: the ``force_domain_parameter`` setting (here and below)."""
     return [
-        request("GET", with_force(f"/api/v1/cameras/{camera_id}/status", "legacy")),
-        request("GET", with_force(RULES_PATH, "legacy")),
+        request("GET", with_force(f"/api/v1/cameras/{camera_id}/status", "legacy", parameter)),
+        request("GET", with_force(RULES_PATH, "legacy", parameter)),
     ]
 
 
@@ -79,9 +81,10 @@ def find_rule_id(rules_result: dict[str, Any], rule_name: str) -> int | None:
     return None
 
 
-def create_rule_plan(create: Endpoint, context: dict[str, Any]) -> list[dict]:
+def create_rule_plan(create: Endpoint, context: dict[str, Any], parameter: str | None = None) -> list[dict]:
     """Create the verification rule (once, with the catalog's create body)."""
-    return [request(create.method, with_force(fill(create.path, context), "legacy"), fill(create.body, context))]
+    return [request(create.method, with_force(fill(create.path, context), "legacy", parameter),
+                    fill(create.body, context))]
 
 
 # --- 2. both implementations --------------------------------------------------------------
@@ -89,7 +92,7 @@ def create_rule_plan(create: Endpoint, context: dict[str, Any]) -> list[dict]:
 
 def comparison_plan(
     catalog: tuple[Endpoint, ...], context: dict[str, Any], read_only: bool,
-    modes: tuple[str | None, ...] = MODES,
+    modes: tuple[str | None, ...] = MODES, parameter: str | None = None,
 ) -> list[tuple[Endpoint, str | None, dict]]:
     """Every endpoint under each mode, in catalog order, one mode after the other
     (so a write sequence leaves the same state before each mode's calls). Mode
@@ -99,7 +102,7 @@ def comparison_plan(
         for endpoint in catalog:
             if read_only and not endpoint.read_only:
                 continue
-            path = with_force(fill(endpoint.path, context), mode)
+            path = with_force(fill(endpoint.path, context), mode, parameter)
             plan.append((endpoint, mode, request(endpoint.method, path, fill(endpoint.body, context))))
     return plan
 
@@ -172,13 +175,17 @@ def judge_legacy_proof(plan: list[tuple[Endpoint, None, dict]], results: list[di
 # --- 3. restore --------------------------------------------------------------------------
 
 
-def restore_plan(camera_id: str, before: dict[str, bool]) -> list[dict]:
+def restore_plan(camera_id: str, before: dict[str, bool], parameter: str | None = None) -> list[dict]:
     """Put the verification camera back the way discovery found it (legacy)."""
     base = f"/api/v1/cameras/{camera_id}"
-    plan = [request("POST", with_force(f"{base}/{'activate' if before['active'] else 'deactivate'}", "legacy"))]
+
+    def legacy(path: str) -> str:
+        return with_force(path, "legacy", parameter)
+
+    plan = [request("POST", legacy(f"{base}/{'activate' if before['active'] else 'deactivate'}"))]
     if before["active"]:
-        plan.append(request("POST", with_force(f"{base}/{'start' if before['running'] else 'stop'}", "legacy")))
-    plan.append(request("PUT", with_force(f"{base}/auto-start", "legacy"), {"enabled": before["auto_start"]}))
+        plan.append(request("POST", legacy(f"{base}/{'start' if before['running'] else 'stop'}")))
+    plan.append(request("PUT", legacy(f"{base}/auto-start"), {"enabled": before["auto_start"]}))
     return plan
 
 

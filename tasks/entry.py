@@ -7,7 +7,7 @@ import sys
 from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 
-from rollout.checks import report
+from rollout.reports import report
 from rollout.inputs import InputError, check_secrets_for_writing, check_settings, settings_of
 
 

@@ -8,6 +8,7 @@
 from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 
+from rollout import hoststate
 from tasks import checks
 from tasks.entry import begin
 
@@ -15,4 +16,4 @@ begin()
 action = host.data.get("lock_action") or "check"
 if action not in ("acquire", "check", "release"):
     raise PyinfraError(f"lock_action must be acquire, check or release, got {action!r}")
-checks.lock(action)
+checks.lock(action, hoststate.read(host) if action == "check" else None)

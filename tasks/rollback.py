@@ -8,6 +8,7 @@ The same task as any stage (tasks/stage.py), at stage 0.
 
 from pyinfra import host
 
+from rollout import hoststate
 from rollout.stages import ROLLBACK_STAGE
 from tasks import checks
 from tasks.entry import begin
@@ -15,9 +16,11 @@ from tasks.stage import apply_stage
 
 begin()
 
+# The host's state in one read; the lock check and the stage task decide from it.
+known = hoststate.read(host)
 # The CLI's rollback takes the lock itself (take_lock) for this one run.
-checks.lock("acquire" if host.data.get("take_lock") else "check")
-apply_stage(ROLLBACK_STAGE)
+checks.lock("acquire" if host.data.get("take_lock") else "check", known)
+apply_stage(ROLLBACK_STAGE, known)
 if host.data.checks:
     checks.prove_legacy()
 checks.record(ROLLBACK_STAGE)

@@ -9,11 +9,16 @@ The file is replaced atomically, its contents never shown (not even by
 healthy. The rollout stage is not touched.
 """
 
+from pyinfra import host
+
+from rollout import hoststate
 from tasks import checks
 from tasks.entry import begin
 from tasks.stage import restart_and_wait, write_secrets_file
 
 begin(writes_secrets=True)
-checks.lock("check")
-secrets = write_secrets_file()
-restart_and_wait(secrets.did_change, "its secrets file changed")
+# One read of the host's state, the secrets file's checksum with it (never its content).
+known = hoststate.read(host, secrets_checksum=True)
+checks.lock("check", known)
+secrets = write_secrets_file(known)
+restart_and_wait(secrets.did_change, "its secrets file changed", known)

@@ -13,46 +13,50 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, systemd
+from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
-from rollout.facts import ServiceSwitch
-from rollout.operations import atomic_file, env_file_has, restart_unit, wait_healthy, when
-from rollout.render import check_app_env, render
+from rollout import hoststate
+from rollout.operations import (
+    atomic_file, directory, env_file_has, restart_unit, unit_enabled_and_running, wait_healthy, when,
+)
+from rollout.render import check_app_env, render, reserved_variables
 from rollout.stages import rollout_env
 
 
 def _unit_name() -> str:
-    return f"{host.data.service_name}.service"
+    return hoststate.unit_name(host.data)
 
 
-def _secret(name: str):
+def _secret(data, name: str):
     """A secret from host data; a pyinfra HiddenValue is unmasked only here."""
-    value = host.data.get(name)
+    value = data.get(name)
     return value.unmask() if hasattr(value, "unmask") else value
 
 
-def render_rollout_env(stage: int) -> str:
+def render_rollout_env(data, stage: int) -> str:
+    """The rollout env file of ``stage`` (``data``: host.data, or a dict of settings)."""
+    switch_variables = data.get("switch_variables")
+    reserved = reserved_variables(switch_variables, data.get("secret_variables"))
     return render(
         "rollout.env.j2",
         stage=stage,
-        switch=rollout_env(stage),
-        app_env=check_app_env(host.data.get("app_env") or {}),
-        service_name=host.data.service_name,
+        switch=rollout_env(stage, switch_variables),
+        app_env=check_app_env(data.get("app_env") or {}, reserved),
+        service_name=data.get("service_name"),
     )
 
 
-def render_secrets_env() -> str:
+def render_secrets_env(data) -> str:
     """Only called when every secret has a value (checked by tasks/entry.begin)."""
     return render(
         "secrets.env.j2",
-        service_name=host.data.service_name,
-        secrets={variable: _secret(key) for variable, key in host.data.secret_variables.items()},
+        service_name=data.get("service_name"),
+        secrets={variable: _secret(data, key) for variable, key in data.get("secret_variables").items()},
     )
 
 
-def render_unit() -> str:
-    data = host.data
+def render_unit(data) -> str:
     return render(
         "service.j2",
         **{
@@ -67,10 +71,15 @@ def render_unit() -> str:
 
 
 @deploy("Apply rollout stage")
-def apply_stage(stage: int):
-    """Write the stage and restart the service only when one of its files changed."""
+def apply_stage(stage: int, known: dict | None = None):
+    """Write the stage and restart the service only when one of its files changed.
+
+    ``known``: the host's state read before this run changed anything (every
+    operation decides from it); None when an earlier operation of this run may
+    have changed it (the rollback after a failed check): each operation then
+    reads it when it runs.
+    """
     data = host.data
-    unit_name = _unit_name()
 
     if not data.write_secrets:
         # Before anything is written: a restart without its secrets would take
@@ -79,19 +88,22 @@ def apply_stage(stage: int):
             name=f"Secrets env file sets {', '.join(data.secret_variables)} (left as it is)",
             path=data.secrets_env_file,
             variables=list(data.secret_variables),
+            known=known,
         )
-    files.directory(
+    directory(
         name=f"Env directory {data.env_dir}",
         path=data.env_dir,
         user="root",
         group=data.service_group,
         mode=750,
+        known=known,
     )
     unit = atomic_file(
         name=f"Unit file {data.unit_file}",
         dest=data.unit_file,
-        content=render_unit(),
+        content=render_unit(data),
         mode=644,
+        known=known,
     )
     systemd.daemon_reload(
         name="systemd daemon-reload (unit file changed)",
@@ -100,41 +112,47 @@ def apply_stage(stage: int):
     switch = atomic_file(
         name=f"Rollout env file: stage {stage}",
         dest=data.rollout_env_file,
-        content=render_rollout_env(stage),
+        content=render_rollout_env(data, stage),
         group=data.service_group,
         mode=640,
+        known=known,
     )
-    secrets = [write_secrets_file()] if data.write_secrets else []
+    secrets = [write_secrets_file(known)] if data.write_secrets else []
     files_changed = any_changed(unit, switch, *secrets)
-    expected = rollout_env(stage)
+    expected = rollout_env(stage, data.switch_variables)
 
     def restart_needed() -> bool:
         # Also when the files were written by a run whose restart never happened
         # (lost SSH, failed run): the running process must have the file's switch.
-        return files_changed() or host.get_fact(ServiceSwitch, unit=unit_name) != expected
+        if files_changed():
+            return True
+        now = known if known is not None else hoststate.read(host)
+        return (now or {}).get("process_switch") != expected
 
-    restart_and_wait(restart_needed, "its files changed or it runs another stage")
+    restart_and_wait(restart_needed, "its files changed or it runs another stage", known)
 
 
-def write_secrets_file():
-    """The secrets env file, atomically; its contents are never shown."""
+def write_secrets_file(known: dict | None = None):
+    """The secrets env file, atomically; its contents are never shown. ``known``
+    must hold the file's checksum (``hoststate.read(host, secrets_checksum=True)``)."""
     data = host.data
     return atomic_file(
         name="Secrets env file (contents never shown)",
         dest=data.secrets_env_file,
-        content=render_secrets_env(),
+        content=render_secrets_env(data),
         group=data.service_group,
         mode=640,
         secret=True,
+        known=known,
     )
 
 
-def restart_and_wait(needed, why: str) -> None:
+def restart_and_wait(needed, why: str, known: dict | None = None) -> None:
     """Restart the unit when ``needed()`` says so at run time, then make sure it
-    is healthy, enabled and running."""
+    is healthy, enabled and running (from ``known`` unless it was restarted)."""
     data = host.data
     unit_name = _unit_name()
-    restart_unit(
+    restart = restart_unit(
         name=f"Restart {unit_name} ({why})",
         unit=unit_name,
         _if=when(needed),
@@ -144,10 +162,12 @@ def restart_and_wait(needed, why: str) -> None:
         url=f"http://127.0.0.1:{data.bind_port}{data.health_path}",
         timeout_s=data.health_timeout_s,
         unit=unit_name,
+        known=known,
+        after=[restart],
     )
-    systemd.service(
+    unit_enabled_and_running(
         name=f"Keep {unit_name} enabled and running",
-        service=unit_name,
-        running=True,
-        enabled=True,
+        unit=unit_name,
+        known=known,
+        after=[restart],
     )

@@ -1,8 +1,12 @@
 """Where each host stands, as a ``status`` report per host in ``report_dir``
-(``rollout status ENV`` prints it as a table). Reads only: writes nothing."""
+(``rollout status ENV`` prints it as a table). Reads only: writes nothing on a host."""
 
-from rollout import operations as ops
+from pyinfra import host
+
+from rollout import hoststate
 from tasks.entry import begin
 
 begin()
-ops.read_status(name="Read the rollout status")
+# One read of the host's state (with the last records), written as the report
+# before any operation: there is none.
+hoststate.write_status(host, hoststate.read(host, history=5))

@@ -10,16 +10,15 @@ host's result becomes a test case too, so one JUnit file holds everything.
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 import testinfra
 
 from rollout.fleet import load_fleet, pyinfra
+from rollout.hoststate import state_spec
+from rollout.probe import probe_shell
 
 
 def pytest_addoption(parser):
@@ -74,6 +73,13 @@ def host(host_name, fleet, ssh_config):
 @pytest.fixture
 def settings(host_name, fleet):
     return fleet.data[host_name]
+
+
+@pytest.fixture
+def state(host, settings):
+    """The host's state as the package reads it: the probe's ``state`` mode, the
+    same reader the rollout decides from (names only from the secrets file)."""
+    return json.loads(host.check_output(probe_shell("state", state_spec(settings))))
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,8 @@
 """The state every host of a fleet must be in, whatever its stage."""
 
-import re
-
 import pytest
 
-SWITCH = re.compile(r"^(USE_DOMAIN_SERVICE|ROLLOUT_PERCENT)=(.*)$", re.MULTILINE)
+from rollout.stages import stage_from_env
 
 
 def test_unit_is_installed_enabled_and_running(host, settings):
@@ -25,24 +23,22 @@ def test_env_files_are_root_owned_and_group_readable_only(host, settings):
     assert not host.file(settings["rollout_env_file"].rsplit("/", 1)[0] + "/.rollout.env.rollout-tmp").exists
 
 
-def test_env_file_holds_a_valid_switch(host, settings):
-    switch = dict(SWITCH.findall(host.file(settings["rollout_env_file"]).content_string))
-    assert switch.get("USE_DOMAIN_SERVICE") in ("true", "false")
-    assert switch.get("ROLLOUT_PERCENT", "").isdigit()
-    if switch["USE_DOMAIN_SERVICE"] == "false":
-        assert switch["ROLLOUT_PERCENT"] == "0"
+def test_env_file_holds_a_valid_switch(state, settings):
+    switch = state["file_switch"]
+    variables = settings["switch_variables"]
+    assert switch is not None, "rollout env file missing or unreadable"
+    assert switch.get(variables["enabled"]) in ("true", "false")
+    assert switch.get(variables["percent"], "").isdigit()
+    if switch[variables["enabled"]] == "false":
+        assert switch[variables["percent"]] == "0"
+    assert stage_from_env(switch, variables) is not None
 
 
-def test_running_process_has_the_files_switch(host, settings):
+def test_running_process_has_the_files_switch(state):
     """Catches an env file written without a restart. Read and filtered on the
-    host: no other variable (no secret) comes back."""
-    unit = settings["service_name"]
-    process = host.check_output(
-        f"tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value {unit})/environ"
-        " | grep -E '^(USE_DOMAIN_SERVICE|ROLLOUT_PERCENT)=' | sort")
-    in_file = "\n".join(sorted(f"{k}={v}" for k, v in SWITCH.findall(
-        host.file(settings["rollout_env_file"]).content_string)))
-    assert process == in_file
+    host (the probe): no other variable (no secret) comes back."""
+    assert state["process_switch"] is not None, "no running main process"
+    assert state["process_switch"] == state["file_switch"]
 
 
 def test_port_is_listening_and_health_answers_200(host, settings):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from fake_inventory import host_state
+
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = "tests/unit/fake_inventory.py"
 DB_TOKEN = "dbSecretToken7781"
@@ -162,9 +164,8 @@ def test_the_secrets_task_writes_only_the_secrets_file_then_restarts_on_change()
 
 
 def test_a_host_whose_secrets_file_lacks_a_variable_is_refused_before_any_write():
-    responses = {"then echo present": ["present", "DATABASE_URL"],
-                 "camera-rollout-probe lock": json.dumps({"acquired": True, "holder": {}}),
-                 "camera-rollout-probe status": json.dumps({"lock": None})}
+    responses = {"camera-rollout-probe state": json.dumps(host_state(secrets_keys=["DATABASE_URL"])),
+                 "camera-rollout-probe lock": json.dumps({"acquired": True, "holder": {}})}
     result = pyinfra(INVENTORY, "deploy.py", "--data", "stage=10", "--data", "checks=false",
                      "--data", f"fake_responses={json.dumps(responses)}")
     output = result.stdout + result.stderr

@@ -1,0 +1,162 @@
+"""The on-host probe (rollout/hostprobe.py) run here, on files of a temporary
+directory: what it reads of a host's state and writes (record, lock), and that
+no secret value ever leaves it."""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rollout import hostprobe
+from rollout.hoststate import state_spec, status_report
+from rollout.probe import probe_argv, probe_shell
+from rollout.stages import allowed_stages, rollout_env
+
+SWITCH = {"enabled": "USE_DOMAIN_SERVICE", "percent": "ROLLOUT_PERCENT"}
+SECRET = "s3cretPassw0rd"
+
+
+@pytest.fixture
+def host(tmp_path):
+    """A host's files under tmp_path, and the settings that name them."""
+    etc, state = tmp_path / "etc", tmp_path / "state"
+    etc.mkdir(mode=0o750)
+    state.mkdir()
+    (etc / "rollout.env").write_text("# stage 25\nUSE_DOMAIN_SERVICE=true\nROLLOUT_PERCENT=25\nDOMAIN_ERROR_RATE=0.2\n")
+    (etc / "rollout.env").chmod(0o640)
+    (etc / "secrets.env").write_text(f'DATABASE_URL="postgresql://c:{SECRET}@db/c"\nREDIS_URL=\nEXTRA=1\n')
+    (state / "lock.json").write_text(json.dumps({"token": "t1", "owner": "bob"}))
+    (state / "current.json").write_text(json.dumps({"stage": 25}))
+    (state / "baseline.json").write_text(json.dumps({"to_stage": 25, "p95_ms": 7.5}))
+    (state / "history.jsonl").write_text("".join(json.dumps({"stage": s}) + "\n" for s in (0, 10, 25)))
+    settings = {
+        "service_name": "no-such-unit-camera-rollout-test", "bind_port": 9, "health_path": "/health",
+        "state_dir": str(state), "env_dir": str(etc), "unit_file": str(tmp_path / "unit.service"),
+        "rollout_env_file": str(etc / "rollout.env"), "secrets_env_file": str(etc / "secrets.env"),
+        "switch_variables": SWITCH, "write_secrets": False,
+    }
+    return tmp_path, settings
+
+
+def run_probe(mode, spec, stdin=False):
+    argv = probe_argv(mode) if stdin else probe_argv(mode, spec)
+    result = subprocess.run(argv, input=json.dumps(spec) if stdin else None, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_state_reads_the_whole_host_in_one_call(host):
+    tmp_path, settings = host
+    state = run_probe("state", state_spec(settings, history=2))
+    assert state["lock"] == {"token": "t1", "owner": "bob"}
+    assert state["current"] == {"stage": 25} and state["baseline"]["p95_ms"] == 7.5
+    assert state["history"] == [{"stage": 10}, {"stage": 25}]
+    assert state["file_switch"] == {"USE_DOMAIN_SERVICE": "true", "ROLLOUT_PERCENT": "25"}
+    files = state["files"]
+    assert files[settings["env_dir"]]["type"] == "directory" and files[settings["env_dir"]]["mode"] == 750
+    env = files[settings["rollout_env_file"]]
+    assert env["type"] == "file" and env["mode"] == 640 and len(env["sha256"]) == 64
+    import hashlib
+    assert env["sha256"] == hashlib.sha256((tmp_path / "etc" / "rollout.env").read_bytes()).hexdigest()
+    assert files[settings["unit_file"]] == {"type": None}
+    # The secrets file: the names it sets to a value, no checksum unless asked, never a value.
+    assert files[settings["secrets_env_file"]]["keys"] == ["DATABASE_URL", "EXTRA"]
+    assert "sha256" not in files[settings["secrets_env_file"]]
+    assert SECRET not in json.dumps(state)
+    # Nothing answers on the port: no health, and nothing is known of the unit.
+    assert state["health"]["status"] is None and state["process_switch"] is None
+
+
+def test_the_spec_in_the_command_or_on_stdin_reads_the_same(host):
+    _, settings = host
+    spec = state_spec(settings, secrets_checksum=True)
+    by_argument, by_stdin = run_probe("state", spec), run_probe("state", spec, stdin=True)
+    assert by_argument["files"] == by_stdin["files"]
+    assert len(by_argument["files"][settings["secrets_env_file"]]["sha256"]) == 64
+
+
+def test_the_shell_command_line_is_the_same_probe(host):
+    """tests/hosts runs the probe through testinfra as one shell line."""
+    _, settings = host
+    spec = state_spec(settings)
+    result = subprocess.run(["sh", "-c", probe_shell("state", spec)], capture_output=True, text=True, timeout=60)
+    assert json.loads(result.stdout)["file_switch"] == {"USE_DOMAIN_SERVICE": "true", "ROLLOUT_PERCENT": "25"}
+    assert probe_shell("state", spec).split()[-1] == base64.b64encode(
+        json.dumps(spec, sort_keys=True).encode()).decode()
+
+
+def test_the_running_process_switch_comes_back_and_nothing_else():
+    """The one reader of /proc/PID/environ: only the switch variables leave."""
+    env = {"USE_DOMAIN_SERVICE": "true", "ROLLOUT_PERCENT": "10", "DATABASE_URL": f"postgresql://{SECRET}@db"}
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], env={**env, "PATH": os.defpath})
+    try:
+        time.sleep(0.2)
+        assert hostprobe.process_switch(child.pid, list(SWITCH.values())) == {
+            "USE_DOMAIN_SERVICE": "true", "ROLLOUT_PERCENT": "10"}
+        assert hostprobe.process_switch(None, list(SWITCH.values())) is None
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_the_status_report_is_read_from_the_state(host):
+    _, settings = host
+    state = run_probe("state", state_spec(settings, history=5))
+    state["process_switch"] = rollout_env(10)
+    report = status_report(state, SWITCH)
+    assert (report["file_stage"], report["process_stage"], report["health"]) == (25, 10, None)
+    assert report["lock"]["owner"] == "bob" and len(report["history"]) == 3
+
+
+def test_preflight_reads_the_same_state_and_only_names_of_secrets(host):
+    tmp_path, settings = host
+    spec = {**state_spec(settings), "secrets_file": settings["secrets_env_file"],
+            "cameras_file": str(tmp_path / "cameras.yaml"), "metrics_path": "/metrics"}
+    observation = run_probe("preflight", spec)
+    state = run_probe("state", state_spec(settings))
+    assert observation["file_switch"] == state["file_switch"]
+    assert observation["process_switch"] == state["process_switch"]
+    assert observation["secrets_file"] == ["DATABASE_URL", "EXTRA"]
+    # The URL is read on the host for a TCP connection; only yes/no comes back.
+    assert observation["database"] == {"configured": True, "reachable": False}
+    assert observation["redis"] == {"configured": False, "reachable": False}
+    assert SECRET not in json.dumps(observation)
+
+
+def test_record_reads_the_stage_and_baseline_on_the_host(host):
+    tmp_path, settings = host
+    state_dir = tmp_path / "state"
+    spec = {"dir": str(state_dir), "switch_file": settings["rollout_env_file"],
+            "switch_variables": list(SWITCH.values()),
+            "stages": [[rollout_env(stage, SWITCH), stage] for stage in allowed_stages()],
+            "baseline_file": str(state_dir / "baseline.json"),
+            "record": {"target_stage": 25, "operator": "me", "verdict": "pass", "command": "rollout deploy"}}
+    answer = run_probe("record", spec)
+    assert answer["record"] == {**spec["record"], "stage": 25, "baseline_p95_ms": 7.5}
+    assert json.loads((state_dir / "current.json").read_text()) == answer["record"]
+    assert json.loads((state_dir / "history.jsonl").read_text().splitlines()[-1]) == answer["record"]
+    assert not [p for p in state_dir.iterdir() if p.name.startswith(".probe-")]
+    # A file holding no stage of the plan: recorded as none.
+    (tmp_path / "etc" / "rollout.env").write_text("USE_DOMAIN_SERVICE=maybe\n")
+    assert run_probe("record", spec)["record"]["stage"] is None
+
+
+def test_lock_is_exclusive_and_released_by_its_holder_only(host):
+    tmp_path, _ = host
+    path = str(tmp_path / "state" / "lock.json")
+    taken = run_probe("lock", {"path": path, "token": "t2", "lock": {"token": "t2", "owner": "me"}})
+    assert taken == {"acquired": False, "holder": {"token": "t1", "owner": "bob"}}
+    assert run_probe("lock", {"path": path, "token": "t1", "lock": {}})["acquired"]
+    assert run_probe("unlock", {"path": path, "token": "t2"})["released"] is False
+    assert run_probe("unlock", {"path": path, "token": "t2", "force": True})["released"]
+    assert run_probe("lock", {"path": path, "token": "t2", "lock": {"token": "t2", "owner": "me"}})["acquired"]
+
+
+def test_a_bad_mode_is_refused():
+    result = subprocess.run(probe_argv("nope"), input="{}", capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "usage" in result.stderr

@@ -23,7 +23,7 @@ from rollout import hoststate
 from rollout.stages import ROLLBACK_STAGE, StageError, parse_stage
 from tasks import checks
 from tasks.entry import begin
-from tasks.stage import apply_stage
+from tasks.stage import apply_stage, require_secrets
 
 begin()
 try:
@@ -40,6 +40,7 @@ verdicts: dict = {}
 
 # A rollout driven by the CLI holds the fleet's lock; anyone else is refused.
 checks.lock("check", known)
+require_secrets(known)
 
 if host.data.checks:
     checks.record_baseline(stage, known)

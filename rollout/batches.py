@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 
 
 class BatchError(ValueError):
@@ -66,7 +67,13 @@ def hook_commands(hooks: dict | None, when: str, hosts: list[str], stage: int, b
     commands = hooks.get(when) or []
     if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
         raise BatchError(f"batch_hooks.{when} must be a list of command strings")
-    try:
-        return [c.format(hosts=" ".join(hosts), stage=stage, batch=batch) for c in commands]
-    except (KeyError, IndexError) as error:
-        raise BatchError(f"batch_hooks.{when}: unknown placeholder {error}") from None
+    for command in commands:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(command) if f is not None]
+        except ValueError as error:  # an unmatched brace
+            raise BatchError(f"batch_hooks.{when}: {error} in {command!r}") from None
+        unknown = [f for f in fields if f not in ("hosts", "stage", "batch")]
+        if unknown:
+            raise BatchError(f"batch_hooks.{when}: unknown placeholder {unknown[0]!r} in {command!r} "
+                             "(hosts, stage, batch)")
+    return [c.format(hosts=" ".join(hosts), stage=stage, batch=batch) for c in commands]

@@ -55,9 +55,33 @@ def load_catalog(entries: Any) -> tuple[Endpoint, ...]:
             raise CatalogError(f"endpoint {name}: path must start with /")
         if isinstance(expect, bool) or not isinstance(expect, int) or not 100 <= expect <= 599:
             raise CatalogError(f"endpoint {name}: expect must be an HTTP status code")
+        for text in _strings(path, entry.get("body")):
+            try:
+                fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+            except ValueError as error:
+                raise CatalogError(f"endpoint {name}: {error} in {text!r}") from None
+            unknown = [f for f in fields if f not in PLACEHOLDERS]
+            if unknown:
+                raise CatalogError(f"endpoint {name}: unknown placeholder {{{unknown[0]}}} in {text!r} "
+                                   f"({', '.join(PLACEHOLDERS)})")
         names.add(name)
         catalog.append(Endpoint(name, method, path, expect, entry.get("body")))
     return tuple(catalog)
+
+
+#: What a verification fills into paths and bodies: the verification camera and rule.
+PLACEHOLDERS = ("camera_id", "rule_name", "rule_id")
+
+
+def _strings(*values: Any):
+    """Every string inside paths and JSON bodies (recursively)."""
+    for value in values:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list):
+            yield from _strings(*value)
+        elif isinstance(value, dict):
+            yield from _strings(*value.values())
 
 
 def fill(value: Any, context: dict[str, Any]) -> Any:

@@ -347,6 +347,7 @@ def verify(ctx: Context, env: str, junit_xml: str | None, read_only: bool) -> No
     if read_only:
         pytest_args.append("--read-only")
     if junit_xml:
+        junit_xml = os.path.abspath(junit_xml)  # pytest runs in the deploy root
         pytest_args += ["--junit-xml", junit_xml]
     result = subprocess.run(pytest_args, cwd=DEPLOY_ROOT, text=True, capture_output=True,
                             env={**os.environ, "ROLLOUT_PROJECT": str(fleet.project)})
@@ -388,8 +389,11 @@ def unlock(ctx: Context, env: str, force: bool, yes: bool) -> None:
     if run.unreachable:
         raise Stop(EXIT_FAILED, f"cannot reach {', '.join(run.unreachable)}: its lock (if any) is unchanged; "
                                 "unlock again once it answers")
+    if run.holders:
+        raise Stop(EXIT_FAILED, f"the lock is held by another rollout: {run.holders[0]} "
+                                "(use --force to break a stale one)")
     if not run.ok:
-        raise Stop(EXIT_FAILED, "the lock is held by another rollout (use --force to break a stale one)")
+        raise Stop(EXIT_FAILED, "could not release the lock on some host (see above)")
 
 
 @main.command("write-secrets")

@@ -87,9 +87,12 @@ def _load_error(error: BaseException) -> str:
 
 def _check_ssh_files(name: str, data) -> None:
     """The SSH key and known-hosts file a host names must exist here: pyinfra
-    would otherwise fail deep inside a connection with an unrelated message."""
+    would otherwise fail deep inside a connection with an unrelated message.
+    Relative paths are refused: pyinfra runs in a directory of its own."""
     for key in ("ssh_key", "ssh_known_hosts_file"):
         value = data.get(key)
+        if value and not os.path.isabs(os.path.expanduser(str(value))):
+            raise InputError(f"{key} {value} of host {name} must be an absolute path (or start with ~)")
         if value and not os.path.isfile(os.path.expanduser(str(value))):
             raise InputError(f"{key} {value} of host {name} does not exist")
 
@@ -128,7 +131,14 @@ def load_fleet(env: str, project: Path | None = None) -> Fleet:
         _check_ssh_files(host.name, host.data)
         # Only settings and connection details: never the secrets.
         data[host.name] = {**settings, **{key: host.data.get(key) for key in _CONNECTION_KEYS}}
-    return Fleet(inventory, hosts, data, project, missing)
+    fleet = Fleet(inventory, hosts, data, project, missing)
+    for key in FLEET_WIDE:
+        fleet.setting(key)  # hosts that disagree are refused now, before any host is contacted
+    return fleet
+
+
+#: Settings the CLI uses for the whole fleet at once: every host must agree on them.
+FLEET_WIDE = ("stage_plan", "canary", "soak_s", "batch_hooks", "rollback_batches")
 
 
 _CONNECTION_KEYS = ("ssh_hostname", "ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file",
@@ -161,23 +171,27 @@ def pyinfra(
     dry: bool = False,
     stream: bool = False,
 ) -> Run:
-    """Run the pyinfra CLI on the fleet from the deploy root (so its deploy
-    files import and the defaults load; the project's group_data after them),
-    limited to ``limit`` hosts (checked against the inventory first: pyinfra's
-    own --limit deploys nothing, silently, on a typo)."""
+    """Run the pyinfra CLI on the fleet: the deploy root's files (importable
+    through PYTHONPATH), the defaults then the project's group_data, limited to
+    ``limit`` hosts (checked against the inventory first: pyinfra's own --limit
+    deploys nothing, silently, on a typo). It runs in a temporary directory,
+    which also holds the hosts' reports: a ``pyinfra-debug.log`` of a failed run
+    lands there, never in the checkout or an installed package."""
     if limit is not None:
         fleet.check_names(limit)
     with tempfile.TemporaryDirectory(prefix="rollout-reports-") as reports_dir:
         command = [sys.executable, "-m", "pyinfra", str(fleet.inventory), *(str(DEPLOY_ROOT / f) for f in files)]
-        for directory in fleet.group_data_dirs():
+        for directory in [str(DEPLOY_ROOT / "group_data"), *fleet.group_data_dirs()]:
             command += ["--group-data", directory]
         command += ["--dry", "--diff"] if dry else ["-y"]
         for name in limit or []:
             command += ["--limit", name]  # one pattern per --limit
         for key, value in {**(data or {}), "report_dir": reports_dir}.items():
             command += ["--data", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-        process = subprocess.Popen(command, cwd=DEPLOY_ROOT, text=True, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        path = os.pathsep.join(filter(None, [str(DEPLOY_ROOT), os.environ.get("PYTHONPATH")]))
+        process = subprocess.Popen(command, cwd=reports_dir, text=True, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env={**os.environ, "PYTHONPATH": path})
         lines = []
         assert process.stdout is not None
         for line in process.stdout:
@@ -186,9 +200,9 @@ def pyinfra(
                 sys.stderr.write(line)
         process.wait()
         reports: dict[str, dict[str, dict]] = {}
-        for path in Path(reports_dir).glob("*.json"):
-            host, check = path.name[: -len(".json")].rsplit(".", 1)
-            reports.setdefault(host, {})[check] = json.loads(path.read_text())
+        for report in Path(reports_dir).glob("*.json"):
+            host, check = report.name[: -len(".json")].rsplit(".", 1)
+            reports.setdefault(host, {})[check] = json.loads(report.read_text())
     return Run(process.returncode, "".join(lines), reports)
 
 

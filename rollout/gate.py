@@ -17,6 +17,7 @@ Verdicts:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -70,14 +71,34 @@ class Thresholds:
             raise ValueError(f"unknown gate setting(s): {', '.join(unknown)}")
         values = {}
         for name, value in {**defaults()["gate"], **data}.items():
-            kind = int if known[name].type in ("int", int) else float
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"gate setting {name} must be a number, got {value!r}")
-            values[name] = kind(value)
+            whole = known[name].type in ("int", int)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"gate setting {name} must be a finite number, got {value!r}")
+            if whole and value != int(value):
+                raise ValueError(f"gate setting {name} must be a whole number, got {value!r}")
+            values[name] = int(value) if whole else float(value)
         thresholds = cls(**values)
-        if thresholds.min_requests < 1 or thresholds.abort_after < 1 or thresholds.max_read_failures < 1:
-            raise ValueError("gate min_requests, abort_after and max_read_failures must be >= 1")
+        thresholds._check_ranges()
         return thresholds
+
+    def _check_ranges(self) -> None:
+        """Values that cannot mean what they say (a percent typed for a rate, a
+        pass band beyond the abort band) are refused, not silently in force."""
+        for name in ("error_rate_pass_below", "error_rate_abort_above", "success_rate_pass_above",
+                     "success_rate_abort_below"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"gate setting {name} is a rate in 0..1, got {getattr(self, name)!r}")
+        if not 0 < self.usage_confidence < 1:
+            raise ValueError(f"gate setting usage_confidence must be between 0 and 1 (e.g. 0.999999), "
+                             f"got {self.usage_confidence!r}")
+        if self.error_rate_pass_below > self.error_rate_abort_above:
+            raise ValueError("gate error_rate_pass_below must not exceed error_rate_abort_above")
+        if self.success_rate_pass_above < self.success_rate_abort_below:
+            raise ValueError("gate success_rate_pass_above must not be below success_rate_abort_below")
+        if self.p95_max_ratio < 1 or self.p95_min_increase_ms < 0:
+            raise ValueError("gate p95_max_ratio must be >= 1 and p95_min_increase_ms >= 0")
+        if self.min_requests < 1 or self.abort_after < 1 or self.max_read_failures < 1:
+            raise ValueError("gate min_requests, abort_after and max_read_failures must be >= 1")
 
 
 class MetricsError(ValueError):

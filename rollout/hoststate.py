@@ -169,7 +169,8 @@ def release_lock(state, host, token: str | None, force: bool = False) -> bool:
     except ProbeError as error:
         return lock_refused(state, host, f"rollout lock: {error}")
     if not answer["released"]:
-        return lock_refused(state, host, f"rollout lock not released: held by {describe_lock(answer['holder'])}")
+        return lock_refused(state, host, f"rollout lock not released: held by {describe_lock(answer['holder'])}",
+                            answer["holder"])
     if force and answer.get("holder") and answer["holder"].get("token") != token:
         say(host, f"broke the rollout lock of {describe_lock(answer['holder'])}")
     return True

@@ -16,6 +16,7 @@ the bad value (never a secret's value), and the CLI exits 2.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ def _number(minimum: float, integral: bool = False, above: bool = False) -> Call
     def check(value: Any) -> None:
         kind = "a whole number" if integral else "a number"
         bound = f"> {minimum:g}" if above else f">= {minimum:g}"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or (integral and not isinstance(value, int)) \
                 or (value <= minimum if above else value < minimum):
             raise ValueError(f"must be {kind} {bound}, got {value!r}")
@@ -220,8 +221,8 @@ def check_settings(settings: Mapping[str, Any], host: str | None = None) -> None
             raise InputError(f"setting {key}{where} is not set (group_data/all.py sets every default)")
         try:
             check(value)
-        except ValueError as error:
-            raise InputError(f"setting {key}{where}: {error}") from None
+        except Exception as error:  # a checker's own surprise is still this setting's fault
+            raise InputError(f"setting {key}{where}: {' '.join(str(error).split())}") from None
     try:  # across settings, each checked on its own above
         check_app_env(settings["app_env"], reserved_variables(settings["switch_variables"],
                                                               settings["secret_variables"]))
@@ -251,8 +252,8 @@ def check_secrets_for_writing(secret_variables: Mapping[str, str], get: Callable
 def refuse_missing_secrets(missing: list[str], host: str | None = None) -> None:
     if missing:
         where = f" for host {host}" if host else ""
-        raise InputError(f"write_secrets is on but {', '.join(missing)} has no value{where}: "
-                         "refusing to write the secrets file (give every secret, or leave write_secrets off)")
+        raise InputError(f"{', '.join(missing)} has no value{where}: refusing to write the secrets file "
+                         "(give every secret to write it; a stage change or rollback never needs them)")
 
 
 # --- options (the command line) --------------------------------------------------------------------

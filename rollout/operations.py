@@ -173,7 +173,7 @@ def env_file_has(path: str, variables: list[str], known: dict | None = None):
         return
     problem = "is missing" if present is None else f"lacks {', '.join(missing)}"
     yield FunctionCommand(checks.fail, (f"{path} {problem}: write the secrets first "
-                                        "(pyinfra INVENTORY tasks/secrets.py)",), {})
+                                        "(rollout write-secrets ENV)",), {})
 
 
 @operation(is_idempotent=False)

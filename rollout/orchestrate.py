@@ -231,6 +231,11 @@ class Orchestrator:
         failed_run = False
         if len(self.rollback_batches) == 1 and not self.hooks:
             run = self.runner.roll_back(None, command=command, take_lock=True)
+            if run.holders:
+                self.release_lock(quiet=True)  # where it was taken
+                raise Stop(EXIT_FAILED, f"another rollout holds the lock: {run.holders[0]} (nothing rolled "
+                                        f"back there; `rollout rollback {self.lock_hint} --break-lock` in an "
+                                        "emergency)")
             proven, failed_run = self._proven(run, self.runner.hosts), not run.ok
             if failed_run or not all(proven.values()):
                 self.release_lock(quiet=True)  # the task releases it only on success
@@ -285,9 +290,10 @@ class Orchestrator:
         unreachable = [h for h, v in verdicts.items() if v == UNREACHABLE]
         if failed and roll_back:
             self.say(f"gate failed on {', '.join(failed)}: rolling every host back")
-            code = self.roll_back(command)
-            raise Stop(EXIT_ROLLED_BACK if code == EXIT_OK else EXIT_FAILED,
-                       f"{what} failed its gate on {', '.join(failed)}")
+            if self.roll_back(command) == EXIT_OK:
+                raise Stop(EXIT_ROLLED_BACK, f"{what} failed its gate on {', '.join(failed)}")
+            raise Stop(EXIT_FAILED, f"{what} failed its gate on {', '.join(failed)}; the rollback did not "
+                                    f"complete on every host (see above)")
         if failed:
             raise Stop(EXIT_FAILED, f"{what} failed its gate on {', '.join(failed)} (not rolled back: --no-rollback)")
         if unreachable:

@@ -12,7 +12,7 @@ from rollout import hoststate
 from rollout.stages import ROLLBACK_STAGE
 from tasks import checks
 from tasks.entry import begin
-from tasks.stage import apply_stage
+from tasks.stage import apply_stage, require_secrets
 
 begin()
 
@@ -20,6 +20,7 @@ begin()
 known = hoststate.read(host)
 # The CLI's rollback takes the lock itself (take_lock) for this one run.
 checks.lock("acquire" if host.data.get("take_lock") else "check", known)
+require_secrets(known)
 apply_stage(ROLLBACK_STAGE, known)
 if host.data.checks:
     checks.prove_legacy()

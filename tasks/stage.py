@@ -71,6 +71,23 @@ def render_unit(data) -> str:
 
 
 @deploy("Apply rollout stage")
+def require_secrets(known: dict | None = None):
+    """Unless this run writes the secrets file: it must set every secret
+    variable, or the host is refused. Called first by the entry files, before
+    anything is written (a baseline, a stage): a restart without its secrets
+    would take the service down."""
+    data = host.data
+    if data.write_secrets:
+        return
+    env_file_has(
+        name=f"Secrets env file sets {', '.join(data.secret_variables)} (left as it is)",
+        path=data.secrets_env_file,
+        variables=list(data.secret_variables),
+        known=known,
+    )
+
+
+@deploy("Apply rollout stage")
 def apply_stage(stage: int, known: dict | None = None):
     """Write the stage and restart the service only when one of its files changed.
 
@@ -81,15 +98,6 @@ def apply_stage(stage: int, known: dict | None = None):
     """
     data = host.data
 
-    if not data.write_secrets:
-        # Before anything is written: a restart without its secrets would take
-        # the service down.
-        env_file_has(
-            name=f"Secrets env file sets {', '.join(data.secret_variables)} (left as it is)",
-            path=data.secrets_env_file,
-            variables=list(data.secret_variables),
-            known=known,
-        )
     directory(
         name=f"Env directory {data.env_dir}",
         path=data.env_dir,

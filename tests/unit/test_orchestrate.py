@@ -49,6 +49,8 @@ class FakeRunner:
     def roll_back(self, hosts, *, command, take_lock=False):
         hosts = hosts or self.hosts
         self.calls.append(("roll_back", tuple(hosts), take_lock))
+        if take_lock and self.lock_holder:
+            return HostsRun(ok=False, holders=[self.lock_holder])
         ok = not (self.failing_reverts or self.unproven & set(hosts))
         return HostsRun(ok=ok, recorded=list(hosts), proven={h: h not in self.unproven for h in hosts})
 
@@ -214,11 +216,22 @@ def test_a_failed_gate_rolls_every_host_back(bad):
     assert ("roll_back", tuple(HOSTS), True) in runner.calls
 
 
-def test_a_failed_gate_whose_rollback_fails_exits_1():
+def test_a_failed_gate_whose_rollback_fails_exits_1_and_says_so():
     runner = FakeRunner(unproven={"h1"})
     with pytest.raises(Stop) as stop:
         Orchestrator(runner).act_on_gate({"h1": "abort"}, "rollout check x", "the fleet")
     assert stop.value.code == EXIT_FAILED
+    assert str(stop.value) == ("the fleet failed its gate on h1; the rollback did not complete on every host "
+                               "(see above)")
+
+
+def test_a_rollback_refused_by_another_operators_lock_names_the_holder():
+    runner = FakeRunner(lock_holder="alice@elsewhere since 2026-11-23 (rollout deploy prod --stage 25)")
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner, lock_hint="prod").roll_back("rollout rollback prod")
+    assert stop.value.code == EXIT_FAILED
+    assert str(stop.value).startswith("another rollout holds the lock: alice@elsewhere")
+    assert "`rollout rollback prod --break-lock`" in str(stop.value)
 
 
 def test_no_rollback_reports_the_failure_only():

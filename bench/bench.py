@@ -37,6 +37,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from rollout.project import defaults
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
@@ -62,9 +64,11 @@ def rollout(*args: str) -> list[str]:
     return [PY, "-m", "rollout", *args]
 
 
+_SERVICE = defaults()  # the service's name, port and health path, from group_data/all.py
 RESTART_UNTIL_HEALTHY = (
-    "systemctl restart camera-api; "
-    "until curl -fs -o /dev/null http://127.0.0.1:8000/api/v1/monitoring/health; do sleep 0.05; done"
+    f"systemctl restart {_SERVICE['service_name']}; "
+    f"until curl -fs -o /dev/null http://127.0.0.1:{_SERVICE['bind_port']}{_SERVICE['health_path']}; "
+    "do sleep 0.05; done"
 )
 
 

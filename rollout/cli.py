@@ -37,9 +37,9 @@ from rollout.inputs import (
 )
 from rollout.project import DEPLOY_ROOT, find_project, write_starter
 from rollout.orchestrate import (
-    EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE, Orchestrator, StageChange, Stop,
+    EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE, Orchestrator, StageChange, Stop, drift, fleet_stage,
 )
-from rollout.stages import StageError, check_move, next_stage, parse_stage
+from rollout.stages import StageError, check_move, parse_stage
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_ROLLED_BACK"]
 
@@ -144,20 +144,6 @@ def read_status(ctx: Context, runner: PyinfraRunner, strict: bool = True) -> dic
     return {h: s for h, s in statuses.items() if s is not None}
 
 
-def drift(statuses: dict[str, dict]) -> list[str]:
-    """What does not line up: hosts on different stages, file != process."""
-    flags = []
-    stages = {s["file_stage"] for s in statuses.values()}
-    if len(stages) > 1:
-        flags.append("hosts are on different stages: " + ", ".join(
-            f"{h}={s['file_stage']}" for h, s in sorted(statuses.items())))
-    for host, status in sorted(statuses.items()):
-        if status["file_stage"] != status["process_stage"]:
-            flags.append(f"{host}: file says stage {status['file_stage']}, "
-                         f"process runs {status['process_stage']}")
-    return flags
-
-
 def print_status(ctx: Context, statuses: dict[str, dict]) -> None:
     ctx.say(f"{'host':<28} {'file':>5} {'process':>8} {'health':>7}  last change")
     for host, status in sorted(statuses.items()):
@@ -173,13 +159,6 @@ def print_status(ctx: Context, statuses: dict[str, dict]) -> None:
         ctx.say(f"lock held by {holder.get('owner')} since {holder.get('time')} ({holder.get('command')})")
     for flag in drift(statuses):
         ctx.say(f"DRIFT {flag}")
-
-
-def fleet_stage(statuses: dict[str, dict]) -> int | None:
-    """The stage the fleet is on, for the rule "one step forward at a time": the
-    highest stage any host's file holds (a half-done rollout counts as started)."""
-    stages = [s["file_stage"] for s in statuses.values() if s["file_stage"] is not None]
-    return max(stages) if stages else None
 
 
 # --- commands ----------------------------------------------------------------------------------------
@@ -278,24 +257,11 @@ def promote(ctx: Context, env: str, **options) -> None:
     gate_soak_s = duration("--soak", options["soak"]) if options["soak"] is not None else 0.0
     runner = ctx.runner(fleet)
     statuses = read_status(ctx, runner)
-    flags = drift(statuses)
-    if flags:
-        print_status(ctx, statuses)
-        raise Stop(EXIT_FAILED, "the fleet has drifted; settle it with deploy or rollback first")
-    current = fleet_stage(statuses)
-    following = next_stage(current or 0, plan)
-    if following is None:
-        raise Stop(EXIT_FAILED, "already at 100%: nothing to promote")
+    orchestrator = ctx.orchestrator(fleet, runner)
+    current, following = orchestrator.promotion(statuses, plan)
     command_line = f"rollout promote {env}"
     if not options["dry"]:
-        ctx.say(f"gate on stage {current} ({'one read' if not gate_soak_s else f'{gate_soak_s:.0f}s'}) "
-                f"before promoting to {following}")
-        ctx.result["from_stage"] = current
-        orchestrator = ctx.orchestrator(fleet, runner)
-        verdicts = orchestrator.gate(gate_soak_s, options["smoke"])
-        orchestrator.act_on_gate(verdicts, f"{command_line} (gate failed)", f"stage {current}")
-        if any(v != "pass" for v in verdicts.values()):
-            raise Stop(EXIT_FAILED, f"gate inconclusive on stage {current}: keep observing, then promote again")
+        orchestrator.gate_before_promote(current, following, gate_soak_s, options["smoke"], command_line)
     deploy_stage(ctx, fleet, runner, statuses, following, checked, options, command_line)
 
 

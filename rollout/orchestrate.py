@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rollout.batches import hook_commands
-from rollout.stages import ROLLBACK_STAGE
+from rollout.stages import ROLLBACK_STAGE, next_stage
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ROLLED_BACK = 0, 1, 2, 3
 
@@ -104,6 +104,27 @@ def gate_failures(verdicts: dict[str, str]) -> list[str]:
     "inconclusive" is not a failure (observe longer), and neither is an
     unreachable host: nothing was measured there."""
     return [h for h, v in verdicts.items() if v in ("abort", "error", NOT_RUN)]
+
+
+def drift(statuses: dict[str, dict]) -> list[str]:
+    """What does not line up: hosts on different stages, file != process."""
+    flags = []
+    stages = {s["file_stage"] for s in statuses.values()}
+    if len(stages) > 1:
+        flags.append("hosts are on different stages: " + ", ".join(
+            f"{h}={s['file_stage']}" for h, s in sorted(statuses.items())))
+    for host, status in sorted(statuses.items()):
+        if status["file_stage"] != status["process_stage"]:
+            flags.append(f"{host}: file says stage {status['file_stage']}, "
+                         f"process runs {status['process_stage']}")
+    return flags
+
+
+def fleet_stage(statuses: dict[str, dict]) -> int | None:
+    """The stage the fleet is on, for the rule "one step forward at a time": the
+    highest stage any host's file holds (a half-done rollout counts as started)."""
+    stages = [s["file_stage"] for s in statuses.values() if s["file_stage"] is not None]
+    return max(stages) if stages else None
 
 
 class Orchestrator:
@@ -300,3 +321,33 @@ class Orchestrator:
             measured = ", ".join(f"{h} {v}" for h, v in verdicts.items() if v != UNREACHABLE)
             raise Stop(EXIT_FAILED, f"cannot reach {', '.join(unreachable)}: not judged, nothing rolled back "
                                     f"(measured: {measured or 'none'})")
+
+    # --- promote ------------------------------------------------------------------------------
+
+    def promotion(self, statuses: dict[str, dict], plan) -> tuple[int | None, int]:
+        """The fleet's stage and the one after it; a drifted fleet (hosts on
+        different stages, a file its process does not run) is refused, and so is
+        a fleet at 100 %."""
+        flags = drift(statuses)
+        if flags:
+            for flag in flags:
+                self.say(f"DRIFT {flag}")
+            raise Stop(EXIT_FAILED, "the fleet has drifted; settle it with deploy or rollback first")
+        current = fleet_stage(statuses)
+        following = next_stage(current or 0, plan)
+        if following is None:
+            raise Stop(EXIT_FAILED, "already at 100%: nothing to promote")
+        self.result["from_stage"] = current
+        return current, following
+
+    def gate_before_promote(self, current: int | None, following: int, soak_s: float, smoke: bool | None,
+                            command: str) -> None:
+        """The gate on what the fleet served on its stage: a failure rolls every
+        host back (``act_on_gate``), anything short of a pass everywhere is
+        "keep observing" (exit 1). Returns when the promotion may go on."""
+        self.say(f"gate on stage {current} ({'one read' if not soak_s else f'{soak_s:.0f}s'}) "
+                 f"before promoting to {following}")
+        verdicts = self.gate(soak_s, smoke)
+        self.act_on_gate(verdicts, f"{command} (gate failed)", f"stage {current}")
+        if any(v != "pass" for v in verdicts.values()):
+            raise Stop(EXIT_FAILED, f"gate inconclusive on stage {current}: keep observing, then promote again")

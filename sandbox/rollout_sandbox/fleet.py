@@ -522,42 +522,38 @@ def power_on(name: str) -> None:
 
 # --- status -----------------------------------------------------------------------------------------
 
-#: Reads only the two switch variables, on the host, so no secret leaves it.
-_SWITCH_PROBE = (
-    "grep -E '^(USE_DOMAIN_SERVICE|ROLLOUT_PERCENT)=' /etc/camera-api/rollout.env 2>/dev/null; echo --; "
-    "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value camera-api.service)/environ 2>/dev/null"
-    " | grep -E '^(USE_DOMAIN_SERVICE|ROLLOUT_PERCENT)='"
-)
-
-
 def status(requests_per_host: int = 100) -> list[dict]:
     """One row per sandbox host: stage in the env file, stage in the running
     process, health, and which implementation served ``requests_per_host``
     unforced requests."""
     import requests
 
-    from rollout.stages import stage_from_env
+    from rollout.hoststate import state_spec, status_report
+    from rollout.probe import ProbeError, parse_answer, probe_shell
+    from rollout.project import defaults
 
     if _owner().get("state_dir") != str(STATE_DIR):
         return []  # no fleet, or the bridge now belongs to another checkout's fleet
+    settings = defaults()  # the service's contract: paths, switch, port, header
     rows = []
     for entry in load_fleet().get("hosts", []):
         host = Host.of(entry)
-        probe = _ssh(host, _SWITCH_PROBE, timeout=20).stdout.split("--")
-        file_env, proc_env = (
-            dict(line.split("=", 1) for line in part.split() if "=" in line)
-            for part in (probe + ["", ""])[:2]
-        )
-        row = {"host": host.name, "address": host.address,
-               "file_stage": stage_from_env(file_env), "process_stage": stage_from_env(proc_env)}
-        base = f"http://{host.address}:8000"
+        # The product's one reader of a host's state (file and running process).
         try:
-            row["health"] = requests.get(f"{base}/api/v1/monitoring/health", timeout=5).status_code
+            known = parse_answer("state", _ssh(host, probe_shell("state", state_spec(settings)), timeout=20).stdout)
+            report = status_report(known, settings["switch_variables"])
+        except (ProbeError, KeyError, TypeError):
+            report = {"file_stage": None, "process_stage": None}
+        row = {"host": host.name, "address": host.address,
+               "file_stage": report["file_stage"], "process_stage": report["process_stage"]}
+        base = f"http://{host.address}:{settings['bind_port']}"
+        try:
+            row["health"] = requests.get(f"{base}{settings['health_path']}", timeout=5).status_code
             mix = {"domain": 0, "legacy": 0}
             with requests.Session() as session:
                 for _ in range(requests_per_host):
                     served = session.get(f"{base}/api/v1/alerts/rules", timeout=5)
-                    impl = served.headers.get("X-Rollout-Implementation", "none")
+                    impl = served.headers.get(settings["implementation_header"], "none")
                     mix[impl] = mix.get(impl, 0) + 1
             row["mix"] = mix
         except requests.RequestException as error:

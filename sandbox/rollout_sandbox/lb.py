@@ -25,12 +25,13 @@ from pathlib import Path
 
 import jinja2
 
+from rollout.project import defaults
 from rollout_sandbox.procs import children, wait_gone
 from rollout_sandbox.settings import RUN_DIR
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 LB_PORT = int(os.environ.get("ROLLOUT_SANDBOX_LB_PORT", "8080"))
-BACKEND_PORT = 8000
+BACKEND_PORT = defaults()["bind_port"]  # the service's port, from group_data/all.py
 
 
 class LbError(RuntimeError):

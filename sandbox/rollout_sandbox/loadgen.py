@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import requests
 
+from rollout.project import defaults
+
 #: Mixed reads and writes on the reference service's seeded cameras: half POSTs.
 #: Each can be repeated any number of times and answers 200.
 REQUEST_MIX = [
@@ -118,7 +120,7 @@ class LoadGenerator:
             answer = requests.request(method, self.base_url + path, json=body, timeout=self.timeout_s,
                                       headers={"Connection": "close"})
             return Sample(at - self._started, method, path, answer.status_code, time.monotonic() - at,
-                          implementation=answer.headers.get("X-Rollout-Implementation", ""))
+                          implementation=answer.headers.get(defaults()["implementation_header"], ""))
         except requests.RequestException as error:
             return Sample(at - self._started, method, path, None, time.monotonic() - at,
                           error=type(error).__name__)

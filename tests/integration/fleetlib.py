@@ -13,6 +13,10 @@ from pathlib import Path
 import requests
 import testinfra
 
+from rollout.hoststate import state_spec
+from rollout.probe import probe_shell
+from rollout.project import defaults
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,13 +37,12 @@ class FleetHost:
         return int(self.testinfra.check_output("systemctl show -p MainPID --value camera-api.service"))
 
     def process_switch(self) -> dict[str, str]:
-        """USE_DOMAIN_SERVICE / ROLLOUT_PERCENT of the running uvicorn, read from
-        /proc/<MainPID>/environ; filtered on the host so secrets never come back."""
-        out = self.testinfra.check_output(
-            "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value camera-api.service)/environ"
-            " | grep -E '^(USE_DOMAIN_SERVICE|ROLLOUT_PERCENT)=' || true"
-        )
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        """USE_DOMAIN_SERVICE / ROLLOUT_PERCENT of the running uvicorn, read by the
+        product's one reader (the probe's ``state``, filtered on the host so no
+        secret comes back)."""
+        settings = defaults()
+        known = json.loads(self.testinfra.check_output(probe_shell("state", state_spec(settings))))
+        return known["process_switch"] or {}
 
 
 def run_pyinfra(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

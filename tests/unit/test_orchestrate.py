@@ -264,3 +264,53 @@ def test_passing_and_inconclusive_gates_change_nothing():
     runner = FakeRunner()
     Orchestrator(runner).act_on_gate({"h1": "pass", "h2": "inconclusive"}, "c", "the fleet")
     assert runner.calls == []
+
+
+# --- promote ------------------------------------------------------------------------------------
+
+
+def statuses(*stages, process=None):
+    process = process or stages
+    return {f"h{n}": {"file_stage": f, "process_stage": p} for n, (f, p) in enumerate(zip(stages, process), 1)}
+
+
+def test_promotion_is_the_next_stage_of_the_plan():
+    assert Orchestrator(FakeRunner()).promotion(statuses(10, 10, 10, 10), [10, 25, 50, 100]) == (10, 25)
+    assert Orchestrator(FakeRunner()).promotion(statuses(0, 0, 0, 0), [10, 25, 50, 100]) == (0, 10)
+
+
+@pytest.mark.parametrize("fleet, words", [
+    (statuses(10, 25, 10, 10), "DRIFT hosts are on different stages: h1=10, h2=25, h3=10, h4=10"),
+    (statuses(25, 25, 25, 25, process=(25, 10, 25, 25)), "DRIFT h2: file says stage 25, process runs 10"),
+])
+def test_a_drifted_fleet_is_not_promoted(fleet, words):
+    runner = FakeRunner()
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner).promotion(fleet, [10, 25, 50, 100])
+    assert stop.value.code == EXIT_FAILED and "drifted" in str(stop.value)
+    assert words in runner.said and runner.calls == []
+
+
+def test_nothing_to_promote_at_100():
+    with pytest.raises(Stop, match="already at 100%"):
+        Orchestrator(FakeRunner()).promotion(statuses(100, 100, 100, 100), [10, 25, 50, 100])
+
+
+def test_promotion_goes_on_only_when_every_host_passes():
+    passing = FakeRunner(verdicts={h: "pass" for h in HOSTS})
+    Orchestrator(passing).gate_before_promote(10, 25, 0, None, "rollout promote x")
+    assert passing.calls == [("gate",)]
+
+    observing = FakeRunner(verdicts={"h1": "pass", "h2": "inconclusive", "h3": "pass", "h4": "pass"})
+    with pytest.raises(Stop) as stop:
+        Orchestrator(observing).gate_before_promote(10, 25, 0, None, "rollout promote x")
+    assert stop.value.code == EXIT_FAILED and "gate inconclusive on stage 10" in str(stop.value)
+    assert observing.calls == [("gate",)]  # nothing rolled back
+
+
+def test_a_failed_gate_before_promoting_rolls_the_fleet_back():
+    runner = FakeRunner(verdicts={"h1": "pass", "h2": "abort", "h3": "pass", "h4": "pass"})
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner).gate_before_promote(10, 25, 0, None, "rollout promote x")
+    assert stop.value.code == EXIT_ROLLED_BACK and str(stop.value) == "stage 10 failed its gate on h2"
+    assert ("roll_back", tuple(HOSTS), True) in runner.calls

@@ -190,7 +190,8 @@ def test_batch_hooks_run_around_each_batch_and_a_failing_hook_stops(fleet, tmp_p
 
     write_inventory(f"echo before {{batch}} {{hosts}} stage {{stage}} >> {log}")
     result = run_rollout("deploy", str(inventory), "--stage", "25", "--yes", *FAST)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # stdout too: the per-host check lines say which check failed
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert log.read_text().splitlines() == [
         "before 1 camera-1 stage 25", "after 1 camera-1",
         "before 2 camera-2 stage 25", "after 2 camera-2",

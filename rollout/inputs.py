@@ -169,6 +169,11 @@ def _secret_variables(value: Any) -> None:
             raise ValueError(f"entry {variable!r}: {key!r} must map an env variable to a host-data key")
 
 
+def _require_str(value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, got {value!r}")
+
+
 def _app_env(value: Any) -> None:
     check_app_env(value, reserved=frozenset())  # the reserved names: a check across settings, below
 
@@ -177,8 +182,8 @@ def _app_env(value: Any) -> None:
 #: means "not given" and is refused for every key but those in OPTIONAL.
 SETTINGS: dict[str, Callable[[Any], None]] = {
     "service_name": _name, "service_user": _name, "service_group": _name,
-    "app_dir": _absolute_path, "venv_dir": _absolute_path, "app_module": lambda v: _require_str(v),
-    "bind_host": lambda v: _require_str(v), "bind_port": _port, "workers": _number(1, integral=True),
+    "app_dir": _absolute_path, "venv_dir": _absolute_path, "app_module": _require_str,
+    "bind_host": _require_str, "bind_port": _port, "workers": _number(1, integral=True),
     "switch_variables": _switch_variables, "implementation_header": _header,
     "force_domain_parameter": _query_parameter, "metrics_field_defaults": _metrics_field_defaults,
     "env_dir": _absolute_path, "rollout_env_file": _absolute_path, "secrets_env_file": _absolute_path,
@@ -197,11 +202,6 @@ SETTINGS: dict[str, Callable[[Any], None]] = {
 
 #: Settings that may be unset (None).
 OPTIONAL = frozenset({"canary", "batch_hooks"})
-
-
-def _require_str(value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"must be a non-empty string, got {value!r}")
 
 
 def settings_of(get: Callable[[str], Any]) -> dict[str, Any]:

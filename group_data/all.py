@@ -36,15 +36,23 @@ implementation_header = "X-Rollout-Implementation"
 #: (``?force_domain=true`` domain, ``=false`` legacy).
 force_domain_parameter = "force_domain"
 #: Where each value the gate reads sits in the app's metrics JSON (dotted paths,
-#: like Argo's jsonPath). Unforced requests only for the usage: ?force_domain
-#: calls say nothing about the draw. ``metrics_fields`` (below) overrides some.
+#: like Argo's jsonPath). Every count is cumulative since the app's instance
+#: started (like a Prometheus counter); the gate judges differences over a
+#: window, never these totals. ``instance`` changes on a restart (a counter
+#: reset); the usage counts unforced requests only (?force_domain calls say
+#: nothing about the draw); each implementation's ``latency_buckets`` is a list
+#: of [upper bound ms, requests at or below it], the same bounds for both.
+#: ``metrics_fields`` (below) overrides some.
 metrics_field_defaults = {
-    "requests": "requests_total",
-    "error_rate": "error_rate",
-    "success_rate": "success_rate",
-    "p95_ms": "latency_ms.p95",
+    "instance": "started_at",
     "usage_requests": "unforced.requests",
     "usage_domain": "unforced.domain",
+    "domain_requests": "implementations.domain.requests",
+    "domain_errors": "implementations.domain.errors",
+    "domain_latency_buckets": "implementations.domain.latency_buckets_ms",
+    "legacy_requests": "implementations.legacy.requests",
+    "legacy_errors": "implementations.legacy.errors",
+    "legacy_latency_buckets": "implementations.legacy.latency_buckets_ms",
 }
 
 # --- Files on the host --------------------------------------------------------
@@ -122,6 +130,23 @@ endpoints = [
      "body": {"camera_ids": ["{camera_id}"]}},
     {"name": "refresh cameras", "method": "POST", "path": "/api/v1/cameras/refresh", "expect": 200},
 ]
+#: Data consistency across implementations: each check writes values[0] with
+#: force_domain=true and reads it back with =false, then writes values[1] with
+#: =false and reads it with =true; the ``field`` of the read (a dotted path,
+#: ``name[key=value]`` picks a list element) must hold the value written.
+#: Placeholders: {camera_id}, {rule_id}, {rule_name}; {value} in the body.
+consistency_checks = [
+    {"name": "alert rule threshold",
+     "write": {"method": "PUT", "path": "/api/v1/alerts/rules/{rule_id}", "body": {"threshold": "{value}"}},
+     "read": "/api/v1/alerts/rules", "field": "rules[id={rule_id}].threshold", "values": [7.5, 12.0]},
+    {"name": "camera auto-start",
+     "write": {"method": "PUT", "path": "/api/v1/cameras/{camera_id}/auto-start", "body": {"enabled": "{value}"}},
+     "read": "/api/v1/cameras/{camera_id}/status", "field": "state.auto_start", "values": [False, True]},
+]
+#: A call of the verification that answers a server error (5xx) is repeated up
+#: to this many times: a background error rate of b fails a call only with
+#: probability b^(1 + retries), while an endpoint that always fails still does.
+verify_retries = 2
 #: Unforced requests whose implementation mix is tested against the stage (with
 #: the binomial test at gate["usage_confidence"]).
 unforced_requests = 200
@@ -136,6 +161,7 @@ verify_read_only = False
 #: Thresholds (the seed's numbers) and evidence rules; see rollout/gate.py
 #: Thresholds for every key. Unknown keys are refused.
 gate = {
+    # The seed's aggregate rules, host-wide (both implementations), on the window:
     "error_rate_pass_below": 0.01,    # promote: error rate < 1 %
     "error_rate_abort_above": 0.05,   # roll back: error rate > 5 %
     "success_rate_pass_above": 0.99,  # promote: success > 99 %
@@ -150,6 +176,18 @@ gate = {
     "min_requests": 100,              # no verdict on fewer requests
     "abort_after": 2,                 # consecutive breaching reads before a roll back
     "max_read_failures": 3,           # consecutive unreadable answers: the gate errors
+    # Side by side, domain against legacy in the same window (docs/gate.md):
+    # the domain's own rates against the seed's thresholds above, its errors and
+    # its P95 (with p95_max_ratio) against legacy's. Each abort is a sequential
+    # test whose false alarms stay under alpha per rule and window however often
+    # the gate reads.
+    "alpha": 0.001,
+    # No pass with fewer requests of either implementation in the window: at 500
+    # a domain failing 3 % (legacy clean) is caught with ~95 % power (bench/sensitivity.py).
+    "min_requests_per_implementation": 500,
+    "error_ratio_margin": 1.5,        # domain errors may reach 1.5 x legacy's...
+    "error_rate_floor": 0.005,        # ...or 0.5 % of its requests: below that, no abort
+    "domain_p95_min_increase_ms": 5.0,  # a domain P95 increase below this is noise
 }
 #: Overrides of some of ``metrics_field_defaults`` (the others are kept), for an
 #: app whose metrics differ, e.g. ``--data 'metrics_fields={"p95_ms": "latency.p95"}'``.
@@ -159,9 +197,25 @@ metrics_fields = {}
 soak_s = 30
 gate_interval_s = 5
 #: Drive smoke traffic at the hosts during the baseline read and the soak window
-#: (like Flagger's load tester). Off on production inventories.
+#: (like Flagger's load tester): unforced GETs, which the stage's draw splits.
+#: Off on production inventories.
 smoke_traffic = False
 smoke_requests_per_s = 20
+#: Paired traffic during a gate: the catalog's GET endpoints with
+#: ``force_domain=true`` and ``=false`` interleaved, so a short batch gate gathers
+#: enough requests of both implementations in seconds (at stage 10 the unforced
+#: draw gives the domain a tenth). Read-only, bounded in rate and count. Off on
+#: production inventories: opt in once the GET endpoints are known to be cheap.
+paired_traffic = False
+paired_pairs_per_s = 20
+paired_max_pairs = 20000
+#: The window of ``rollout check`` and ``promote``: since the previous check of
+#: the stage (a cursor kept on the host, in state_dir), or with a look-back in
+#: seconds, since the newest cursor at least that old. Without a cursor: since
+#: the restart that began the stage.
+gate_lookback_s = None
+#: Cursors kept per host (one per check of the current stage).
+gate_cursors_kept = 48
 #: On an abort during deploy.py: roll the host back (stage 0) and prove legacy.
 rollback_on_abort = True
 

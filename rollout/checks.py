@@ -24,14 +24,14 @@ import gevent
 
 from rollout import hoststate
 from rollout import verify as v
-from rollout.catalog import CatalogError, fill, load_catalog
-from rollout.gate import (
-    ABORT, ERROR, INCONCLUSIVE, PASS, GateRun, MetricsError, Thresholds, field_paths, format_verdict,
-    parse_metrics,
-)
+from rollout import consistency
+from rollout.catalog import CatalogError, fill, load_catalog, with_force
+from rollout.gate import ABORT, ERROR, INCONCLUSIVE, LATENCY_QUANTILE, PASS, GateRun, Thresholds, format_verdict
+from rollout.metrics import MetricsError, field_paths, parse_metrics
+from rollout.window import Counters, choose_base, keep_cursors, window
 from rollout.preflight import judge_preflight
 from rollout.probe import ProbeError, probe
-from rollout.reports import now, report, say
+from rollout.reports import now as now_iso, report, say
 
 #: What this run's checks concluded on one host: check name -> verdict.
 Verdicts = dict[str, Any]
@@ -59,34 +59,72 @@ def _current(host) -> dict:
     return known
 
 
-def read_metrics(host) -> tuple[Any, str | None]:
-    """(Sample, None) or (None, why not): one read of the app's metrics."""
+def _cursors_file(host) -> str:
+    return f"{host.data.state_dir}/gate-cursors.json"
+
+
+def read_metrics(host, with_cursors: bool = False) -> tuple[Counters | None, str | None, list]:
+    """(Counters, None, cursors) or (None, why not, cursors): one read of the app's
+    cumulative counters; ``with_cursors``: also the gate's cursors kept on the host."""
+    cursors: list = []
     try:
-        (answer,) = probe(host, "requests", {
-            "port": _port(host), "timeout": 5, "header": host.data.implementation_header,
-            "requests": [v.request("GET", host.data.metrics_path)],
-        }, timeout=30)
-        return parse_metrics(answer["status"], answer["body"], answer["content_type"], _metric_paths(host)), None
+        reply = probe(host, "metrics", {"port": _port(host), "path": host.data.metrics_path, "timeout": 5,
+                                        "cursors_file": _cursors_file(host) if with_cursors else None},
+                      timeout=30)
+        cursors, answer = reply["cursors"], reply["answer"]
+        return (parse_metrics(answer["status"], answer["body"], answer["content_type"], _metric_paths(host)),
+                None, cursors)
     except (MetricsError, ProbeError) as error:
-        return None, str(error)
-    except (ValueError, KeyError, TypeError):  # not one answer of the probe's shape
-        return None, "the probe's answer to the metrics read is malformed"
+        return None, str(error), cursors
+    except (ValueError, KeyError, TypeError):  # not an answer of the probe's shape
+        return None, "the probe's answer to the metrics read is malformed", cursors
 
 
-def smoke_traffic(host, seconds: float, count: int | None = None) -> gevent.Greenlet | None:
-    """Bounded smoke traffic on the catalog's GET endpoints, run on the host in the
-    background of this run (a count and a time limit: it stops by itself). At
-    ``smoke_requests_per_s``; or, with ``count``, that many one after the other."""
-    if not host.data.get("smoke_traffic") or seconds <= 0:
-        return None
+def _read_paths(host) -> list[str]:
     context = {"camera_id": host.data.verification_camera,
                "rule_name": host.data.verification_rule_name, "rule_id": 0}
-    reads = [fill(e.path, context) for e in load_catalog(host.data.endpoints) if e.read_only]
-    rate = float(host.data.smoke_requests_per_s)
-    spec = {"port": _port(host), "header": host.data.implementation_header, "paths": reads,
-            "count": count or int(rate * seconds) + 1, "seconds": seconds,
-            "pause_s": 0.0 if count else 1.0 / rate}
-    return gevent.spawn(probe, host, "traffic", spec, seconds + 60)
+    return [fill(e.path, context) for e in load_catalog(host.data.endpoints) if e.read_only]
+
+
+def traffic(host, seconds: float, count: int | None = None) -> list[gevent.Greenlet]:
+    """Bounded traffic run on the host in the background of this run, each stream
+    with a rate, a count and a time limit (it stops by itself):
+
+    - smoke (``smoke_traffic``): unforced GETs of the catalog at
+      ``smoke_requests_per_s``, which the stage's draw splits; with ``count``,
+      that many back to back (a baseline top-up);
+    - paired (``paired_traffic``, not with ``count``): the same GETs with
+      ``force_domain=true`` and ``=false`` interleaved, ``paired_pairs_per_s``
+      pairs a second, at most ``paired_max_pairs``: both implementations' evidence."""
+    if seconds <= 0:
+        return []
+    data, streams = host.data, []
+    reads = _read_paths(host)
+    base = {"port": _port(host), "header": data.implementation_header, "seconds": seconds}
+    if data.get("smoke_traffic"):
+        rate = float(data.smoke_requests_per_s)
+        streams.append({**base, "paths": reads, "count": count or int(rate * seconds) + 1,
+                        "rate": None if count else rate})
+    if data.get("paired_traffic") and not count:
+        pairs = min(int(float(data.paired_pairs_per_s) * seconds) + 1, int(data.paired_max_pairs))
+        paired = [with_force(path, mode, data.force_domain_parameter) for path in reads for mode in ("domain", "legacy")]
+        streams.append({**base, "paths": paired, "count": 2 * pairs, "rate": 2 * float(data.paired_pairs_per_s)})
+    return [gevent.spawn(probe, host, "traffic", spec, seconds + 60) for spec in streams]
+
+
+def _stop(streams: list[gevent.Greenlet]) -> None:
+    for stream in streams:
+        stream.kill()  # the remote side ends by its own bounds too
+
+
+def write_cursor(host, stage: int, now: Counters, cursors: list) -> None:
+    """Keep where this check's window ended: the next check of the stage starts there."""
+    new = {"at": time.time(), "stage": stage, "counters": now.to_json()}
+    kept = keep_cursors(cursors, new, int(host.data.gate_cursors_kept))
+    try:
+        probe(host, "write", {"path": _cursors_file(host), "content": json.dumps(kept) + "\n"}, timeout=30)
+    except ProbeError as error:
+        say(host, f"gate: the window's cursor was not kept ({error}): the next check's window starts earlier")
 
 
 # --- preflight ------------------------------------------------------------------------------
@@ -116,9 +154,13 @@ def preflight(state, host, expected_stage: int | None = None, verdicts: Verdicts
 # --- endpoint verification ---------------------------------------------------------------------
 
 
-def _requests(host, plan: list[dict]) -> list[dict]:
+def _requests(host, plan: list[dict], retries: int | None = None) -> list[dict]:
+    """The calls of ``plan`` in order; a server error is sent again up to
+    ``verify_retries`` times (``retries``), so a background error rate does not
+    fail a deterministic check while an endpoint that always fails still does."""
+    retries = int(host.data.verify_retries) if retries is None else retries
     return probe(host, "requests", {"port": _port(host), "header": host.data.implementation_header,
-                                    "requests": plan, "timeout": 10})
+                                    "requests": plan, "timeout": 10, "retries": retries})
 
 
 def _ensure_rule(host, catalog, context, rules_result) -> int | None:
@@ -169,6 +211,8 @@ def compare(state, host, read_only: bool = False, verdicts: Verdicts | None = No
         calls = len(plan)
         findings += v.judge_comparison(plan, _requests(host, [call for _, _, call in plan]))
         if not read_only:
+            findings += _consistency(host, context)
+            calls += 4 * len(data.consistency_checks)
             restore = v.restore_plan(data.verification_camera, before, parameter)
             findings += v.judge_restore(restore, _requests(host, restore))
     except (ProbeError, CatalogError, ValueError) as error:
@@ -176,6 +220,16 @@ def compare(state, host, read_only: bool = False, verdicts: Verdicts | None = No
     ok = _findings(host, "verify", "compare", calls, f"{parameter}=false and =true", findings, read_only)
     _note(verdicts, "compare", ok)
     return ok
+
+
+def _consistency(host, context: dict) -> list[v.Finding]:
+    """What one implementation writes, the other reads back (rollout/consistency.py)."""
+    checks = list(host.data.consistency_checks)
+    if context.get("rule_id") is None:
+        return [v.Finding("data consistency", "-", "the verification rule is missing")]
+    plan = consistency.plan(checks, context, host.data.force_domain_parameter)
+    return [v.Finding(m.check, m.direction, m.problem)
+            for m in consistency.judge(checks, context, _requests(host, plan))]
 
 
 def legacy_proof(state, host) -> bool:
@@ -207,8 +261,8 @@ def mix(state, host, stage: int | None = None, legacy_proof: bool = False,
                    "rule_id": 0}
         count = data.legacy_proof_requests if legacy_proof else data.unforced_requests
         plan = v.unforced_plan(load_catalog(data.endpoints), context, int(count))
-        usage, findings = v.judge_unforced(_requests(host, plan), stage,
-                                           Thresholds.from_data(data.gate).usage_confidence)
+        # No retries: every server error counts in the side-by-side statistics.
+        usage, findings = v.judge_unforced(_requests(host, plan, retries=0), stage, Thresholds.from_data(data.gate))
     except (ProbeError, CatalogError, ValueError) as error:
         findings.append(v.Finding("unforced traffic", "-", str(error)))
     if usage is not None:
@@ -227,23 +281,37 @@ def mix(state, host, stage: int | None = None, legacy_proof: bool = False,
 # --- baseline ----------------------------------------------------------------------------------
 
 
+def _window_base(host, now: Counters, cursors: list, stage: int | None) -> Counters | None:
+    """The counters a check's window starts at (see rollout/window.py)."""
+    if stage is None:
+        return None
+    lookback = host.data.get("gate_lookback_s")
+    chosen = choose_base(cursors, now.instance, stage, time.time(), None if lookback is None else float(lookback))
+    return Counters.from_json(chosen["counters"]) if chosen else None
+
+
 def record_baseline(state, host, from_stage: int | None, to_stage: int) -> bool:
-    """Record the P95 the host serves now, before its stage changes, on the host."""
+    """Record the P95 the host serves now, before its stage changes, on the host:
+    over the window since the previous check of the current stage (or its
+    restart), topped up with smoke traffic when it holds too few requests."""
     thresholds = Thresholds.from_data(host.data.gate)
-    sample, error = read_metrics(host)
-    if sample is not None and sample.requests < thresholds.min_requests:
+    now, error, cursors = read_metrics(host, with_cursors=True)
+    base = _window_base(host, now, cursors, from_stage) if now is not None else None
+    served = window(now, base)[0] if now is not None else None
+    if served is not None and served.combined.requests < thresholds.min_requests:
         # Just the missing requests, back to back: a baseline needs a sample, not a rate.
-        traffic = smoke_traffic(host, 30.0, count=thresholds.min_requests - sample.requests + 5)
-        if traffic is not None:
-            traffic.join()
-            sample, error = read_metrics(host)
-    if sample is not None and sample.requests < thresholds.min_requests:
-        sample, error = None, f"only {sample.requests} requests served (fewer than {thresholds.min_requests})"
+        for stream in traffic(host, 30.0, count=thresholds.min_requests - served.combined.requests + 5):
+            stream.join()
+        now, error, _ = read_metrics(host)
+        served = window(now, base)[0] if now is not None else None
+    if served is not None and served.combined.requests < thresholds.min_requests:
+        served, error = None, (f"only {served.combined.requests} requests served "
+                               f"(fewer than {thresholds.min_requests})")
+    p95 = served.combined.quantile(LATENCY_QUANTILE) if served is not None else None
     record = {
         "from_stage": from_stage, "to_stage": to_stage,
-        "p95_ms": sample.p95_ms if sample else None,
-        "requests": sample.requests if sample else None,
-        "recorded_at": now(),
+        "p95_ms": p95, "requests": served.combined.requests if served else None,
+        "recorded_at": now_iso(),
     }
     try:
         probe(host, "write", {"path": f"{host.data.state_dir}/baseline.json",
@@ -251,8 +319,8 @@ def record_baseline(state, host, from_stage: int | None, to_stage: int) -> bool:
     except ProbeError as err:
         say(host, f"baseline FAIL: {err}", error=True)
         return False
-    if sample:
-        say(host, f"baseline p95 {sample.p95_ms:.1f} ms over {sample.requests} requests at stage {from_stage}")
+    if served is not None:
+        say(host, f"baseline p95 {p95:.1f} ms over {served.combined.requests} requests at stage {from_stage}")
     else:
         say(host, f"no baseline p95 ({error}): the P95 condition stays inconclusive")
     return True
@@ -269,12 +337,15 @@ def baseline_p95(known: dict, stage: int) -> float | None:
 # --- the gate ----------------------------------------------------------------------------------
 
 
-def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
+def gate(state, host, stage: int | None, soak_s: float, interval_s: float, stop_on_pass: bool = False,
          verdicts: Verdicts | None = None) -> bool:
-    """Poll the metrics over the soak window and judge them. Fails (False) on an
-    abort or an error; an inconclusive window succeeds with a warning. The
-    stage (the env file's when None) and the baseline are read when the gate
-    starts: the baseline was recorded earlier in this run."""
+    """Read the metrics over the soak window and judge what the window served.
+    Fails (False) on an abort or an error; an inconclusive window succeeds with
+    a warning. The window starts at the previous check's cursor of this stage
+    (or its restart); its end is kept as the next cursor. ``stop_on_pass``: end
+    the window at the first pass (batch gates). The stage (the env file's when
+    None) and the baseline are read when the gate starts: the baseline was
+    recorded earlier in this run."""
     thresholds = Thresholds.from_data(host.data.gate)
     try:
         known = _current(host)
@@ -285,29 +356,35 @@ def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
     if stage is None:
         say(host, "gate ERROR: the rollout env file holds no stage", error=True)
         return False
-    run = GateRun(thresholds, stage, baseline_p95(known, stage))
-    traffic = smoke_traffic(host, soak_s)
+    run = GateRun(thresholds, stage, baseline_p95(known, stage), stop_on_pass=stop_on_pass)
+    now, error, cursors = read_metrics(host, with_cursors=True)
+    started = time.time()
+    if now is not None:
+        run.base = _window_base(host, now, cursors, stage)
+    window_note = "window since the previous check" if run.base is not None else "window since the restart"
+    streams = traffic(host, soak_s)
     deadline = time.monotonic() + soak_s
     try:
-        while True:
-            sample, error = read_metrics(host)
-            if run.observe(sample, error):
-                break
+        while not run.observe(now, error):
             if time.monotonic() + interval_s > deadline:
                 break
             gevent.sleep(interval_s)
+            now, error, _ = read_metrics(host)
     finally:
-        if traffic is not None:
-            traffic.kill()  # the remote side ends by its own time bound too
+        _stop(streams)
+    if run.latest is not None:
+        write_cursor(host, stage, run.latest, cursors)
     verdict, reason = run.verdict()
-    for line in format_verdict(host.name, run):
+    for line in format_verdict(host.name, run, f"{window_note}, {time.time() - started:.0f}s of reads"):
         say(host, line, error=verdict in (ABORT, ERROR))
     if verdict == INCONCLUSIVE:
         say(host, "gate: not promoted; keep observing, then check again")
     report(host, "gate", {
         "verdict": verdict, "reason": reason, "stage": stage, "baseline_p95_ms": run.baseline_p95_ms,
-        "reads": run.reads, "history": run.history,
+        "reads": run.reads, "history": run.history, "window": window_note,
         "rows": [vars(r) for r in run.last.rows] if run.last else [],
+        "side_by_side": [vars(r) for r in run.last.sides] if run.last else [],
+        "served": run.served.to_json() if run.served else None,
     })
     _note(verdicts, "gate", verdict)
     return verdict in (PASS, INCONCLUSIVE)

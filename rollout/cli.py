@@ -208,9 +208,11 @@ _deploy_options = [
                  help="Batch sizes: hosts or percent of the fleet; the last repeats."),
     click.option("--canary", help="The first batch's host (default: group data `canary`, else the first by name)."),
     click.option("--soak", help="Gate window after the last batch (30s, 10m, 2h; default: group data soak_s)."),
-    click.option("--batch-soak", default="10s", show_default=True, help="Short gate window after each earlier batch."),
+    click.option("--batch-soak", default="60s", show_default=True,
+                 help="Longest gate window after each earlier batch; it ends at the first pass."),
     click.option("--smoke-traffic/--no-smoke-traffic", "smoke", default=None,
-                 help="Drive bounded smoke traffic during the gate (default: group data smoke_traffic)."),
+                 help="Drive bounded synthetic traffic (smoke and paired) during the gate "
+                      "(default: group data smoke_traffic, paired_traffic)."),
     click.option("--on-failure", type=click.Choice(["previous", "rollback", "stop"]), default="previous",
                  show_default=True, help="Touched hosts after a failed batch: back to their previous "
                  "stage, to stage 0, or left as they are."),
@@ -328,7 +330,8 @@ def verify(ctx: Context, env: str, junit_xml: str | None, read_only: bool) -> No
 @click.argument("env")
 @click.option("--soak", default="0", show_default=True, help="Observe this long (0: one read).")
 @click.option("--no-rollback", is_flag=True, help="Report an abort; do not roll back.")
-@click.option("--smoke-traffic/--no-smoke-traffic", "smoke", default=None)
+@click.option("--smoke-traffic/--no-smoke-traffic", "smoke", default=None,
+              help="Synthetic traffic (smoke and paired) during the gate (default: group data).")
 @click.option("--yes", "-y", is_flag=True, help="Accepted for scripts; check never asks.")
 @command
 def check(ctx: Context, env: str, soak: str, no_rollback: bool, smoke: bool | None, yes: bool) -> None:

@@ -163,6 +163,12 @@ class Run:
         return [h for h in hosts if self.report(h, "reached") is None]
 
 
+def _synthetic(smoke: bool | None) -> dict[str, bool]:
+    """``--smoke-traffic/--no-smoke-traffic``: both kinds of synthetic traffic (smoke
+    and paired) on or off; not given, group data decides."""
+    return {} if smoke is None else {"smoke_traffic": smoke, "paired_traffic": smoke}
+
+
 def pyinfra(
     fleet: Fleet,
     files: list[str],
@@ -273,12 +279,11 @@ class PyinfraRunner:
         return self._hosts_run(run, self.hosts)
 
     def apply(self, hosts: list[str], stage: int, *, soak_s: float, smoke: bool | None, command: str,
-              checks: bool = True) -> HostsRun:
+              checks: bool = True, stop_on_pass: bool = False) -> HostsRun:
         data: dict[str, Any] = {"stage": stage, "lock_token": self.token, "command": command}
         if checks:
-            data.update({"soak_s": soak_s, "rollback_on_abort": False})
-            if smoke is not None:
-                data["smoke_traffic"] = smoke
+            data.update({"soak_s": soak_s, "rollback_on_abort": False, "gate_stop_on_pass": stop_on_pass})
+            data.update(_synthetic(smoke))
         else:
             data["checks"] = False
         run = self.run(["deploy.py"], "batch" if checks else "revert", data=data, limit=hosts)
@@ -290,9 +295,7 @@ class PyinfraRunner:
         return self._hosts_run(run, hosts or self.hosts)
 
     def gate(self, soak_s: float, smoke: bool | None) -> HostsRun:
-        data: dict[str, Any] = {"soak_s": soak_s}
-        if smoke is not None:
-            data["smoke_traffic"] = smoke
+        data: dict[str, Any] = {"soak_s": soak_s, **_synthetic(smoke)}
         return self._hosts_run(self.run(["tasks/gate.py"], "gate", data=data), self.hosts)
 
     def hook(self, command: str) -> tuple[bool, str]:

@@ -1,14 +1,27 @@
-"""The metrics gate: the seed's decision rules as data, judged on the app's own
-metrics, in the spirit of an Argo Rollouts AnalysisTemplate (success and failure
-conditions, a failure limit, an error limit).
+"""The metrics gate: the seed's decision rules as data, judged on what a window
+served, in the spirit of an Argo Rollouts AnalysisTemplate (success and failure
+conditions, a failure limit, an error limit), with the measurements printed
+beside the thresholds.
 
-Pure: reading a metrics answer, judging one sample, and the run of samples over a
-soak window are plain functions and objects; fetching metrics is the caller's.
+Pure: the window's counters come from rollout/window.py, the tests from
+rollout/sequential.py; fetching the metrics is the caller's. Two kinds of rows
+(docs/gate.md says which test each rule uses, and why):
+
+- the seed's **aggregate** rows, host-wide (both implementations together):
+  requests, error rate, success rate, P95 against the baseline recorded before
+  the change, domain usage against the stage. A breach must hold on
+  ``abort_after`` consecutive reads;
+- the **side-by-side** rows, the domain implementation against the legacy one
+  in the same window on the same host: evidence (requests of each), the
+  domain's own error and success rates against the seed's thresholds (what the
+  fleet would see at 100 %), its errors against legacy's, its P95 against
+  legacy's. Each abort is an anytime-valid sequential test at ``alpha``: it may
+  fire on the first read that crosses.
 
 Verdicts:
-- ``pass``: every promote condition holds (enough requests, error rate, success
-  rate, P95 against the baseline, domain usage consistent with the stage);
-- ``abort``: an abort condition held on ``abort_after`` consecutive reads;
+- ``pass``: every row passes, on at least ``min_requests`` requests and
+  ``min_requests_per_implementation`` of each implementation;
+- ``abort``: a side-by-side test rejected, or an aggregate breach held;
 - ``error``: the metrics could not be read ``max_read_failures`` times in a row,
   or never once: no data never passes;
 - ``inconclusive``: neither; keep observing (not promoted, not rolled back).
@@ -16,49 +29,43 @@ Verdicts:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rollout.project import defaults
+from rollout.sequential import RatioTest, format_e, log_e_rate
 from rollout.usage import usage_consistent
+from rollout.window import Counters, Side, continues, window
 
 PASS, ABORT, ERROR, INCONCLUSIVE = "pass", "abort", "error", "inconclusive"
 
-#: The values the gate reads from the metrics; where each sits in the app's JSON
-#: is the app's contract: ``metrics_field_defaults`` in group_data/all.py.
-METRICS = ("requests", "error_rate", "success_rate", "p95_ms", "usage_requests", "usage_domain")
-
-
-def field_paths(overrides: dict | None = None, base: dict | None = None) -> dict[str, str]:
-    """Every metric's dotted path: ``base`` (the ``metrics_field_defaults``
-    setting, group data's when not given) with ``overrides`` (``metrics_fields``)."""
-    return {**(base or defaults()["metrics_field_defaults"]), **(overrides or {})}
+#: The percentile the latency rules compare (the seed's P95), as a quantile.
+LATENCY_PERCENTILE = 95
+LATENCY_QUANTILE = LATENCY_PERCENTILE / 100
 
 
 @dataclass(frozen=True)
 class Thresholds:
     """The seed's numbers, and how much evidence a verdict needs. The values are
-    the ``gate`` of group_data/all.py (the one place they are set); a group's
-    ``gate`` overrides them key by key."""
+    the ``gate`` of group_data/all.py (the one place they are set, each explained
+    there); a group's ``gate`` overrides them key by key."""
 
     error_rate_pass_below: float
     error_rate_abort_above: float
     success_rate_pass_above: float
     success_rate_abort_below: float
-    #: P95 may grow to this multiple of the baseline; above it, abort.
     p95_max_ratio: float
-    #: A P95 increase smaller than this is noise, never a breach.
     p95_min_increase_ms: float
-    #: Confidence of the binomial test of domain usage against the stage.
     usage_confidence: float
-    #: No verdict (neither pass nor abort) on fewer requests than this.
     min_requests: int
-    #: Consecutive breaching reads before an abort: one noisy read rolls nothing back.
     abort_after: int
-    #: Consecutive unreadable metrics answers before the gate errors.
     max_read_failures: int
+    min_requests_per_implementation: int
+    alpha: float
+    error_ratio_margin: float
+    error_rate_floor: float
+    domain_p95_min_increase_ms: float
 
     @classmethod
     def from_data(cls, data: dict[str, Any] | None) -> Thresholds:
@@ -77,6 +84,9 @@ class Thresholds:
             if whole and value != int(value):
                 raise ValueError(f"gate setting {name} must be a whole number, got {value!r}")
             values[name] = int(value) if whole else float(value)
+        missing = sorted(set(known) - set(values))
+        if missing:
+            raise ValueError(f"gate setting(s) missing: {', '.join(missing)}")
         thresholds = cls(**values)
         thresholds._check_ranges()
         return thresholds
@@ -95,81 +105,27 @@ class Thresholds:
             raise ValueError("gate error_rate_pass_below must not exceed error_rate_abort_above")
         if self.success_rate_pass_above < self.success_rate_abort_below:
             raise ValueError("gate success_rate_pass_above must not be below success_rate_abort_below")
-        if self.p95_max_ratio < 1 or self.p95_min_increase_ms < 0:
-            raise ValueError("gate p95_max_ratio must be >= 1 and p95_min_increase_ms >= 0")
-        if self.min_requests < 1 or self.abort_after < 1 or self.max_read_failures < 1:
-            raise ValueError("gate min_requests, abort_after and max_read_failures must be >= 1")
-
-
-class MetricsError(ValueError):
-    """A metrics answer that cannot be used; the message is one line."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    requests: int
-    error_rate: float
-    success_rate: float
-    p95_ms: float
-    usage_requests: int
-    usage_domain: int
-
-
-def _lookup(document: Any, path: str) -> Any:
-    value = document
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise MetricsError(f"metrics lack the field {path}")
-        value = value[part]
-    return value
-
-
-def parse_metrics(
-    status: int | None, body: str, content_type: str | None = None, paths: dict | None = None
-) -> Sample:
-    """Turn one metrics answer into a Sample, or raise MetricsError saying why not:
-    no answer, an HTTP error, an empty body, HTML or other non-JSON, a missing
-    field, a value of the wrong type or outside its range. ``paths``: every
-    metric's path (see ``field_paths``); group data's defaults when not given."""
-    paths = field_paths(paths)
-    if status is None:
-        raise MetricsError("metrics endpoint did not answer")
-    if status != 200:
-        raise MetricsError(f"metrics endpoint answered HTTP {status}")
-    if not body or not body.strip():
-        raise MetricsError("metrics answer is empty")
-    try:
-        document = json.loads(body)
-    except ValueError:
-        kind = (content_type or "").split(";")[0].strip() or "unknown content type"
-        raise MetricsError(f"metrics answer is not JSON ({kind})") from None
-    if not isinstance(document, dict):
-        raise MetricsError("metrics answer is not a JSON object")
-
-    def number(name: str, integral: bool = False, unit_range: bool = False) -> float:
-        value = _lookup(document, paths[name])
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise MetricsError(f"metrics field {paths[name]} is not a number: {value!r}")
-        if value < 0 or (unit_range and value > 1) or (integral and value != int(value)):
-            raise MetricsError(f"metrics field {paths[name]} is out of range: {value!r}")
-        return int(value) if integral else float(value)
-
-    sample = Sample(
-        requests=number("requests", integral=True),
-        error_rate=number("error_rate", unit_range=True),
-        success_rate=number("success_rate", unit_range=True),
-        p95_ms=number("p95_ms"),
-        usage_requests=number("usage_requests", integral=True),
-        usage_domain=number("usage_domain", integral=True),
-    )
-    if sample.usage_domain > sample.usage_requests:
-        raise MetricsError("metrics count more domain requests than requests")
-    return sample
+        if not 0 < self.error_rate_abort_above < 1 or not 0 < self.success_rate_abort_below < 1:
+            raise ValueError("gate error_rate_abort_above and success_rate_abort_below must be inside (0, 1): "
+                             "the domain's own rates are tested against them")
+        if self.p95_max_ratio < 1 or self.p95_min_increase_ms < 0 or self.domain_p95_min_increase_ms < 0:
+            raise ValueError("gate p95_max_ratio must be >= 1, p95_min_increase_ms and "
+                             "domain_p95_min_increase_ms >= 0")
+        if (self.min_requests < 1 or self.abort_after < 1 or self.max_read_failures < 1
+                or self.min_requests_per_implementation < 1):
+            raise ValueError("gate min_requests, min_requests_per_implementation, abort_after and "
+                             "max_read_failures must be >= 1")
+        if not 0 < self.alpha <= 0.1:
+            raise ValueError(f"gate setting alpha is a false-alarm rate in (0, 0.1], got {self.alpha!r}")
+        if self.error_ratio_margin < 1:
+            raise ValueError(f"gate setting error_ratio_margin must be >= 1, got {self.error_ratio_margin!r}")
+        if not 0 < self.error_rate_floor < 1:
+            raise ValueError(f"gate setting error_rate_floor is a rate in (0, 1), got {self.error_rate_floor!r}")
 
 
 @dataclass(frozen=True)
 class Row:
-    """One line of a verdict table: the observed value next to its conditions."""
+    """One aggregate line of a verdict table: the observed value next to its conditions."""
 
     metric: str
     observed: str
@@ -179,83 +135,231 @@ class Row:
 
 
 @dataclass(frozen=True)
+class SideRow:
+    """One side-by-side line: each implementation's value, the rule, the test's statistic."""
+
+    metric: str
+    domain: str
+    legacy: str
+    pass_when: str
+    abort_when: str
+    statistic: str
+    outcome: str
+
+
+@dataclass(frozen=True)
 class Evaluation:
     outcome: str
     rows: tuple[Row, ...]
+    sides: tuple[SideRow, ...] = ()
+
+    def breached(self, kind: str = "any") -> list[str]:
+        """Names of the rows that abort: the aggregate ones, the side-by-side ones, or both."""
+        names = []
+        if kind in ("any", "aggregate"):
+            names += [r.metric for r in self.rows if r.outcome == ABORT]
+        if kind in ("any", "side"):
+            names += [r.metric for r in self.sides if r.outcome == ABORT]
+        return names
 
 
 def _pct(value: float) -> str:
     return f"{value * 100:.2f}%"
 
 
-def evaluate(sample: Sample, baseline_p95_ms: float | None, percent: int, t: Thresholds) -> Evaluation:
-    """Judge one sample against the thresholds, the baseline P95 and the stage."""
-    rows = []
-    enough = sample.requests >= t.min_requests
-    rows.append(Row("requests", str(sample.requests), f">= {t.min_requests}", "-",
-                    PASS if enough else INCONCLUSIVE))
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+# --- the seed's aggregate rows -----------------------------------------------------------------
+
+
+def aggregate_rows(served: Counters, baseline_p95_ms: float | None, percent: int, t: Thresholds) -> list[Row]:
+    """Host-wide, both implementations together: the seed's criteria on the window."""
+    both = served.combined
+    rows = [Row("requests", str(both.requests), f">= {t.min_requests}", "-",
+                PASS if both.requests >= t.min_requests else INCONCLUSIVE)]
 
     def banded(metric, observed, passes, aborts, pass_when, abort_when):
-        outcome = ABORT if aborts else PASS if passes else INCONCLUSIVE
-        rows.append(Row(metric, observed, pass_when, abort_when, outcome))
+        rows.append(Row(metric, observed, pass_when, abort_when,
+                        ABORT if aborts else PASS if passes else INCONCLUSIVE))
 
-    banded("error rate", _pct(sample.error_rate),
-           sample.error_rate < t.error_rate_pass_below, sample.error_rate > t.error_rate_abort_above,
+    error_rate = both.error_rate
+    banded("error rate", _pct(error_rate), error_rate < t.error_rate_pass_below,
+           error_rate > t.error_rate_abort_above,
            f"< {_pct(t.error_rate_pass_below)}", f"> {_pct(t.error_rate_abort_above)}")
-    banded("success rate", _pct(sample.success_rate),
-           sample.success_rate > t.success_rate_pass_above,
-           sample.success_rate < t.success_rate_abort_below,
+    banded("success rate", _pct(1 - error_rate), 1 - error_rate > t.success_rate_pass_above,
+           1 - error_rate < t.success_rate_abort_below,
            f"> {_pct(t.success_rate_pass_above)}", f"< {_pct(t.success_rate_abort_below)}")
 
-    if baseline_p95_ms is None:
-        rows.append(Row("p95 latency", f"{sample.p95_ms:.1f} ms (no baseline)",
+    p95 = both.quantile(LATENCY_QUANTILE)
+    if baseline_p95_ms is None or p95 is None:
+        rows.append(Row("p95 latency", f"{_ms(p95)} (no baseline)" if baseline_p95_ms is None else "-",
                         f"<= {t.p95_max_ratio}x baseline", f"> {t.p95_max_ratio}x baseline", INCONCLUSIVE))
     else:
         limit = max(baseline_p95_ms * t.p95_max_ratio, baseline_p95_ms + t.p95_min_increase_ms)
-        ratio = sample.p95_ms / baseline_p95_ms if baseline_p95_ms > 0 else float("inf")
-        banded("p95 latency", f"{sample.p95_ms:.1f} ms ({ratio:.2f}x of {baseline_p95_ms:.1f})",
-               sample.p95_ms <= limit, sample.p95_ms > limit,
-               f"<= {limit:.1f} ms", f"> {limit:.1f} ms")
+        ratio = p95 / baseline_p95_ms if baseline_p95_ms > 0 else float("inf")
+        banded("p95 latency", f"{p95:.1f} ms ({ratio:.2f}x of {baseline_p95_ms:.1f})",
+               p95 <= limit, p95 > limit, f"<= {limit:.1f} ms", f"> {limit:.1f} ms")
 
-    usage = usage_consistent(sample.usage_domain, sample.usage_requests, percent, t.usage_confidence)
-    rows.append(Row("domain usage", f"{usage.domain}/{usage.total} ({_pct(usage.observed_rate)}, p={usage.p_value:.3g})",
+    usage = usage_consistent(served.usage_domain, served.usage_requests, percent, t.usage_confidence)
+    rows.append(Row("domain usage",
+                    f"{usage.domain}/{usage.total} ({_pct(usage.observed_rate)}, p={usage.p_value:.3g})",
                     f"consistent with {percent}%", "-", PASS if usage.consistent else INCONCLUSIVE))
+    return rows
 
-    outcomes = {row.outcome for row in rows}
-    if not enough:
-        outcome = INCONCLUSIVE  # no verdict either way on too few requests
+
+# --- side by side: domain against legacy, same host, same window ---------------------------------
+
+
+def _test(log_e: float, log_needed: float) -> str:
+    return f"e={format_e(log_e)} of {format_e(log_needed)}"
+
+
+def legacy_p95_bound(legacy: Side, log_needed: float) -> float | None:
+    """A bucket bound the legacy P95 lies below with confidence: the smallest
+    bound at which the share of legacy requests at or below it is shown to
+    exceed 95 % (``log_e_rate`` at ``log_needed``). None: not yet shown."""
+    for bound, count in legacy.buckets:
+        if log_e_rate(count, legacy.requests, LATENCY_QUANTILE) >= log_needed:
+            return bound
+    return None
+
+
+def side_rows(served: Counters, ratio: RatioTest, t: Thresholds) -> list[SideRow]:
+    """The domain against legacy in the window: evidence, the domain's own rates
+    against the seed's thresholds, its errors against legacy's, its P95 against
+    legacy's. ``ratio``: the errors-ratio test, already fed the window's reads."""
+    d, lg = served.domain, served.legacy
+    log_needed = math.log(1 / t.alpha)
+    rows = []
+
+    short = [f"{t.min_requests_per_implementation - side.requests} more {name}"
+             for name, side in (("domain", d), ("legacy", lg)) if side.requests < t.min_requests_per_implementation]
+    rows.append(SideRow("requests", str(d.requests), str(lg.requests),
+                        f">= {t.min_requests_per_implementation} each", "-",
+                        f"needs {', '.join(short)}" if short else "-", INCONCLUSIVE if short else PASS))
+    rows.append(SideRow("errors", str(d.errors), str(lg.errors), "-", "-", "-", PASS))
+
+    # The domain alone against the seed's thresholds: what every user would see at 100 %.
+    for metric, rate, passes, pass_when, p0, abort_when in (
+        ("error rate", d.error_rate, d.error_rate < t.error_rate_pass_below,
+         f"domain < {_pct(t.error_rate_pass_below)}", t.error_rate_abort_above,
+         f"domain > {_pct(t.error_rate_abort_above)}"),
+        ("success rate", 1 - d.error_rate, 1 - d.error_rate > t.success_rate_pass_above,
+         f"domain > {_pct(t.success_rate_pass_above)}", 1 - t.success_rate_abort_below,
+         f"domain < {_pct(t.success_rate_abort_below)}"),
+    ):
+        log_e = log_e_rate(d.errors, d.requests, p0)
+        outcome = ABORT if log_e >= log_needed else PASS if passes and d.requests else INCONCLUSIVE
+        legacy_rate = lg.error_rate if metric == "error rate" else 1 - lg.error_rate
+        rows.append(SideRow(f"{metric}", _pct(rate) if d.requests else "-", _pct(legacy_rate) if lg.requests else "-",
+                            pass_when, abort_when, _test(log_e, log_needed), outcome))
+
+    # Domain errors against legacy's: both a ratio beyond the margin and a rate
+    # beyond the floor must be shown (an intersection-union test: each at alpha).
+    floor_log_e = log_e_rate(d.errors, d.requests, t.error_rate_floor)
+    joint = min(ratio.log_e(), floor_log_e)
+    worse = d.error_rate > t.error_ratio_margin * lg.error_rate and d.error_rate > t.error_rate_floor
+    outcome = ABORT if joint >= log_needed else INCONCLUSIVE if not (d.requests and lg.requests) or worse else PASS
+    rows.append(SideRow("errors vs legacy", _pct(d.error_rate) if d.requests else "-",
+                        _pct(lg.error_rate) if lg.requests else "-",
+                        f"domain <= {t.error_ratio_margin:g}x legacy or <= {_pct(t.error_rate_floor)}",
+                        f"domain > {t.error_ratio_margin:g}x legacy and > {_pct(t.error_rate_floor)}",
+                        f"ratio {_test(ratio.log_e(), log_needed)}, floor e={format_e(floor_log_e)}", outcome))
+
+    rows.append(_latency_row(d, lg, t))
+    return rows
+
+
+def _latency_row(d: Side, lg: Side, t: Thresholds) -> SideRow:
+    """Domain P95 against legacy P95 in the same window (the seed's "P95 increase
+    above 50 %"): the limit is ``p95_max_ratio`` x a confident upper bound of the
+    legacy P95 (at least ``domain_p95_min_increase_ms`` above it), rounded up to a
+    bucket bound; the test asks whether more than 5 % of the domain's requests
+    are slower than that. Both the legacy bound and the domain test run at
+    alpha / (2 x buckets): valid whichever bound the data pick."""
+    d95, l95 = d.quantile(LATENCY_QUANTILE), lg.quantile(LATENCY_QUANTILE)
+    bounds = [b for b, _ in d.buckets]
+    log_needed = math.log(2 * len(bounds) / t.alpha)
+    pass_when = f"domain <= {t.p95_max_ratio:g}x legacy (+{t.domain_p95_min_increase_ms:g} ms)"
+    upper = legacy_p95_bound(lg, log_needed) if lg.requests else None
+    if upper is None or not d.requests:
+        return SideRow("p95 latency", _ms(d95), _ms(l95), pass_when, "-",
+                       "legacy p95 not yet bounded" if d.requests else "-", INCONCLUSIVE)
+    limit = max(upper * t.p95_max_ratio, upper + t.domain_p95_min_increase_ms)
+    above = [b for b in bounds if b >= limit]
+    if not above:
+        return SideRow("p95 latency", _ms(d95), _ms(l95), pass_when, "-",
+                       f"limit {limit:.0f} ms beyond the last bucket", INCONCLUSIVE)
+    limit_bucket = above[0]
+    slower = d.requests - d.at_or_below(limit_bucket)
+    log_e = log_e_rate(slower, d.requests, 1 - LATENCY_QUANTILE)
+    passes = d95 <= max(l95 * t.p95_max_ratio, l95 + t.domain_p95_min_increase_ms)
+    outcome = ABORT if log_e >= log_needed else PASS if passes else INCONCLUSIVE
+    return SideRow("p95 latency", _ms(d95), _ms(l95), pass_when,
+                   f"> 5% of domain above {limit_bucket:g} ms",
+                   f"{slower}/{d.requests} above, {_test(log_e, log_needed)}", outcome)
+
+
+def evaluate(served: Counters, ratio: RatioTest, baseline_p95_ms: float | None, percent: int,
+             t: Thresholds) -> Evaluation:
+    """Judge one window: the aggregate rows and the side-by-side rows."""
+    rows = aggregate_rows(served, baseline_p95_ms, percent, t)
+    sides = side_rows(served, ratio, t)
+    outcomes = {r.outcome for r in rows} | {r.outcome for r in sides}
+    enough = served.combined.requests >= t.min_requests
+    if any(r.outcome == ABORT for r in sides):
+        outcome = ABORT  # an anytime-valid test: valid on any number of requests
+    elif not enough:
+        outcome = INCONCLUSIVE  # point estimates on too few requests decide nothing
     elif ABORT in outcomes:
         outcome = ABORT
     elif outcomes == {PASS}:
         outcome = PASS
     else:
         outcome = INCONCLUSIVE
-    return Evaluation(outcome, tuple(rows))
+    return Evaluation(outcome, tuple(rows), tuple(sides))
+
+
+# --- a window of reads ---------------------------------------------------------------------------
 
 
 @dataclass
 class GateRun:
-    """Reads over a soak window, folded into one verdict."""
+    """Reads over a window, folded into one verdict.
+
+    ``base``: the counters the window starts at (None: the instance's start);
+    ``stop_on_pass``: a pass ends the window early (batch gates: the evidence is
+    in, the next batch may go)."""
 
     thresholds: Thresholds
     percent: int
     baseline_p95_ms: float | None
+    base: Counters | None = None
+    stop_on_pass: bool = False
     reads: int = 0
     read_failures: int = 0
     breaches: int = 0
     last: Evaluation | None = None
     last_error: str | None = None
+    served: Counters | None = None
+    latest: Counters | None = None
     decided: str | None = None
     reason: str = ""
     history: list[str] = field(default_factory=list)
+    ratio: RatioTest | None = None
 
-    def observe(self, sample: Sample | None, error: str | None = None) -> str | None:
-        """Fold in one read (a Sample, or the error that made it unusable).
-        Returns the verdict once it is final (``abort`` or ``error``), else None."""
+    def __post_init__(self):
+        self.ratio = RatioTest(self.thresholds.error_ratio_margin)
+
+    def observe(self, now: Counters | None, error: str | None = None) -> str | None:
+        """Fold in one read (cumulative Counters, or the error that made it
+        unusable). Returns the verdict once it is final, else None."""
         if self.decided:
             return self.decided
         self.reads += 1
-        if sample is None:
+        if now is None:
             self.read_failures += 1
             self.last_error = error or "metrics unreadable"
             self.history.append(f"read {self.reads}: {self.last_error}")
@@ -265,16 +369,45 @@ class GateRun:
                 )
             return self.decided
         self.read_failures = 0
-        self.last = evaluate(sample, self.baseline_p95_ms, self.percent, self.thresholds)
-        self.history.append(f"read {self.reads}: {self.last.outcome}")
+        self._advance(now)
+        self.last = evaluate(self.served, self.ratio, self.baseline_p95_ms, self.percent, self.thresholds)
+        self.history.append(f"read {self.reads}: {self.last.outcome} ({self.served.domain.requests} domain, "
+                            f"{self.served.legacy.requests} legacy)")
+        self._decide()
+        return self.decided
+
+    def _advance(self, now: Counters) -> None:
+        """The window's counters, and the errors-ratio test fed this read's increment."""
+        if self.latest is not None and not continues(now, self.latest):
+            self.history.append(f"read {self.reads}: counters reset (restart): a new window from the restart")
+            self.base, self.latest, self.breaches = None, None, 0
+            self.ratio = RatioTest(self.thresholds.error_ratio_margin)
+        if self.latest is None:  # the window's first read: its first increment is all it served so far
+            self.served, restarted = window(now, self.base)
+            if restarted:
+                self.history.append(f"read {self.reads}: the window's base is another instance: from the restart")
+                self.base = None
+            step = self.served
+        else:
+            self.served, _ = window(now, self.base)
+            step = now.minus(self.latest)
+        self.ratio.update(step.domain.errors, step.legacy.errors, step.domain.requests, step.legacy.requests)
+        self.latest = now
+
+    def _decide(self) -> None:
+        side_breaches = self.last.breached("side")
+        if side_breaches:
+            self.decided, self.reason = ABORT, f"{', '.join(side_breaches)}: domain worse than allowed (sequential test)"
+            return
         if self.last.outcome == ABORT:
             self.breaches += 1
             if self.breaches >= self.thresholds.abort_after:
-                breached = ", ".join(r.metric for r in self.last.rows if r.outcome == ABORT)
-                self.decided, self.reason = ABORT, f"{breached} breached on {self.breaches} consecutive reads"
-        else:
-            self.breaches = 0
-        return self.decided
+                self.decided, self.reason = ABORT, (f"{', '.join(self.last.breached('aggregate'))} breached on "
+                                                    f"{self.breaches} consecutive reads")
+            return
+        self.breaches = 0
+        if self.stop_on_pass and self.last.outcome == PASS:
+            self.decided, self.reason = PASS, "every promote condition holds"
 
     def verdict(self) -> tuple[str, str]:
         """The verdict at the end of the window, with its reason."""
@@ -284,23 +417,32 @@ class GateRun:
             return ERROR, f"no usable metrics in {self.reads} read(s): {self.last_error}"
         if self.last.outcome == PASS:
             return PASS, "every promote condition holds"
-        open_rows = ", ".join(r.metric for r in self.last.rows if r.outcome != PASS)
-        return INCONCLUSIVE, f"not yet conclusive: {open_rows}"
+        open_rows = [r.metric for r in self.last.rows if r.outcome != PASS]
+        open_rows += [f"{r.metric} (side by side)" for r in self.last.sides if r.outcome != PASS]
+        return INCONCLUSIVE, f"not yet conclusive: {', '.join(open_rows)}"
 
 
-def format_verdict(host: str, run: GateRun) -> list[str]:
-    """The verdict table of one host: observed values beside each threshold."""
+def format_verdict(host: str, run: GateRun, window_note: str = "") -> list[str]:
+    """The verdict table of one host: the aggregate rows, then both
+    implementations side by side, observed values beside each threshold."""
     verdict, reason = run.verdict()
     baseline = f"{run.baseline_p95_ms:.1f} ms" if run.baseline_p95_ms is not None else "none"
     lines = [
         f"gate {host}: {verdict.upper()} - {reason} "
-        f"(stage {run.percent}%, baseline p95 {baseline}, {run.reads} read(s))"
+        f"(stage {run.percent}%, baseline p95 {baseline}, {run.reads} read(s){', ' + window_note if window_note else ''})"
     ]
+
+    def result(outcome: str) -> str:
+        return outcome if outcome == PASS else outcome.upper()
+
     if run.last is not None:
-        lines.append(f"  {'metric':<14} {'observed':<34} {'pass when':<22} {'abort when':<14} result")
+        lines.append(f"  {'aggregate':<14} {'observed':<34} {'pass when':<22} {'abort when':<14} result")
         for row in run.last.rows:
-            lines.append(
-                f"  {row.metric:<14} {row.observed:<34} {row.pass_when:<22} {row.abort_when:<14} "
-                f"{row.outcome.upper() if row.outcome != PASS else row.outcome}"
-            )
+            lines.append(f"  {row.metric:<14} {row.observed:<34} {row.pass_when:<22} {row.abort_when:<14} "
+                         f"{result(row.outcome)}")
+        lines.append(f"  {'side by side':<16} {'domain':<10} {'legacy':<10} {'pass when':<40} "
+                     f"{'abort when':<40} {'statistic':<34} result")
+        for side in run.last.sides:
+            lines.append(f"  {side.metric:<16} {side.domain:<10} {side.legacy:<10} {side.pass_when:<40} "
+                         f"{side.abort_when:<40} {side.statistic:<34} {result(side.outcome)}")
     return lines

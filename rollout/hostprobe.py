@@ -19,7 +19,8 @@ Modes:
   requests  call a list of endpoints in order; status, implementation, body each
   preflight the state plus what only the preparation check needs: metrics,
             cameras config, database and Redis reachability
-  traffic   bounded smoke traffic (a count and a time limit)
+  metrics   one read of the app's metrics, with the gate's cursors
+  traffic   bounded traffic (a rate, a count and a time limit)
   write     replace a file atomically
   lock      take the fleet's rollout lock on this host (or say who holds it)
   unlock    release it (only the holder's token, or forced)
@@ -246,9 +247,20 @@ def mode_state(spec):
 
 
 def mode_requests(spec):
+    """Each request in order. ``retries``: a server error (5xx) is sent again up
+    to that many times; ``server_errors`` says how many answers were 5xx."""
     timeout = float(spec.get("timeout", 10))
-    return [call(spec["port"], r["method"], r["path"], r.get("body"), timeout, spec.get("header"))
-            for r in spec["requests"]]
+    results = []
+    for r in spec["requests"]:
+        server_errors = 0
+        for _ in range(1 + int(spec.get("retries", 0))):
+            result = call(spec["port"], r["method"], r["path"], r.get("body"), timeout, spec.get("header"))
+            if not (result["status"] or 0) >= 500:
+                break
+            server_errors += 1
+        result["server_errors"] = server_errors
+        results.append(result)
+    return results
 
 
 def mode_preflight(spec):
@@ -270,11 +282,27 @@ def mode_preflight(spec):
     }
 
 
+def mode_metrics(spec):
+    """One read of the metrics, and (when asked) the gate's cursors kept on the host."""
+    answer = call(spec["port"], "GET", spec["path"], timeout=float(spec.get("timeout", 5)))
+    cursors = read_json(spec["cursors_file"]) if spec.get("cursors_file") else None
+    return {"answer": {k: answer[k] for k in ("status", "content_type", "body", "error")},
+            "cursors": cursors if isinstance(cursors, list) else []}
+
+
 def mode_traffic(spec):
-    """Smoke traffic: cycle through the paths until count or time runs out."""
-    deadline = time.monotonic() + float(spec["seconds"])
+    """Traffic: cycle through the paths until count or time runs out, at ``rate``
+    requests per second (on a schedule, so slow answers do not lower the rate;
+    back to back without one)."""
+    started = time.monotonic()
+    deadline = started + float(spec["seconds"])
+    rate = float(spec.get("rate") or 0)
     statuses, implementations, sent = {}, {}, 0
     while sent < int(spec["count"]) and time.monotonic() < deadline:
+        if rate:
+            wait = started + sent / rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
         path = spec["paths"][sent % len(spec["paths"])]
         result = call(spec["port"], "GET", path, timeout=5, header=spec.get("header"))
         sent += 1
@@ -282,8 +310,6 @@ def mode_traffic(spec):
         statuses[key] = statuses.get(key, 0) + 1
         impl = result["implementation"] or "none"
         implementations[impl] = implementations.get(impl, 0) + 1
-        if spec.get("pause_s"):
-            time.sleep(float(spec["pause_s"]))
     return {"sent": sent, "statuses": statuses, "implementations": implementations}
 
 
@@ -338,8 +364,8 @@ def mode_record(spec):
 
 
 MODES = {"state": mode_state, "requests": mode_requests, "preflight": mode_preflight,
-         "traffic": mode_traffic, "write": mode_write, "lock": mode_lock, "unlock": mode_unlock,
-         "record": mode_record}
+         "traffic": mode_traffic, "metrics": mode_metrics, "write": mode_write, "lock": mode_lock,
+         "unlock": mode_unlock, "record": mode_record}
 
 
 def main(argv):

@@ -24,7 +24,9 @@ from typing import Any
 
 from rollout.batches import BatchError, hook_commands, parse_batches, parse_duration, plan_batches
 from rollout.catalog import CatalogError, load_catalog
-from rollout.gate import METRICS, Thresholds
+from rollout.consistency import ConsistencyError, check_spec
+from rollout.gate import Thresholds
+from rollout.metrics import METRICS
 from rollout.render import check_app_env, reserved_variables
 from rollout.stages import StageError, validate_plan
 
@@ -174,6 +176,24 @@ def _require_str(value: Any) -> None:
         raise ValueError(f"must be a non-empty string, got {value!r}")
 
 
+def _consistency_checks(value: Any) -> None:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of checks, got {value!r}")
+    names = [check.get("name") if isinstance(check, dict) else None for check in value]
+    if len(set(map(str, names))) != len(names):
+        raise ValueError("two checks have the same name")
+    for check in value:
+        try:
+            check_spec(check)
+        except ConsistencyError as error:
+            raise ValueError(str(error)) from None
+
+
+def _lookback(value: Any) -> None:
+    if value is not None:
+        _number(0, above=True)(value)
+
+
 def _app_env(value: Any) -> None:
     check_app_env(value, reserved=frozenset())  # the reserved names: a check across settings, below
 
@@ -197,11 +217,15 @@ SETTINGS: dict[str, Callable[[Any], None]] = {
     "gate": _gate, "metrics_fields": _metrics_fields,
     "soak_s": _number(0), "gate_interval_s": _number(0, above=True),
     "smoke_traffic": _flag, "smoke_requests_per_s": _number(0, above=True),
+    "paired_traffic": _flag, "paired_pairs_per_s": _number(0, above=True),
+    "paired_max_pairs": _number(1, integral=True), "gate_lookback_s": _lookback,
+    "gate_cursors_kept": _number(1, integral=True), "consistency_checks": _consistency_checks,
+    "verify_retries": _number(0, integral=True),
     "canary": _canary, "batch_hooks": _batch_hooks, "rollback_batches": _batches,
 }
 
 #: Settings that may be unset (None).
-OPTIONAL = frozenset({"canary", "batch_hooks"})
+OPTIONAL = frozenset({"canary", "batch_hooks", "gate_lookback_s"})
 
 
 def settings_of(get: Callable[[str], Any]) -> dict[str, Any]:

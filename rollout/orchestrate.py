@@ -72,8 +72,9 @@ class Runner(Protocol):
         ``force``); ``quiet``: show nothing of the run."""
 
     def apply(self, hosts: list[str], stage: int, *, soak_s: float, smoke: bool | None, command: str,
-              checks: bool = True) -> HostsRun:
-        """deploy.py on ``hosts``: the stage, then (``checks``) preflight, verification, gate."""
+              checks: bool = True, stop_on_pass: bool = False) -> HostsRun:
+        """deploy.py on ``hosts``: the stage, then (``checks``) preflight, verification, gate
+        (``stop_on_pass``: the gate ends at its first pass, up to ``soak_s``)."""
 
     def roll_back(self, hosts: list[str] | None, *, command: str, take_lock: bool = False) -> HostsRun:
         """The rollback task (stage 0, legacy proof) on ``hosts`` (None: all)."""
@@ -191,7 +192,10 @@ class Orchestrator:
                      f"(gate soak {soak:.0f}s)")
             started = time.monotonic()
             if self.run_hooks("before", batch, stage, number):
-                run = self.runner.apply(batch, stage, soak_s=soak, smoke=change.smoke, command=change.command)
+                # An earlier batch's gate ends once it passes (the evidence is in);
+                # the last one observes its whole soak.
+                run = self.runner.apply(batch, stage, soak_s=soak, smoke=change.smoke, command=change.command,
+                                        stop_on_pass=not last)
                 if run.ok and not self.run_hooks("after", batch, stage, number):
                     run.ok = False
             else:

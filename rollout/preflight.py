@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any
 
-from rollout.gate import MetricsError, parse_metrics
+from rollout.metrics import MetricsError, parse_metrics
 from rollout.stages import stage_from_env
 
 

@@ -24,7 +24,10 @@ from typing import Any
 
 from rollout.catalog import Endpoint, fill, with_force
 from rollout.compare import shape_differences
+from rollout.gate import ABORT, side_rows
+from rollout.sequential import RatioTest
 from rollout.usage import UsageResult, usage_consistent
+from rollout.window import Counters, Side
 
 MODES = ("legacy", "domain")
 RULES_PATH = "/api/v1/alerts/rules"
@@ -207,16 +210,41 @@ def unforced_plan(catalog: tuple[Endpoint, ...], context: dict[str, Any], count:
     return [request("GET", reads[i % len(reads)]) for i in range(count)]
 
 
-def judge_unforced(results: list[dict], stage: int, confidence: float) -> tuple[UsageResult, list[Finding]]:
+def judge_unforced(results: list[dict], stage: int, thresholds) -> tuple[UsageResult, list[Finding]]:
+    """The mix of unforced answers against the stage. A request without an
+    answer, or an answer without the implementation header, is a finding; a
+    server error is not by itself (a real service has a background rate): the
+    errors of each implementation go through the gate's side-by-side tests
+    (rollout/gate.py), and only a test that rejects is a finding."""
     findings = []
-    failed = [r for r in results if r.get("status") is None or r["status"] >= 500]
-    if failed:
-        findings.append(Finding("unforced traffic", "-", f"{len(failed)} of {len(results)} requests failed"))
-    served = [r.get("implementation") for r in results if r.get("status") is not None]
+    unanswered = [r for r in results if r.get("status") is None]
+    if unanswered:
+        findings.append(Finding("unforced traffic", "-", f"{len(unanswered)} of {len(results)} requests got no answer"))
+    answered = [r for r in results if r.get("status") is not None]
+    served = [r.get("implementation") for r in answered]
     unknown = [s for s in served if s not in MODES]
     if unknown:
         findings.append(Finding("unforced traffic", "-", f"{len(unknown)} answers without an implementation header"))
-    usage = usage_consistent(served.count("domain"), len(served), stage, confidence)
+    usage = usage_consistent(served.count("domain"), len(served), stage, thresholds.usage_confidence)
     if not usage.consistent:
         findings.append(Finding("unforced traffic", "-", usage.describe()))
+    for row in error_rows(answered, thresholds):
+        if row.outcome == ABORT:
+            findings.append(Finding("unforced traffic", "-", f"server errors: {row.metric} domain {row.domain} "
+                                                              f"vs legacy {row.legacy} ({row.statistic})"))
     return usage, findings
+
+
+def error_rows(answered: list[dict], thresholds) -> list:
+    """The gate's side-by-side error rows for a list of answers (5xx = error)."""
+    counts = {}
+    for mode in MODES:
+        mine = [r for r in answered if r.get("implementation") == mode]
+        counts[mode] = (len(mine), sum(1 for r in mine if r["status"] >= 500))
+    (nd, ed), (nl, el) = counts["domain"], counts["legacy"]
+    buckets = ((1.0, 0),)  # latency plays no part here
+    served = Counters("spot check", 0, 0, Side(nd, ed, buckets), Side(nl, el, buckets))
+    ratio = RatioTest(thresholds.error_ratio_margin)
+    ratio.update(ed, el, nd, nl)
+    return [row for row in side_rows(served, ratio, thresholds)
+            if row.metric in ("error rate", "success rate", "errors vs legacy")]

@@ -13,12 +13,13 @@ import pytest
 
 from rollout import hostprobe
 from rollout.catalog import with_force
-from rollout.gate import field_paths, parse_metrics
+from rollout.metrics import field_paths, parse_metrics
 from rollout.hoststate import state_spec
 from rollout.inputs import SETTINGS, InputError, check_settings
 from rollout.preflight import judge_preflight
 from rollout.project import defaults
 from rollout.stages import rollout_env, stage_from_env
+from tests.unit.metrics_body import body, counters, side
 
 ROOT = Path(__file__).resolve().parents[2]
 OTHER = {"enabled": "NEW_IMPL_ON", "percent": "NEW_IMPL_SHARE"}
@@ -34,7 +35,7 @@ def test_group_data_gives_every_contract_setting_and_they_pass_their_checks():
     assert defaults()["implementation_header"] == "X-Rollout-Implementation"
     assert defaults()["force_domain_parameter"] == "force_domain"
     assert defaults()["bind_port"] == 8000
-    assert field_paths()["p95_ms"] == "latency_ms.p95"
+    assert field_paths()["domain_latency_buckets"] == "implementations.domain.latency_buckets_ms"
 
 
 @pytest.mark.parametrize(
@@ -45,8 +46,8 @@ def test_group_data_gives_every_contract_setting_and_they_pass_their_checks():
         ({"switch_variables": {"enabled": "A B", "percent": "C"}}, "not an environment variable name"),
         ({"implementation_header": "X Impl"}, "setting implementation_header: must be an HTTP header name"),
         ({"force_domain_parameter": "force&domain"}, "setting force_domain_parameter: must be a URL query"),
-        ({"metrics_field_defaults": {"requests": "n"}}, "setting metrics_field_defaults: lacks the path of "
-                                                       "error_rate, success_rate"),
+        ({"metrics_field_defaults": {"instance": "n"}}, "setting metrics_field_defaults: lacks the path of "
+                                                       "usage_requests, usage_domain"),
         ({"metrics_field_defaults": {**defaults()["metrics_field_defaults"], "p99": "x"}},
          "unknown metric(s) 'p99'"),
         ({"switch_variables": OTHER, "app_env": {"NEW_IMPL_SHARE": "5"}},
@@ -84,9 +85,11 @@ def test_the_probe_reads_the_switch_and_header_the_settings_name():
 
 def test_force_parameter_and_metric_paths_come_from_the_settings():
     assert with_force("/a?x=1", "domain", "impl_override") == "/a?x=1&impl_override=true"
-    body = json.dumps({"n": 500, "error_rate": 0.0, "success_rate": 1.0, "latency_ms": {"p95": 8.0},
-                       "unforced": {"requests": 400, "domain": 40}})
-    assert parse_metrics(200, body, None, field_paths({"requests": "n"})).requests == 500
+    document = json.loads(body(counters(side(500, 3), side(400))))
+    document["stats"] = {"dom": document["implementations"].pop("domain")}
+    paths = field_paths({"domain_requests": "stats.dom.requests", "domain_errors": "stats.dom.errors",
+                         "domain_latency_buckets": "stats.dom.latency_buckets_ms"})
+    assert parse_metrics(200, json.dumps(document), None, paths).domain.errors == 3
 
 
 def test_the_implementation_header_is_the_one_in_the_spec():

@@ -38,7 +38,7 @@ class FakeRunner:
             return HostsRun(ok=False, holders=[self.lock_holder])
         return HostsRun(ok=True)
 
-    def apply(self, hosts, stage, *, soak_s, smoke, command, checks=True):
+    def apply(self, hosts, stage, *, soak_s, smoke, command, checks=True, stop_on_pass=False):
         self.calls.append(("apply", tuple(hosts), stage, checks))
         if not checks and self.failing_reverts:
             return HostsRun(ok=False)

@@ -6,7 +6,9 @@ import pytest
 
 from rollout import verify as v
 from rollout.catalog import CatalogError, fill, load_catalog, with_force
+from rollout.gate import Thresholds
 from rollout.preflight import judge_preflight
+from tests.unit.metrics_body import body, counters, side
 
 CATALOG = load_catalog([
     {"name": "status", "method": "GET", "path": "/api/v1/cameras/{camera_id}/status", "expect": 200},
@@ -87,13 +89,26 @@ def test_restore_plan_puts_the_camera_back():
 
 
 def test_unforced_mix_judged_against_the_stage():
+    t = Thresholds.from_data({"usage_confidence": 0.999})
     results = [answer(200, "domain" if i < 20 else "legacy", {}) for i in range(200)]
-    usage, findings = v.judge_unforced(results, 10, 0.999)
+    usage, findings = v.judge_unforced(results, 10, t)
     assert usage.consistent and findings == []
-    usage, findings = v.judge_unforced(results, 0, 0.999)
+    usage, findings = v.judge_unforced(results, 0, t)
     assert not usage.consistent and "domain 20/200" in findings[0].problem
-    failing = [answer(500, "legacy", {})] + results[1:]
-    assert any("1 of 200 requests failed" in f.problem for f in v.judge_unforced(failing, 10, 0.999)[1])
+    unanswered = [{"status": None, "error": "ConnectionRefusedError"}] + results[1:]
+    assert any("1 of 200 requests got no answer" in f.problem for f in v.judge_unforced(unanswered, 10, t)[1])
+
+
+def test_unforced_server_errors_are_judged_by_the_statistics_not_one_by_one():
+    t = Thresholds.from_data({})
+    # A background rate on both sides: one legacy and one domain 5xx in 2000.
+    background = ([answer(500, "legacy", {})] + [answer(200, "legacy", {})] * 1799
+                  + [answer(500, "domain", {})] + [answer(200, "domain", {})] * 199)
+    assert v.judge_unforced(background, 10, t)[1] == []
+    # The domain failing a quarter of its requests, legacy clean.
+    failing = [answer(500, "domain", {})] * 50 + [answer(200, "domain", {})] * 150 + [answer(200, "legacy", {})] * 1800
+    problems = [f.problem for f in v.judge_unforced(failing, 10, t)[1]]
+    assert any("errors vs legacy" in p for p in problems), problems
 
 
 def test_legacy_proof_writes_nothing_and_wants_legacy_everywhere():
@@ -113,9 +128,7 @@ HEALTHY = {
     "file_switch": {"USE_DOMAIN_SERVICE": "true", "ROLLOUT_PERCENT": "10"},
     "process_switch": {"USE_DOMAIN_SERVICE": "true", "ROLLOUT_PERCENT": "10"},
     "health": {"status": 200},
-    "metrics": {"status": 200, "content_type": "application/json", "body": json.dumps({
-        "requests_total": 1, "error_rate": 0, "success_rate": 1, "latency_ms": {"p95": 1},
-        "unforced": {"requests": 1, "domain": 0}})},
+    "metrics": {"status": 200, "content_type": "application/json", "body": body(counters(side(1), side(1)))},
     "cameras": {"exists": True, "count": 6},
     "database": {"configured": True, "reachable": True},
     "redis": {"configured": True, "reachable": True},

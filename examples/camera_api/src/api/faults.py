@@ -39,20 +39,20 @@ class Faults:
         return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
 
-def _in_range(name: str, value, low, high, kinds: tuple[type, ...]):
+def _in_range(name: str, value, low, high, kinds: tuple[type, ...], kind_name: str):
     # bool is an int subclass: `true` must not pass as a rate of 1
     if isinstance(value, bool) or not isinstance(value, kinds) or not (
             math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be a number between {low} and {high}, got {value!r}")
+        raise ValueError(f"{name} must be {kind_name} between {low} and {high}, got {value!r}")
     return value
 
 
 def _rate(name: str, value) -> float:
-    return float(_in_range(name, value, *RATE_RANGE, (int, float)))
+    return float(_in_range(name, value, *RATE_RANGE, (int, float), "a number"))
 
 
 def _latency_ms(name: str, value) -> int:
-    return _in_range(name, value, *EXTRA_LATENCY_RANGE_MS, (int,))
+    return _in_range(name, value, *EXTRA_LATENCY_RANGE_MS, (int,), "an integer")
 
 
 def _flag(name: str, value) -> bool:

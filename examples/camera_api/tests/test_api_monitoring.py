@@ -8,12 +8,27 @@ from fastapi.testclient import TestClient
 from backing_services import free_port
 from src.api import metrics as metrics_module
 from src.api.factory import create_app
-from src.api.metrics import Metrics, percentile
+from src.api.metrics import BUCKET_BOUNDS_MS, Metrics, percentile
 from src.api.settings import Settings
 
 HEALTH = "/api/v1/monitoring/health"
 METRICS = "/api/v1/monitoring/metrics"
 STATUS = "/api/v1/cameras/cam-001/status"
+# The histogram's contract, spelled out so a change of the bounds fails here.
+BOUNDS = [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 125, 150, 200, 250, 300, 400,
+          500, 750, 1000, 1500, 2000, 3000, 5000, 10000]
+
+
+def cumulative_at(block: dict, bound_ms: float) -> int:
+    return dict((bound, count) for bound, count in block["latency_buckets_ms"])[bound_ms]
+
+
+def assert_histogram_is_sound(block: dict) -> None:
+    bounds = [bound for bound, _ in block["latency_buckets_ms"]]
+    counts = [count for _, count in block["latency_buckets_ms"]]
+    assert bounds == [float(b) for b in BOUNDS] and all(isinstance(b, float) for b in bounds)
+    assert counts == sorted(counts), "cumulative counts must never decrease"
+    assert counts[-1] <= block["requests"]
 
 
 def closed_port_redis() -> str:
@@ -48,6 +63,54 @@ def test_metrics_start_empty(client):
     assert body["latency_ms"]["p50"] == body["latency_ms"]["p99"] == 0.0
     assert body["domain"] == {"requests": 0, "errors": 0, "usage_rate": 0.0}
     assert body["unforced"] == {"requests": 0, "domain": 0}
+    empty = {"requests": 0, "errors": 0, "latency_buckets_ms": [[float(b), 0] for b in BOUNDS]}
+    assert body["implementations"] == {"domain": empty, "legacy": empty}
+
+
+def test_bucket_bounds_are_the_contract():
+    assert list(BUCKET_BOUNDS_MS) == BOUNDS
+
+
+def test_implementations_count_forced_and_unforced_requests_and_errors(make_client):
+    client = make_client(DOMAIN_ERROR_RATE="1.0")
+    for _ in range(3):
+        assert client.get(STATUS, params={"force_domain": "true"}).status_code == 500
+    for params in ({"force_domain": "false"}, {"force_domain": "false"}, {}, {}):  # unforced: legacy here
+        assert client.get(STATUS, params=params).status_code == 200
+    assert client.get("/api/v1/cameras/ghost/status").status_code == 404  # answered, not an error
+    body = client.get(METRICS).json()
+    domain, legacy = body["implementations"]["domain"], body["implementations"]["legacy"]
+    assert (domain["requests"], domain["errors"]) == (3, 3)
+    assert (legacy["requests"], legacy["errors"]) == (5, 0)
+    for block in (domain, legacy):
+        assert_histogram_is_sound(block)
+        assert block["latency_buckets_ms"][-1][1] == block["requests"]  # none took 10 s
+
+
+def test_slow_domain_calls_land_above_the_25_ms_bound_for_domain_only(make_client):
+    client = make_client(DOMAIN_EXTRA_LATENCY_MS="30")
+    for flag in ("true", "false") * 3:
+        assert client.get(STATUS, params={"force_domain": flag}).status_code == 200
+    domain, legacy = (client.get(METRICS).json()["implementations"][i] for i in ("domain", "legacy"))
+    assert_histogram_is_sound(domain)
+    assert_histogram_is_sound(legacy)
+    assert (cumulative_at(domain, 25.0), cumulative_at(domain, 10000.0)) == (0, 3)
+    # a local Redis read is a few ms; 25 ms leaves room for a loaded test machine
+    assert cumulative_at(legacy, 25.0) == legacy["requests"] == 3
+
+
+def test_histogram_buckets_are_inclusive_and_cumulative(tmp_path):
+    metrics = Metrics(str(tmp_path))
+    for ms in (0.2, 1.0, 1.01, 25.0, 25.5, 10000.0, 10000.5, 60000.0):
+        metrics.record("domain", 200, ms)
+    metrics.record("legacy", 503, 3.0, forced=True)
+    blocks = metrics.snapshot(True, 10)["implementations"]
+    metrics.close()
+    domain, legacy = blocks["domain"], blocks["legacy"]
+    assert [cumulative_at(domain, b) for b in (1.0, 2.0, 20.0, 25.0, 30.0, 5000.0, 10000.0)] == [2, 3, 3, 4, 5, 5, 6]
+    assert (domain["requests"], domain["errors"]) == (8, 0)  # the two slower than 10 s: in requests only
+    assert (legacy["requests"], legacy["errors"]) == (1, 1)
+    assert (cumulative_at(legacy, 2.0), cumulative_at(legacy, 3.0)) == (0, 1)
 
 
 def test_metrics_count_requests_errors_and_domain_usage(make_client):
@@ -92,7 +155,10 @@ def test_metrics_are_shared_by_apps_on_one_runtime_directory(env, tmp_path):
         for _ in range(3):
             first.get(STATUS)
         second.get(STATUS, params={"force_domain": "true"})
-        assert first.get(METRICS).json()["requests_total"] == second.get(METRICS).json()["requests_total"] == 4
+        seen_by_first, seen_by_second = first.get(METRICS).json(), second.get(METRICS).json()
+    assert seen_by_first["requests_total"] == seen_by_second["requests_total"] == 4
+    assert seen_by_first["implementations"] == seen_by_second["implementations"]
+    assert [seen_by_first["implementations"][i]["requests"] for i in ("domain", "legacy")] == [1, 3]
 
 
 def test_metrics_start_fresh_for_a_new_service_instance(tmp_path):

@@ -1,7 +1,8 @@
 """Legacy and domain must be interchangeable: same status, same response shape, right header.
 
 This is the check a rollout relies on, so it is also proven to catch a regression
-(DOMAIN_BROKEN_SHAPE) and a failing implementation (DOMAIN_ERROR_RATE).
+(DOMAIN_BROKEN_SHAPE) and a failing implementation (DOMAIN_ERROR_RATE, LEGACY_ERROR_RATE);
+DOMAIN_WRITE_FAULT shows a bug only a cross-implementation read catches.
 """
 import json
 import time
@@ -11,6 +12,7 @@ import pytest
 RULES = "/api/v1/alerts/rules"
 CAMERAS = "/api/v1/cameras"
 HEADER = "X-Rollout-Implementation"
+DOMAIN, LEGACY = {"force_domain": "true"}, {"force_domain": "false"}
 
 
 def rule_body(name: str) -> dict:
@@ -116,6 +118,45 @@ def test_error_rate_one_fails_every_domain_call_only(make_client):
         assert domain.status_code == 500 and domain.headers[HEADER] == "domain", name
         assert domain.json() == {"detail": "domain service failure (injected by DOMAIN_ERROR_RATE)"}
         assert legacy.status_code == expected and legacy.headers[HEADER] == "legacy", name
+
+
+def test_legacy_error_rate_one_fails_every_legacy_call_only(make_client):
+    client = make_client(LEGACY_ERROR_RATE="1.0")
+    ctx = {"rule_id": client.post(RULES, params=DOMAIN, json=rule_body("seed")).json()["id"]}
+    for name, (_, expected) in ENDPOINTS.items():
+        domain, legacy = call_both(client, name, ctx)
+        assert legacy.status_code == 500 and legacy.headers[HEADER] == "legacy", name
+        assert legacy.json() == {"detail": "legacy service failure (injected by LEGACY_ERROR_RATE)"}
+        assert domain.status_code == expected and domain.headers[HEADER] == "domain", name
+    # the fault strikes before the work: the failed legacy create wrote nothing
+    assert "new-legacy" not in {r["name"] for r in client.get(RULES, params=DOMAIN).json()["rules"]}
+    counts = client.get("/api/v1/monitoring/metrics").json()["implementations"]
+    assert (counts["legacy"]["requests"], counts["legacy"]["errors"]) == (13, 13)
+    assert counts["domain"]["errors"] == 0
+
+
+def thresholds(client, params) -> dict[int, float]:
+    return {r["id"]: r["threshold"] for r in client.get(RULES, params=params).json()["rules"]}
+
+
+def test_domain_write_fault_shows_only_across_implementations(make_client):
+    client = make_client(DOMAIN_WRITE_FAULT="true")
+    created = client.post(RULES, params=DOMAIN, json=rule_body("by-domain"))  # threshold 10
+    rule_id = created.json()["id"]
+    assert created.status_code == 201 and created.json()["threshold"] == 10.0
+    assert thresholds(client, DOMAIN)[rule_id] == 10.0  # the domain's own read looks right ...
+    assert thresholds(client, LEGACY)[rule_id] == 600.0  # ... legacy sees what was stored
+
+    updated = client.put(f"{RULES}/{rule_id}", params=DOMAIN, json={"threshold": 2.5})
+    assert updated.status_code == 200 and updated.json()["threshold"] == 2.5
+    assert (thresholds(client, DOMAIN)[rule_id], thresholds(client, LEGACY)[rule_id]) == (2.5, 150.0)
+
+    by_legacy = client.post(RULES, params=LEGACY, json=rule_body("by-legacy")).json()
+    assert by_legacy["threshold"] == 10.0
+    assert thresholds(client, LEGACY)[by_legacy["id"]] == 10.0
+    assert thresholds(client, DOMAIN)[by_legacy["id"]] == pytest.approx(10 / 60)
+    # the damage is in the table: a domain without the fault reads the stored value
+    assert thresholds(make_client(), DOMAIN)[rule_id] == 150.0
 
 
 def test_extra_latency_applies_to_domain_calls(make_client):

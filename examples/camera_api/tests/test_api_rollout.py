@@ -47,12 +47,20 @@ def test_defaults():
     s = Settings.from_env(BASE_ENV)
     assert (s.use_domain_service, s.rollout_percent, s.domain_error_rate, s.domain_extra_latency_ms,
             s.domain_broken_shape, s.cameras_config) == (False, 0, 0.0, 0, False, "config/cameras.yaml")
+    assert (s.legacy_error_rate, s.domain_write_fault, s.faults_file) == (0.0, False, None)
+
+
+def test_fault_settings_are_read():
+    s = Settings.from_env({**BASE_ENV, "LEGACY_ERROR_RATE": "0.25", "DOMAIN_WRITE_FAULT": "TRUE",
+                           "FAULTS_FILE": " /run/camera-api/faults.json "})
+    assert (s.legacy_error_rate, s.domain_write_fault, s.faults_file) == (0.25, True, "/run/camera-api/faults.json")
 
 
 @pytest.mark.parametrize("name,raw", [("ROLLOUT_PERCENT", "abc"), ("ROLLOUT_PERCENT", "150"),
                                       ("ROLLOUT_PERCENT", "-1"), ("ROLLOUT_PERCENT", "12.5"),
                                       ("DOMAIN_ERROR_RATE", "2"), ("DOMAIN_ERROR_RATE", "nan"),
-                                      ("DOMAIN_EXTRA_LATENCY_MS", "-5")])
+                                      ("DOMAIN_EXTRA_LATENCY_MS", "-5"), ("LEGACY_ERROR_RATE", "2"),
+                                      ("LEGACY_ERROR_RATE", "nan"), ("LEGACY_ERROR_RATE", "-0.1")])
 def test_invalid_numbers_are_rejected(name, raw):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({**BASE_ENV, name: raw})

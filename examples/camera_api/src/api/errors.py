@@ -22,6 +22,6 @@ class InvalidInput(ServiceError):
 
 
 class InjectedFault(ServiceError):
-    """Raised by the DOMAIN_ERROR_RATE knob to rehearse a failing rollout."""
+    """Raised by the DOMAIN_ERROR_RATE / LEGACY_ERROR_RATE knobs to rehearse a failing rollout."""
 
     status_code = 500

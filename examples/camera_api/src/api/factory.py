@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from .errors import ServiceError
+from .faults import Faults, FaultSwitch
 from .metrics import Metrics
 from .middleware import RolloutMiddleware
 from .routes import alerts, cameras, monitoring
@@ -37,8 +38,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.metrics = metrics
-    app.state.implementations = {"legacy": LegacyImplementation(store),
-                                 "domain": DomainImplementation(store, settings)}
+    faults = FaultSwitch(Faults.from_settings(settings), settings.faults_file)  # shared: one FAULTS_FILE
+    app.state.faults = faults
+    app.state.implementations = {"legacy": LegacyImplementation(store, faults),
+                                 "domain": DomainImplementation(store, faults)}
     app.add_middleware(RolloutMiddleware, settings=settings, metrics=metrics)
 
     @app.exception_handler(ServiceError)

@@ -4,7 +4,9 @@ With `uvicorn --workers N` each worker is its own process, so in-memory counters
 report only the worker that happens to answer. The workers share a small SQLite file
 instead (WAL, synchronous=OFF: losing the metrics of a crashed host is acceptable):
 counters plus a ring of the last WINDOW latencies (slot = n % WINDOW), which makes the
-percentiles exact over a sliding window.
+percentiles exact over a sliding window, and per implementation a latency histogram
+(Prometheus-style: cumulative since the start, so a reader can diff two snapshots to get
+the latencies of any interval, which the ring cannot give once it has wrapped).
 
 The file lives in RUNTIME_DIRECTORY (systemd empties it on every start) or a temp dir,
 and its name carries the master pid and that process' start time, so a restarted
@@ -15,13 +17,36 @@ import os
 import sqlite3
 import tempfile
 import threading
+from bisect import bisect_left
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from itertools import accumulate
 from pathlib import Path
 
 WINDOW = 20_000
+IMPLEMENTATIONS = ("domain", "legacy")
+#: Upper bounds (ms, inclusive) of the latency histogram buckets; slower requests fall
+#: in the implied +Inf bucket, i.e. they count only in the implementation's requests.
+BUCKET_BOUNDS_MS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0,
+                    60.0, 80.0, 100.0, 125.0, 150.0, 200.0, 250.0, 300.0, 400.0, 500.0, 750.0,
+                    1000.0, 1500.0, 2000.0, 3000.0, 5000.0, 10000.0)
+
+
+def bucket_counter(implementation: str, bound_ms: float) -> str:
+    """Counter of the requests with bound_ms of the previous bucket < latency <= bound_ms
+    (stored per bucket so a request updates one row; the snapshot cumulates)."""
+    return f"{implementation}_latency_le_{bound_ms:g}ms"
+
+
+def bucket_of(implementation: str, latency_ms: float) -> str | None:
+    """The counter of the smallest bound >= latency_ms; None above the last bound."""
+    index = bisect_left(BUCKET_BOUNDS_MS, latency_ms)
+    return bucket_counter(implementation, BUCKET_BOUNDS_MS[index]) if index < len(BUCKET_BOUNDS_MS) else None
+
+
 COUNTERS = ("requests_total", "errors_total", "domain_requests", "domain_errors",
-            "legacy_requests", "legacy_errors", "unforced_requests", "unforced_domain")
+            "legacy_requests", "legacy_errors", "unforced_requests", "unforced_domain",
+            *(bucket_counter(i, b) for i in IMPLEMENTATIONS for b in BUCKET_BOUNDS_MS))
 
 
 def master_pid() -> int:
@@ -57,6 +82,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
     low = int(k)
     high = min(low + 1, len(sorted_values) - 1)
     return float(sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (k - low))
+
+
+def implementation_block(counters: dict[str, int], implementation: str) -> dict:
+    """requests, errors (status >= 500) and cumulative [bound_ms, count of latency <= bound_ms]."""
+    per_bucket = [counters[bucket_counter(implementation, b)] for b in BUCKET_BOUNDS_MS]
+    return {"requests": counters[f"{implementation}_requests"],
+            "errors": counters[f"{implementation}_errors"],
+            "latency_buckets_ms": [[bound, count]
+                                   for bound, count in zip(BUCKET_BOUNDS_MS, accumulate(per_bucket))]}
 
 
 class Metrics:
@@ -109,6 +143,9 @@ class Metrics:
                 names.append("unforced_domain")
         if status >= 500:
             names += ["errors_total", f"{implementation}_errors"]
+        bucket = bucket_of(implementation, latency_ms)
+        if bucket is not None:
+            names.append(bucket)
         with self._transaction() as db:
             db.execute(f"UPDATE counters SET value = value + 1 WHERE name IN ({','.join('?' * len(names))})",
                        names)
@@ -137,6 +174,7 @@ class Metrics:
             "rollout": {"use_domain_service": use_domain_service, "rollout_percent": rollout_percent},
             "started_at": started_at,
             "pid": self.pid,
+            "implementations": {i: implementation_block(counters, i) for i in IMPLEMENTATIONS},
         }
 
     def close(self) -> None:

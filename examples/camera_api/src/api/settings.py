@@ -13,6 +13,9 @@ TRUE_VALUES = {"true", "1", "yes"}
 #: Fault knob of /api/v1/monitoring/metrics for the rollout's drills: never
 #: answer, answer 500, or answer an HTML page instead of JSON.
 METRICS_FAULTS = {"", "hang", "500", "html"}
+#: Bounds of the fault knobs, shared with FAULTS_FILE's validation (faults.py).
+RATE_RANGE = (0.0, 1.0)
+EXTRA_LATENCY_RANGE_MS = (0, 60_000)
 
 
 class SettingsError(ValueError):
@@ -40,6 +43,9 @@ class Settings:
     domain_error_rate: float = 0.0
     domain_extra_latency_ms: int = 0
     domain_broken_shape: bool = False
+    domain_write_fault: bool = False
+    legacy_error_rate: float = 0.0
+    faults_file: str | None = None
     runtime_directory: str | None = None
     metrics_fault: str = ""
 
@@ -52,9 +58,12 @@ class Settings:
             use_domain_service=env.get("USE_DOMAIN_SERVICE", "false").strip().lower() in TRUE_VALUES,
             rollout_percent=_number(env, "ROLLOUT_PERCENT", int, 0, 0, 100),
             cameras_config=env.get("CAMERAS_CONFIG") or "config/cameras.yaml",
-            domain_error_rate=_number(env, "DOMAIN_ERROR_RATE", float, 0.0, 0.0, 1.0),
-            domain_extra_latency_ms=_number(env, "DOMAIN_EXTRA_LATENCY_MS", int, 0, 0, 60_000),
+            domain_error_rate=_number(env, "DOMAIN_ERROR_RATE", float, 0.0, *RATE_RANGE),
+            domain_extra_latency_ms=_number(env, "DOMAIN_EXTRA_LATENCY_MS", int, 0, *EXTRA_LATENCY_RANGE_MS),
             domain_broken_shape=env.get("DOMAIN_BROKEN_SHAPE", "false").strip().lower() in TRUE_VALUES,
+            domain_write_fault=env.get("DOMAIN_WRITE_FAULT", "false").strip().lower() in TRUE_VALUES,
+            legacy_error_rate=_number(env, "LEGACY_ERROR_RATE", float, 0.0, *RATE_RANGE),
+            faults_file=env.get("FAULTS_FILE", "").strip() or None,
             runtime_directory=env.get("RUNTIME_DIRECTORY") or None,
             metrics_fault=env.get("METRICS_FAULT", "").strip().lower(),
         )

@@ -1,25 +1,27 @@
 """The domain implementation: aggregates that guard their own invariants, repositories
 that load and save them, and services that orchestrate a use case.
 
-It must answer with exactly the legacy response shape; the fault knobs
-(DOMAIN_ERROR_RATE, DOMAIN_EXTRA_LATENCY_MS, DOMAIN_BROKEN_SHAPE) act only here so a
-rollout can be rehearsed against a misbehaving new implementation.
+It must answer with exactly the legacy response shape; the domain fault knobs
+(DOMAIN_ERROR_RATE, DOMAIN_EXTRA_LATENCY_MS, DOMAIN_BROKEN_SHAPE, DOMAIN_WRITE_FAULT; see
+faults.py) act only here so a rollout can be rehearsed against a misbehaving new
+implementation.
 """
 import functools
 import json
 import math
-import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from ..errors import Conflict, InjectedFault, InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
+from ..faults import Faults, FaultSwitch, maybe_fail
 from ..schemas import ACTION_MESSAGES
-from ..settings import Settings
 from ..store import (DEFAULT_STATE, HOSTNAME, LOG_LIMIT, RULE_COLUMNS, Camera, Store, decode_bool,
                      encode_bool, is_unique_violation, logs_key, state_key, utcnow)
 
 OPERATORS = {">", "<", ">=", "<=", "=="}
+#: DOMAIN_WRITE_FAULT's unit bug: thresholds stored in seconds where the column holds minutes.
+WRONG_UNIT_FACTOR = 60.0
 
 
 # --- alert rules ---
@@ -61,14 +63,23 @@ class AlertRule:
 
 
 class AlertRuleRepository:
-    """Maps AlertRule aggregates to the alert_rules table over one connection."""
+    """Maps AlertRule aggregates to the alert_rules table over one connection.
 
-    def __init__(self, conn):
+    threshold_scale other than 1 is DOMAIN_WRITE_FAULT: thresholds are written times the
+    scale and read back divided by it, so only the other implementation sees the damage.
+    """
+
+    def __init__(self, conn, threshold_scale: float = 1.0):
         self.conn = conn
+        self.threshold_scale = threshold_scale
 
     def _many(self, sql: str, **params) -> list[AlertRule]:
-        rows = self.conn.run(sql, **params)
-        return [AlertRule(**dict(zip(RULE_COLUMNS.split(", "), row))) for row in rows]
+        rules = []
+        for row in self.conn.run(sql, **params):
+            values = dict(zip(RULE_COLUMNS.split(", "), row))
+            values["threshold"] = values["threshold"] / self.threshold_scale
+            rules.append(AlertRule(**values))
+        return rules
 
     def all(self) -> list[AlertRule]:
         return self._many(f"SELECT {RULE_COLUMNS} FROM alert_rules ORDER BY id")
@@ -86,7 +97,7 @@ class AlertRuleRepository:
             "INSERT INTO alert_rules (name, camera_id, metric, operator, threshold, enabled) "
             f"VALUES (:name, :camera_id, :metric, :operator, :threshold, :enabled) RETURNING {RULE_COLUMNS}",
             name=rule.name, camera_id=rule.camera_id, metric=rule.metric, operator=rule.operator,
-            threshold=rule.threshold, enabled=rule.enabled)[0]
+            threshold=rule.threshold * self.threshold_scale, enabled=rule.enabled)[0]
 
     def save(self, rule: AlertRule) -> AlertRule:
         return self._many(
@@ -94,28 +105,32 @@ class AlertRuleRepository:
             "operator = :operator, threshold = :threshold, enabled = :enabled, updated_at = now() "
             f"WHERE id = :id RETURNING {RULE_COLUMNS}",
             id=rule.id, name=rule.name, camera_id=rule.camera_id, metric=rule.metric,
-            operator=rule.operator, threshold=rule.threshold, enabled=rule.enabled)[0]
+            operator=rule.operator, threshold=rule.threshold * self.threshold_scale, enabled=rule.enabled)[0]
 
 
 class AlertRuleDomainService:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, threshold_scale: float = 1.0):
         self.store = store
+        self.threshold_scale = threshold_scale
+
+    def _repository(self, conn) -> AlertRuleRepository:
+        return AlertRuleRepository(conn, self.threshold_scale)
 
     def list(self) -> list[AlertRule]:
         with self.store.pg.connection() as conn:
-            return AlertRuleRepository(conn).all()
+            return self._repository(conn).all()
 
     def create(self, data: dict) -> AlertRule:
         rule = AlertRule(**data)
         with self.store.pg.connection() as conn:
-            repo = AlertRuleRepository(conn)
+            repo = self._repository(conn)
             if repo.by_name(rule.name):
                 raise Conflict(f"alert rule already exists: {rule.name}")
             return self._unique(repo.add, rule)
 
     def update(self, rule_id: int, changes: dict) -> AlertRule:
         with self.store.pg.connection() as conn:
-            repo = AlertRuleRepository(conn)
+            repo = self._repository(conn)
             rule = repo.get(rule_id)
             if rule is None:
                 raise NotFound(f"alert rule not found: {rule_id}")
@@ -262,87 +277,86 @@ class CameraDomainService:
 
 # --- the implementation the API routes call ---
 def _domain_call(method):
-    """Every domain call goes through the fault knobs first."""
+    """Every domain call goes through the fault knobs first; the method gets the knobs
+    resolved for this call (FAULTS_FILE may change them between two calls)."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        if self.faults.extra_latency_ms:
-            time.sleep(self.faults.extra_latency_ms / 1000)
-        if self.faults.rng.random() < self.faults.error_rate:
-            raise InjectedFault("domain service failure (injected by DOMAIN_ERROR_RATE)")
-        return method(self, *args, **kwargs)
+        faults = self.faults.current()
+        if faults.domain_extra_latency_ms:
+            time.sleep(faults.domain_extra_latency_ms / 1000)
+        maybe_fail(self.faults.rng, faults.domain_error_rate,
+                   "domain service failure (injected by DOMAIN_ERROR_RATE)")
+        return method(self, faults, *args, **kwargs)
 
     return wrapper
-
-
-@dataclass
-class Faults:
-    error_rate: float = 0.0
-    extra_latency_ms: int = 0
-    broken_shape: bool = False
-    rng: random.Random = field(default_factory=random.Random)
 
 
 class DomainImplementation:
     name = "domain"
 
-    def __init__(self, store: Store, settings: Settings):
-        self.alerts = AlertRuleDomainService(store)
+    def __init__(self, store: Store, faults: FaultSwitch):
+        self.faults = faults
         self.cameras = CameraDomainService(store)
-        self.faults = Faults(settings.domain_error_rate, settings.domain_extra_latency_ms,
-                             settings.domain_broken_shape)
+        self._alerts = AlertRuleDomainService(store)
+        self._alerts_with_unit_bug = AlertRuleDomainService(store, threshold_scale=WRONG_UNIT_FACTOR)
 
-    def _rule(self, rule: AlertRule) -> dict:
+    def alerts(self, faults: Faults) -> AlertRuleDomainService:
+        return self._alerts_with_unit_bug if faults.domain_write_fault else self._alerts
+
+    @staticmethod
+    def _rule(rule: AlertRule, faults: Faults) -> dict:
         body = rule.to_response()
-        if self.faults.broken_shape:
+        if faults.domain_broken_shape:
             del body["enabled"]
         return body
 
-    def _state(self, aggregate: CameraAggregate) -> dict:
+    @staticmethod
+    def _state(aggregate: CameraAggregate, faults: Faults) -> dict:
         state = aggregate.state()
-        if self.faults.broken_shape:
+        if faults.domain_broken_shape:
             del state["auto_start"]
         return state
 
-    def _status(self, aggregate: CameraAggregate) -> dict:
+    def _status(self, aggregate: CameraAggregate, faults: Faults) -> dict:
         camera = aggregate.camera
         return {"camera_id": camera.id, "name": camera.name, "location": camera.location,
-                "state": self._state(aggregate), "updated_at": aggregate.updated_at}
+                "state": self._state(aggregate, faults), "updated_at": aggregate.updated_at}
 
     @_domain_call
-    def list_rules(self) -> dict:
-        rules = [self._rule(r) for r in self.alerts.list()]
+    def list_rules(self, faults: Faults) -> dict:
+        rules = [self._rule(r, faults) for r in self.alerts(faults).list()]
         return {"rules": rules, "total": len(rules)}
 
     @_domain_call
-    def create_rule(self, data: dict) -> dict:
-        return self._rule(self.alerts.create(data))
+    def create_rule(self, faults: Faults, data: dict) -> dict:
+        return self._rule(self.alerts(faults).create(data), faults)
 
     @_domain_call
-    def update_rule(self, rule_id: int, changes: dict) -> dict:
-        return self._rule(self.alerts.update(rule_id, changes))
+    def update_rule(self, faults: Faults, rule_id: int, changes: dict) -> dict:
+        return self._rule(self.alerts(faults).update(rule_id, changes), faults)
 
     @_domain_call
-    def camera_action(self, camera_id: str, action: str) -> dict:
+    def camera_action(self, faults: Faults, camera_id: str, action: str) -> dict:
         aggregate = self.cameras.perform(camera_id, action)
         return {"camera_id": camera_id, "action": action, "success": True,
-                "state": self._state(aggregate), "message": ACTION_MESSAGES[action]}
+                "state": self._state(aggregate, faults), "message": ACTION_MESSAGES[action]}
 
     @_domain_call
-    def camera_status(self, camera_id: str) -> dict:
-        return self._status(self.cameras.get(camera_id))
+    def camera_status(self, faults: Faults, camera_id: str) -> dict:
+        return self._status(self.cameras.get(camera_id), faults)
 
     @_domain_call
-    def batch_status(self, camera_ids: list[str]) -> dict:
+    def batch_status(self, faults: Faults, camera_ids: list[str]) -> dict:
         found, missing = self.cameras.status(camera_ids)
-        return {"results": [self._status(a) for a in found], "missing": missing, "total": len(found)}
+        return {"results": [self._status(a, faults) for a in found], "missing": missing, "total": len(found)}
 
     @_domain_call
-    def camera_logs(self, camera_id: str, limit: int) -> dict:
+    def camera_logs(self, faults: Faults, camera_id: str, limit: int) -> dict:
         logs = [asdict(e) for e in self.cameras.logs(camera_id, limit)]
         return {"camera_id": camera_id, "logs": logs, "count": len(logs)}
 
     @_domain_call
-    def refresh(self) -> dict:
+    def refresh(self, faults: Faults) -> dict:
         cameras = self.cameras.refresh()
         return {"refreshed": len(cameras), "cameras": [c.id for c in cameras]}

@@ -107,4 +107,4 @@ def format_e(log_e: float) -> str:
     """An e-value for a table: plain when small, in powers of ten when large."""
     if log_e < math.log(1e4):
         return f"{math.exp(log_e):.3g}"
-    return f"1e{log_e / math.log(10):.1f}"
+    return f"10^{log_e / math.log(10):.1f}"

@@ -41,7 +41,7 @@ def test_healthy_stage_10_with_smoke_traffic_passes_every_check(fleet, report_di
     names = sorted(h.name for h in fleet)
     assert sorted(reports(report_dir, "preflight")) == names
     assert all(r["ok"] for r in reports(report_dir, "preflight").values())
-    assert all(r["ok"] and r["calls"] == 26 for r in reports(report_dir, "compare").values())
+    assert all(r["ok"] and r["calls"] == 26 + 4 * 2 for r in reports(report_dir, "compare").values())  # + consistency
     assert all(r["ok"] and r["usage"]["total"] == 200 for r in reports(report_dir, "mix").values())
     gates = reports(report_dir, "gate")
     assert sorted(gates) == names

@@ -1,0 +1,552 @@
+"""Sensitivity of the metrics gate (issue 11): how often and how fast the default
+batch gate aborts a faulty domain implementation, and how often it aborts a
+healthy one. A benchmark that prints a table, not a test.
+
+Method (the issue allows it): capture real per-request records from sandbox
+hosts, each host serving one fault configuration, then replay them offline
+through the gate's own judge (rollout.gate.GateRun with the default
+thresholds), resampling many windows.
+
+    # 1. capture (hosts of a sandbox fleet, one fault configuration per host at a time)
+    python bench/sensitivity.py capture --ssh-config DIR/ssh_config \\
+        --hosts bench-1=10.231.9.11,bench-2=10.231.9.12,bench-3=10.231.9.13 --out RECORDS.json
+    # 2. replay (offline, seconds): the table, the results JSON
+    python bench/sensitivity.py replay RECORDS.json [--e2e E2E.json] --json bench/sensitivity-DATE.json
+    python bench/sensitivity.py --replay-only RECORDS.json      # the same as 2.
+    # 3. end to end: summarise the gate reports (report_dir) of real gate runs
+    python bench/sensitivity.py e2e REPORT_DIR... --out E2E.json
+
+Capture: per host, the gate's traffic shape driven from the control machine
+against http://HOST:8000, as rollout/hostprobe.py's ``traffic`` mode drives it
+on the host: the catalog's GET endpoints with ``force_domain=true`` and
+``=false`` interleaved, one request at a time on a schedule of 20 pairs/s (a
+slow answer delays the next, as in the probe), plus unforced GETs at 20/s in a
+second stream (load as in a gate; the host is at stage 0, so they are legacy).
+Each request is a record ``[t s, impl d/l/-, status, latency ms (client side),
+forced 1/0]``. Every second the host's metrics are also read (the server-side
+histograms), to compare the client-side latencies with what the gate reads.
+
+Replay: one trial is one window of the default batch gate (batch soak 60 s,
+reads every 5 s, stop on pass): from a random start in a capture, read k holds
+the paired records with t in [t0, t0 + 5k); the unforced smoke traffic of stage
+S (20/s, a stage-S draw per request, sequential on a schedule like the probe's)
+is drawn from the same capture's records of the drawn implementation. The
+latencies are binned over the service's 32 bucket bounds into cumulative
+Counters fed to GateRun(Thresholds.from_data({}), S, baseline, stop_on_pass=True).
+Detected: ABORT within the window; time: the read's index x 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import http.client
+import json
+import math
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rollout.gate import ABORT, PASS, GateRun, Thresholds  # noqa: E402
+from rollout.window import Counters, Side  # noqa: E402
+
+#: The reference service's bounds (examples/camera_api/src/api/metrics.py BUCKET_BOUNDS_MS).
+BOUNDS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0,
+          60.0, 80.0, 100.0, 125.0, 150.0, 200.0, 250.0, 300.0, 400.0, 500.0, 750.0,
+          1000.0, 1500.0, 2000.0, 3000.0, 5000.0, 10000.0)
+
+#: The catalog's GET endpoints with the tool's placeholders (group_data/all.py:
+#: verification_camera "cam-verify"), as rollout/checks.py _read_paths fills them.
+READ_PATHS = ("/api/v1/alerts/rules", "/api/v1/cameras/cam-verify/status",
+              "/api/v1/cameras/cam-verify/logs?limit=20")
+PAIRS_PER_S = 20.0          # paired_pairs_per_s
+SMOKE_PER_S = 20.0          # smoke_requests_per_s
+READ_EVERY_S = 5.0          # gate_interval_s
+BATCH_SOAK_S = 60.0         # rollout deploy --batch-soak default
+HEADER = "X-Rollout-Implementation"
+PORT = 8000
+
+#: Fault configurations: name -> the service's environment.
+CONFIGS = {
+    "healthy": {},
+    "background-0.5%": {"DOMAIN_ERROR_RATE": "0.005", "LEGACY_ERROR_RATE": "0.005"},
+    "errors-1%": {"DOMAIN_ERROR_RATE": "0.01"},
+    "errors-3%": {"DOMAIN_ERROR_RATE": "0.03"},
+    "errors-10%": {"DOMAIN_ERROR_RATE": "0.10"},
+    "latency+30ms": {"DOMAIN_EXTRA_LATENCY_MS": "30"},
+    "latency+80ms": {"DOMAIN_EXTRA_LATENCY_MS": "80"},
+    "latency+300ms": {"DOMAIN_EXTRA_LATENCY_MS": "300"},
+}
+FAULTS = ("errors-1%", "errors-3%", "errors-10%", "latency+30ms", "latency+80ms", "latency+300ms")
+STAGES = (10, 25, 50)
+DROP_IN = "/etc/systemd/system/camera-api.service.d/bench-fault.conf"
+
+#: Issue 11's goal figures: (fault, stage) -> (detection share, within s or None).
+GOALS = {("errors-3%", 10): (0.95, 60.0), ("latency+80ms", 10): (0.95, 60.0),
+         ("latency+30ms", 10): (0.90, None)}
+
+
+# --- capture --------------------------------------------------------------------------------------
+
+
+def ssh(ssh_config: str, host: str, command: str, timeout: float = 60) -> str:
+    done = subprocess.run(["ssh", "-F", ssh_config, host, command], capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{host}: {command!r} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def set_fault(ssh_config: str, host: str, env: dict[str, str]) -> None:
+    """The fault as a systemd drop-in (none: the drop-in removed), then a restart."""
+    if env:
+        content = "[Service]\\n" + "".join(f"Environment={k}={v}\\n" for k, v in env.items())
+        write = f"mkdir -p {Path(DROP_IN).parent} && printf '{content}' > {DROP_IN}"
+    else:
+        write = f"rm -f {DROP_IN}"
+    ssh(ssh_config, host, f"{write} && systemctl daemon-reload && systemctl restart camera-api")
+
+
+def get(address: str, path: str, timeout: float = 10.0) -> tuple[int | None, str | None, float, bytes]:
+    """One GET on a new connection (as the probe's urllib call): status, implementation, ms, body."""
+    started = time.monotonic()
+    connection = http.client.HTTPConnection(address, PORT, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        return response.status, response.headers.get(HEADER), (time.monotonic() - started) * 1000, body
+    except OSError:
+        return None, None, (time.monotonic() - started) * 1000, b""
+    finally:
+        connection.close()
+
+
+def wait_healthy(address: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _, _, _ = get(address, "/api/v1/monitoring/health", timeout=2)
+        if status == 200:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{address}: not healthy after {timeout} s")
+
+
+def stream(address: str, paths: list[str], rate: float, seconds: float, forced: int, t0: float,
+           out: list) -> None:
+    """Requests cycling through ``paths`` one at a time on a schedule of ``rate``/s."""
+    sent = 0
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        wait = started + sent / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        at = time.monotonic()
+        status, impl, ms, _ = get(address, paths[sent % len(paths)])
+        sent += 1
+        out.append([round(at + ms / 1000 - t0, 3), {"domain": "d", "legacy": "l"}.get(impl, "-"),
+                    status or 0, round(ms, 2), forced])
+
+
+def snapshots(address: str, seconds: float, t0: float, out: list, stop: threading.Event) -> None:
+    while not stop.is_set() and time.monotonic() - t0 < seconds + 2:
+        at = time.monotonic()
+        status, _, _, body = get(address, "/api/v1/monitoring/metrics")
+        if status == 200:
+            try:
+                doc = json.loads(body)
+                impls = doc["implementations"]
+                out.append([round(at - t0, 3), doc["started_at"],
+                            {k: [impls[k]["requests"], impls[k]["errors"],
+                                 [c for _, c in impls[k]["latency_buckets_ms"]]] for k in ("domain", "legacy")}])
+            except (ValueError, KeyError):
+                pass
+        stop.wait(1.0)
+
+
+def capture_one(ssh_config: str, host: str, address: str, config: str, seconds: float) -> dict:
+    env = CONFIGS[config]
+    set_fault(ssh_config, host, env)
+    wait_healthy(address)
+    paired = [f"{p}{'&' if '?' in p else '?'}force_domain={flag}" for p in READ_PATHS for flag in ("true", "false")]
+    records_p, records_u, snaps = [], [], []
+    t0 = time.monotonic()
+    stop = threading.Event()
+    threads = [threading.Thread(target=stream, args=(address, paired, 2 * PAIRS_PER_S, seconds, 1, t0, records_p)),
+               threading.Thread(target=stream, args=(address, list(READ_PATHS), SMOKE_PER_S, seconds, 0, t0,
+                                                     records_u)),
+               threading.Thread(target=snapshots, args=(address, seconds, t0, snaps, stop))]
+    for thread in threads:
+        thread.start()
+    for thread in threads[:2]:
+        thread.join()
+    stop.set()
+    threads[2].join()
+    records = sorted(records_p + records_u)
+    return {"config": config, "env": env, "host": host, "seconds": seconds,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "records": records, "snapshots": snaps}
+
+
+def capture(args) -> None:
+    hosts = [h.split("=") for h in args.hosts.split(",")]
+    plan = [r.split(",") for r in args.rounds.split(";")]
+    out = Path(args.out)
+    document = json.loads(out.read_text()) if out.exists() else {"captures": []}
+    for round_no, configs in enumerate(plan, 1):
+        seconds = [float(c.split(":")[1]) if ":" in c else args.seconds for c in configs]
+        configs = [c.split(":")[0] for c in configs]
+        print(f"round {round_no}: " + ", ".join(f"{h[0]}={c} ({s:.0f}s)" for h, c, s in zip(hosts, configs, seconds)),
+              flush=True)
+        results: list = [None] * len(configs)
+
+        def work(i):
+            results[i] = capture_one(args.ssh_config, hosts[i][0], hosts[i][1], configs[i], seconds[i])
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(configs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for result in results:
+            if result is None:
+                raise SystemExit("a capture failed (see above)")
+            forced = [r for r in result["records"] if r[4]]
+            print(f"  {result['host']} {result['config']}: {len(forced)} forced, "
+                  f"{len(result['records']) - len(forced)} unforced, {len(result['snapshots'])} snapshots",
+                  flush=True)
+            document["captures"].append(result)
+        out.write_text(json.dumps(document, separators=(",", ":")))
+    for host, _ in hosts:
+        set_fault(args.ssh_config, host, {})
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+# --- replay ---------------------------------------------------------------------------------------
+
+
+def bucket_index(ms: float) -> int:
+    """Index of the smallest bound >= ms (len(BOUNDS): beyond the last, +Inf only)."""
+    return bisect.bisect_left(BOUNDS, ms)
+
+
+class Acc:
+    """Cumulative counters of one implementation."""
+
+    def __init__(self):
+        self.requests = 0
+        self.errors = 0
+        self.per_bucket = [0] * (len(BOUNDS) + 1)
+
+    def add(self, status: int, ms: float) -> None:
+        self.requests += 1
+        self.errors += status >= 500 or status == 0
+        self.per_bucket[bucket_index(ms)] += 1
+
+    def side(self) -> Side:
+        total, cumulative = 0, []
+        for bound, n in zip(BOUNDS, self.per_bucket):
+            total += n
+            cumulative.append((bound, total))
+        return Side(self.requests, self.errors, tuple(cumulative))
+
+
+class Capture:
+    """One configuration's records, ready for resampling."""
+
+    def __init__(self, entries: list[dict]):
+        self.config = entries[0]["config"]
+        self.hosts = [e["host"] for e in entries]
+        # Several hosts' captures of one configuration: parallel captures, one after another in time.
+        self.segments = []
+        for e in entries:
+            paired = [(r[0], r[1], r[2], r[3]) for r in e["records"] if r[4] and r[1] in "dl"]
+            paired.sort()
+            self.segments.append((paired, max(r[0] for r in paired)))
+        self.by_impl = {"d": [], "l": []}
+        for e in entries:
+            for r in e["records"]:
+                if r[1] in "dl":
+                    self.by_impl[r[1]].append((r[2], r[3]))
+
+    def window_source(self, rng: random.Random, span: float):
+        """A contiguous block of paired records of ``span`` seconds from a random start."""
+        weights = [max(0.0, end - span) for _, end in self.segments]
+        if not any(weights):
+            raise ValueError(f"{self.config}: no capture longer than {span} s")
+        paired, end = rng.choices(self.segments, weights=weights)[0]
+        t0 = rng.uniform(paired[0][0], end - span)
+        start = bisect.bisect_left(paired, (t0,))
+        return paired, start, t0
+
+
+def simulate_smoke(rng: random.Random, cap: Capture, stage: int, span: float) -> list[tuple[float, str, int, float]]:
+    """Unforced GETs at 20/s on a schedule, one at a time (as the probe), each
+    drawn domain with probability stage %; latency and status from the capture."""
+    out, now, i = [], 0.0, 0
+    while True:
+        scheduled = i / SMOKE_PER_S
+        start = max(scheduled, now)
+        if start >= span:
+            return out
+        impl = "d" if rng.random() * 100 < stage else "l"
+        status, ms = rng.choice(cap.by_impl[impl])
+        now = start + ms / 1000
+        out.append((now, impl, status, ms))
+        i += 1
+
+
+def trial(rng: random.Random, cap: Capture, stage: int, baseline: float, thresholds: Thresholds,
+          span: float = BATCH_SOAK_S) -> tuple[str, float | None, dict]:
+    """One batch-gate window: (verdict, seconds to the verdict, what it had at the end)."""
+    paired, start, t0 = cap.window_source(rng, span)
+    smoke = simulate_smoke(rng, cap, stage, span)
+    run = GateRun(thresholds, stage, baseline, base=None, stop_on_pass=True)
+    acc = {"d": Acc(), "l": Acc()}
+    usage = [0, 0]
+    j, k = start, 0
+    reads = int(span // READ_EVERY_S)
+    for read in range(1, reads + 1):
+        edge = read * READ_EVERY_S
+        while j < len(paired) and paired[j][0] < t0 + edge:
+            _, impl, status, ms = paired[j]
+            acc[impl].add(status, ms)
+            j += 1
+        while k < len(smoke) and smoke[k][0] < edge:
+            _, impl, status, ms = smoke[k]
+            acc[impl].add(status, ms)
+            usage[0] += 1
+            usage[1] += impl == "d"
+            k += 1
+        counters = Counters("replay", usage[0], usage[1], acc["d"].side(), acc["l"].side())
+        verdict = run.observe(counters)
+        if verdict:
+            return verdict, edge, {"domain": acc["d"].requests, "legacy": acc["l"].requests,
+                                   "reason": run.reason}
+    verdict, reason = run.verdict()
+    return verdict, None, {"domain": acc["d"].requests, "legacy": acc["l"].requests, "reason": reason}
+
+
+def quantile_from_records(values: list[float], q: float) -> float:
+    """The q-quantile of latencies as the gate computes it: binned, interpolated in the bucket."""
+    acc = Acc()
+    for ms in values:
+        acc.add(200, ms)
+    return acc.side().quantile(q)
+
+
+def load_captures(path: Path) -> dict[str, Capture]:
+    document = json.loads(path.read_text())
+    grouped: dict[str, list] = {}
+    for entry in document["captures"]:
+        grouped.setdefault(entry["config"], []).append(entry)
+    return {name: Capture(entries) for name, entries in grouped.items()}
+
+
+def describe_captures(path: Path) -> list[dict]:
+    """Per capture: requests, error rates, client-side P95 of each implementation
+    and the server-side P95 over the same capture (from the metrics snapshots)."""
+    document = json.loads(path.read_text())
+    rows = []
+    for e in document["captures"]:
+        forced = [r for r in e["records"] if r[4] and r[1] in "dl"]
+        row = {"config": e["config"], "host": e["host"], "seconds": e["seconds"],
+               "pairs_per_s": round(len(forced) / 2 / e["seconds"], 1)}
+        for impl, name in (("d", "domain"), ("l", "legacy")):
+            mine = [r for r in e["records"] if r[1] == impl]
+            row[f"{name}_requests"] = len(mine)
+            row[f"{name}_error_rate"] = round(sum(r[2] >= 500 or r[2] == 0 for r in mine) / max(1, len(mine)), 4)
+            row[f"{name}_p95_client_ms"] = round(quantile_from_records([r[3] for r in mine], 0.95) or 0, 1)
+        snaps = [s for s in e["snapshots"] if s[1] == e["snapshots"][-1][1]] if e["snapshots"] else []
+        if len(snaps) >= 2:
+            for name in ("domain", "legacy"):
+                first, last = snaps[0][2][name], snaps[-1][2][name]
+                side = Side(last[0] - first[0], last[1] - first[1],
+                            tuple((b, c1 - c0) for b, c0, c1 in zip(BOUNDS, first[2], last[2])))
+                row[f"{name}_p95_server_ms"] = round(side.quantile(0.95) or 0, 1)
+        rows.append(row)
+    return rows
+
+
+def replay(args) -> dict:
+    path = Path(args.records)
+    captures = load_captures(path)
+    thresholds = Thresholds.from_data({})
+    rng = random.Random(args.seed)
+    healthy = captures["healthy"]
+    # The baseline P95 the deploy records before the change: stage 0 serves legacy only.
+    baseline = quantile_from_records([ms for _, ms in healthy.by_impl["l"]], 0.95)
+    started = time.monotonic()
+    cells = []
+    for fault in FAULTS:
+        if fault not in captures:
+            continue
+        for stage in STAGES:
+            outcomes = [trial(rng, captures[fault], stage, baseline, thresholds) for _ in range(args.trials)]
+            aborted = [t for v, t, _ in outcomes if v == ABORT]
+            goal = GOALS.get((fault, stage))
+            detected = len(aborted) / len(outcomes)
+            median = statistics.median(aborted) if aborted else None
+            met = None
+            if goal:
+                within = sum(1 for t in aborted if goal[1] is None or t <= goal[1]) / len(outcomes)
+                met = within >= goal[0]
+            reasons: dict[str, int] = {}
+            for v, _, info in outcomes:
+                if v == ABORT:
+                    key = info["reason"].split(":")[0]
+                    reasons[key] = reasons.get(key, 0) + 1
+            cells.append({"fault": fault, "stage": stage, "trials": len(outcomes), "detected": detected,
+                          "median_s": median, "p90_s": (sorted(aborted)[int(0.9 * (len(aborted) - 1))]
+                                                        if aborted else None),
+                          "goal": goal, "met": met, "abort_reasons": reasons,
+                          "verdicts": {v: sum(1 for o in outcomes if o[0] == v) for v in {o[0] for o in outcomes}}})
+    alarms = []
+    for config in ("healthy", "background-0.5%"):
+        if config not in captures:
+            continue
+        for stage in STAGES:
+            outcomes = [trial(rng, captures[config], stage, baseline, thresholds) for _ in range(args.windows)]
+            aborts = [o for o in outcomes if o[0] == ABORT]
+            passes = [o for o in outcomes if o[0] == PASS]
+            thin = [o for o in passes if o[2]["domain"] < thresholds.min_requests_per_implementation
+                    or o[2]["legacy"] < thresholds.min_requests_per_implementation]
+            reasons: dict[str, int] = {}
+            for _, _, info in aborts:
+                key = info["reason"].split(":")[0]
+                reasons[key] = reasons.get(key, 0) + 1
+            # A rollout of 4 hosts x 4 stages: 16 batch-gate windows, aborted if any aborts.
+            rollouts = []
+            for _ in range(args.rollouts):
+                aborted = False
+                for s in (10, 25, 50, 100):
+                    for _host in range(4):
+                        if trial(rng, captures[config], s, baseline, thresholds)[0] == ABORT:
+                            aborted = True
+                            break
+                    if aborted:
+                        break
+                rollouts.append(aborted)
+            alarms.append({"config": config, "stage": stage, "windows": len(outcomes),
+                           "aborted": len(aborts), "abort_share": len(aborts) / len(outcomes),
+                           "abort_reasons": reasons, "passed": len(passes), "passed_thin": len(thin),
+                           "median_pass_s": statistics.median([o[1] for o in passes]) if passes else None,
+                           "rollouts": len(rollouts), "rollouts_aborted": sum(rollouts)} if stage == 10 or True
+                          else None)
+            if args.rollouts:
+                args.rollouts = 0  # the rollout rows span all stages: computed once per config
+    return {"records": str(path), "seed": args.seed, "baseline_p95_ms": baseline, "cells": cells,
+            "false_alarms": alarms, "captures": describe_captures(path),
+            "replay_seconds": round(time.monotonic() - started, 1)}
+
+
+# --- end to end: the gate reports of real runs -------------------------------------------------------
+
+
+def e2e(args) -> None:
+    """Summarise the gate reports (``report_dir``) of real gate runs: verdict,
+    reads, and the time to the verdict ((reads - 1) x 5 s: the first read is at 0)."""
+    rows = []
+    for directory in args.dirs:
+        label = Path(directory).name
+        for report in sorted(Path(directory).rglob("*gate*.json")):
+            doc = json.loads(report.read_text())
+            rows.append({"run": label, "file": str(report), "verdict": doc.get("verdict"),
+                         "reason": doc.get("reason"), "reads": doc.get("reads"), "stage": doc.get("stage"),
+                         "seconds": (doc["reads"] - 1) * READ_EVERY_S if doc.get("reads") else None,
+                         "served": {k: (doc.get("served") or {}).get(k, {}).get("requests")
+                                    for k in ("domain", "legacy")}})
+    Path(args.out).write_text(json.dumps(rows, indent=1))
+    for row in rows:
+        print(row["run"], row["file"], row["verdict"], row["seconds"], row["reason"])
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def table(results: dict, e2e_rows: list[dict] | None = None) -> str:
+    lines = ["| cell | trials | detected | median time to abort | goal | met? |", "| --- | --- | --- | --- | --- | --- |"]
+    for c in results["cells"]:
+        goal = c["goal"]
+        goal_text = "" if not goal else f"abort >= {goal[0] * 100:.0f} %" + (f" within {goal[1]:.0f} s" if goal[1] else "")
+        met = "" if c["met"] is None else ("**yes**" if c["met"] else "**no**")
+        median = "-" if c["median_s"] is None else f"{c['median_s']:.0f} s"
+        lines.append(f"| stage {c['stage']}, {c['fault']} | {c['trials']} | {_pct(c['detected'])} | {median} | "
+                     f"{goal_text} | {met} |")
+    lines += ["", "| healthy windows | stage | windows | aborted | passes | passes with too few requests | "
+                  "median time to pass | rollouts (4 hosts x 4 stages) aborted | goal | met? |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for a in results["false_alarms"]:
+        if a["config"] == "healthy":
+            goal = "<= 1 % of windows abort, 0 thin passes"
+            met = a["abort_share"] <= 0.01 and a["passed_thin"] == 0
+        else:
+            goal = "<= 1 % of rollouts aborted" if a["rollouts"] else ""
+            met = (a["rollouts_aborted"] / a["rollouts"] <= 0.01) if a["rollouts"] else None
+        rollouts = f"{a['rollouts_aborted']} / {a['rollouts']}" if a["rollouts"] else "-"
+        median = "-" if a["median_pass_s"] is None else f"{a['median_pass_s']:.0f} s"
+        lines.append(f"| {a['config']} | {a['stage']} | {a['windows']} | {a['aborted']} ({_pct(a['abort_share'])}) | "
+                     f"{a['passed']} | {a['passed_thin']} | {median} | {rollouts} | {goal} | "
+                     f"{'' if met is None else ('**yes**' if met else '**no**')} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--replay-only", metavar="FILE", help="replay saved records (the same as `replay FILE`)")
+    sub = parser.add_subparsers(dest="command")
+    cap = sub.add_parser("capture", help="capture per-request records from sandbox hosts")
+    cap.add_argument("--ssh-config", required=True)
+    cap.add_argument("--hosts", required=True, help="name=address,... (one fault configuration per host at a time)")
+    cap.add_argument("--rounds", default="healthy:300,healthy:300,background-0.5%:300;"
+                                         "errors-1%,errors-3%,errors-10%;latency+30ms,latency+80ms,latency+300ms",
+                     help="rounds separated by ';', a configuration per host (config[:seconds])")
+    cap.add_argument("--seconds", type=float, default=150.0)
+    cap.add_argument("--out", required=True)
+    rep = sub.add_parser("replay", help="replay records through the gate")
+    rep.add_argument("records")
+    for p in (parser, rep):
+        p.add_argument("--trials", type=int, default=1000, help="trials per fault cell")
+        p.add_argument("--windows", type=int, default=1000, help="healthy windows per stage")
+        p.add_argument("--rollouts", type=int, default=1000, help="simulated rollouts of 4 hosts x 4 stages")
+        p.add_argument("--seed", type=int, default=11)
+        p.add_argument("--e2e", help="the JSON written by `e2e` (rows of real gate runs)")
+        p.add_argument("--json", help="write the results here")
+    end = sub.add_parser("e2e", help="summarise real gate runs' reports")
+    end.add_argument("dirs", nargs="+")
+    end.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    if args.replay_only:
+        args.records, args.command = args.replay_only, "replay"
+    if args.command == "capture":
+        capture(args)
+    elif args.command == "replay":
+        results = replay(args)
+        e2e_rows = json.loads(Path(args.e2e).read_text()) if args.e2e else None
+        results["e2e"] = e2e_rows
+        print(table(results, e2e_rows))
+        print(f"\nbaseline p95 {results['baseline_p95_ms']:.1f} ms; replay took {results['replay_seconds']} s")
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+    elif args.command == "e2e":
+        e2e(args)
+    else:
+        parser.print_help()
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

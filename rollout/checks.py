@@ -28,7 +28,7 @@ from rollout import consistency
 from rollout.catalog import CatalogError, fill, load_catalog, with_force
 from rollout.gate import ABORT, ERROR, INCONCLUSIVE, LATENCY_QUANTILE, PASS, GateRun, Thresholds, format_verdict
 from rollout.metrics import MetricsError, field_paths, parse_metrics
-from rollout.window import Counters, choose_base, keep_cursors, window
+from rollout.window import Counters, choose_base, keep_cursors
 from rollout.preflight import judge_preflight
 from rollout.probe import ProbeError, probe
 from rollout.reports import now as now_iso, report, say
@@ -292,18 +292,16 @@ def _window_base(host, now: Counters, cursors: list, stage: int | None) -> Count
 
 def record_baseline(state, host, from_stage: int | None, to_stage: int) -> bool:
     """Record the P95 the host serves now, before its stage changes, on the host:
-    over the window since the previous check of the current stage (or its
-    restart), topped up with smoke traffic when it holds too few requests."""
+    over everything the current stage served since its restart (a baseline wants
+    a long window, not a fresh one), topped up with smoke traffic when that holds
+    too few requests."""
     thresholds = Thresholds.from_data(host.data.gate)
-    now, error, cursors = read_metrics(host, with_cursors=True)
-    base = _window_base(host, now, cursors, from_stage) if now is not None else None
-    served = window(now, base)[0] if now is not None else None
+    served, error, _ = read_metrics(host)  # cumulative since the restart: the whole stage
     if served is not None and served.combined.requests < thresholds.min_requests:
         # Just the missing requests, back to back: a baseline needs a sample, not a rate.
         for stream in traffic(host, 30.0, count=thresholds.min_requests - served.combined.requests + 5):
             stream.join()
-        now, error, _ = read_metrics(host)
-        served = window(now, base)[0] if now is not None else None
+        served, error, _ = read_metrics(host)
     if served is not None and served.combined.requests < thresholds.min_requests:
         served, error = None, (f"only {served.combined.requests} requests served "
                                f"(fewer than {thresholds.min_requests})")

@@ -249,14 +249,17 @@ def deploy(ctx: Context, env: str, stage: str, allow_skip: bool, **options) -> N
 
 @main.command()
 @click.argument("env")
+@click.option("--gate-soak", default="60s", show_default=True,
+              help="Longest gate window on the current stage before promoting; it ends at the first pass "
+                   "(0: one read of what was served since the previous check).")
 @deploy_options
 @command
-def promote(ctx: Context, env: str, **options) -> None:
-    """Judge what ENV served on its stage; on pass apply the next stage."""
+def promote(ctx: Context, env: str, gate_soak: str, **options) -> None:
+    """Judge what ENV served on its stage since the previous check; on pass apply the next stage."""
     fleet = ctx.fleet(env)
     plan = fleet.setting("stage_plan")
     checked = rollout_options(fleet, options)
-    gate_soak_s = duration("--soak", options["soak"]) if options["soak"] is not None else 0.0
+    gate_soak_s = duration("--gate-soak", gate_soak)
     runner = ctx.runner(fleet)
     statuses = read_status(ctx, runner)
     orchestrator = ctx.orchestrator(fleet, runner)

@@ -226,16 +226,24 @@ def legacy_p95_bound(legacy: Side, log_needed: float) -> float | None:
     return None
 
 
-def side_rows(served: Counters, ratio: RatioTest, t: Thresholds) -> list[SideRow]:
+def side_rows(served: Counters, ratio: RatioTest, t: Thresholds, percent: int | None = None) -> list[SideRow]:
     """The domain against legacy in the window: evidence, the domain's own rates
     against the seed's thresholds, its errors against legacy's, its P95 against
-    legacy's. ``ratio``: the errors-ratio test, already fed the window's reads."""
+    legacy's. ``ratio``: the errors-ratio test, already fed the window's reads.
+    ``percent``: the stage; at 0 the domain serves nobody and nothing is judged
+    side by side, at 100 legacy serves nobody and the comparisons need legacy
+    evidence only if some was forced (a test that rejects still aborts)."""
     d, lg = served.domain, served.legacy
     log_needed = math.log(1 / t.alpha)
+    if percent == 0:
+        return [SideRow("requests", str(d.requests), str(lg.requests), "-", "-",
+                        "stage 0: the domain serves nobody", PASS)]
+    legacy_needed = percent != 100
     rows = []
 
     short = [f"{t.min_requests_per_implementation - side.requests} more {name}"
-             for name, side in (("domain", d), ("legacy", lg)) if side.requests < t.min_requests_per_implementation]
+             for name, side in (("domain", d), ("legacy", lg))
+             if side.requests < t.min_requests_per_implementation and (name == "domain" or legacy_needed)]
     rows.append(SideRow("requests", str(d.requests), str(lg.requests),
                         f">= {t.min_requests_per_implementation} each", "-",
                         f"needs {', '.join(short)}" if short else "-", INCONCLUSIVE if short else PASS))
@@ -269,6 +277,11 @@ def side_rows(served: Counters, ratio: RatioTest, t: Thresholds) -> list[SideRow
                         f"ratio {_test(ratio.log_e(), log_needed)}, floor e={format_e(floor_log_e)}", outcome))
 
     rows.append(_latency_row(d, lg, t))
+    if not legacy_needed and lg.requests < t.min_requests_per_implementation:
+        # Stage 100 without forced legacy traffic: nothing to compare with; only a rejection counts.
+        rows = [r if r.outcome != INCONCLUSIVE or r.metric not in ("errors vs legacy", "p95 latency")
+                else SideRow(r.metric, r.domain, r.legacy, r.pass_when, r.abort_when,
+                             "n/a: legacy serves nobody at stage 100", PASS) for r in rows]
     return rows
 
 
@@ -306,7 +319,7 @@ def evaluate(served: Counters, ratio: RatioTest, baseline_p95_ms: float | None, 
              t: Thresholds) -> Evaluation:
     """Judge one window: the aggregate rows and the side-by-side rows."""
     rows = aggregate_rows(served, baseline_p95_ms, percent, t)
-    sides = side_rows(served, ratio, t)
+    sides = side_rows(served, ratio, t, percent)
     outcomes = {r.outcome for r in rows} | {r.outcome for r in sides}
     enough = served.combined.requests >= t.min_requests
     if any(r.outcome == ABORT for r in sides):

@@ -79,8 +79,9 @@ class Runner(Protocol):
     def roll_back(self, hosts: list[str] | None, *, command: str, take_lock: bool = False) -> HostsRun:
         """The rollback task (stage 0, legacy proof) on ``hosts`` (None: all)."""
 
-    def gate(self, soak_s: float, smoke: bool | None) -> HostsRun:
-        """The metrics gate alone on every host."""
+    def gate(self, soak_s: float, smoke: bool | None, stop_on_pass: bool = False) -> HostsRun:
+        """The metrics gate alone on every host (``stop_on_pass``: a host's window
+        ends at its first pass, up to ``soak_s``)."""
 
     def hook(self, command: str) -> tuple[bool, str]:
         """One batch hook on the control machine: (succeeded, last line of its output)."""
@@ -293,10 +294,10 @@ class Orchestrator:
 
     # --- the gate -------------------------------------------------------------------------------
 
-    def gate(self, soak_s: float, smoke: bool | None) -> dict[str, str]:
+    def gate(self, soak_s: float, smoke: bool | None, stop_on_pass: bool = False) -> dict[str, str]:
         """The metrics gate on every host; each host's verdict (``unreachable``
         for a host the run never reached, ``not run`` for one that gave none)."""
-        run = self.runner.gate(soak_s, smoke)
+        run = self.runner.gate(soak_s, smoke, stop_on_pass)
         verdicts = {h: UNREACHABLE if h in run.unreachable else run.verdicts.get(h, NOT_RUN)
                     for h in self.runner.hosts}
         self.result["gate"] = verdicts
@@ -346,12 +347,14 @@ class Orchestrator:
 
     def gate_before_promote(self, current: int | None, following: int, soak_s: float, smoke: bool | None,
                             command: str) -> None:
-        """The gate on what the fleet served on its stage: a failure rolls every
-        host back (``act_on_gate``), anything short of a pass everywhere is
-        "keep observing" (exit 1). Returns when the promotion may go on."""
-        self.say(f"gate on stage {current} ({'one read' if not soak_s else f'{soak_s:.0f}s'}) "
+        """The gate on what the fleet served on its stage since the previous
+        check: a failure rolls every host back (``act_on_gate``), anything short
+        of a pass everywhere is "keep observing" (exit 1). A host's window ends
+        at its first pass (``soak_s`` at most): the evidence is in. Returns when
+        the promotion may go on."""
+        self.say(f"gate on stage {current} ({'one read' if not soak_s else f'up to {soak_s:.0f}s'}) "
                  f"before promoting to {following}")
-        verdicts = self.gate(soak_s, smoke)
+        verdicts = self.gate(soak_s, smoke, stop_on_pass=True)
         self.act_on_gate(verdicts, f"{command} (gate failed)", f"stage {current}")
         if any(v != "pass" for v in verdicts.values()):
             raise Stop(EXIT_FAILED, f"gate inconclusive on stage {current}: keep observing, then promote again")

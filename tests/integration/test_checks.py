@@ -11,7 +11,8 @@ import pytest
 from fleetlib import implementations, run_pyinfra
 
 NO_CHECKS = ("--data", "checks=false")
-FAST_GATE = ("--data", "soak_s=12", "--data", "gate_interval_s=3")
+#: The gate ends at its first pass (500 requests of each implementation) or abort, 60 s at most.
+FAST_GATE = ("--data", "soak_s=60", "--data", "gate_interval_s=3", "--data", "gate_stop_on_pass=true")
 
 
 def set_stage(stage: int, *extra: str) -> None:
@@ -50,6 +51,8 @@ def test_healthy_stage_10_with_smoke_traffic_passes_every_check(fleet, report_di
         assert gate["baseline_p95_ms"] is not None
         assert {row["metric"] for row in gate["rows"]} == {
             "requests", "error rate", "success rate", "p95 latency", "domain usage"}
+        assert {row["metric"] for row in gate["side_by_side"]} == {
+            "requests", "errors", "error rate", "success rate", "errors vs legacy", "p95 latency"}
     assert "gate camera-1: PASS" in output
 
 
@@ -108,7 +111,8 @@ def test_added_domain_latency_aborts_and_rolls_back(fleet, report_dir):
     "fault, reason",
     [
         (("--data", "metrics_path=/docs"), "metrics answer is not JSON (text/html)"),
-        (("--data", 'metrics_fields={"p95_ms": "latency_ms.p999"}'), "metrics lack the field latency_ms.p999"),
+        (("--data", 'metrics_fields={"domain_errors": "implementations.domain.errs"}'),
+         "metrics lack the field implementations.domain.errs"),
     ],
     ids=["html", "missing-field"],
 )

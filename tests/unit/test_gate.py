@@ -256,3 +256,11 @@ def test_thresholds_from_data_refuses_typos_and_nonsense(data):
 def test_thresholds_from_data_overrides():
     t = Thresholds.from_data({"min_requests": 10, "p95_max_ratio": 2})
     assert (t.min_requests, t.p95_max_ratio, t.error_rate_abort_above) == (10, 2.0, 0.05)
+
+
+def test_at_stage_0_nothing_is_judged_side_by_side_and_at_100_legacy_is_not_required():
+    assert judge(counters(side(0), side(800), usage=(800, 0)), percent=0).outcome == PASS
+    at_100 = judge(counters(side(800), side(0), usage=(800, 800)), percent=100)
+    assert at_100.outcome == PASS, [(r.metric, r.outcome, r.statistic) for r in at_100.sides]
+    failing_at_100 = judge(counters(side(800, 80), side(0), usage=(800, 800)), percent=100)
+    assert failing_at_100.outcome == ABORT   # the domain's own rate against the seed's 5 %

@@ -54,7 +54,7 @@ class FakeRunner:
         ok = not (self.failing_reverts or self.unproven & set(hosts))
         return HostsRun(ok=ok, recorded=list(hosts), proven={h: h not in self.unproven for h in hosts})
 
-    def gate(self, soak_s, smoke):
+    def gate(self, soak_s, smoke, stop_on_pass=False):
         self.calls.append(("gate",))
         reached = [h for h in self.hosts if h not in self.unreachable]
         return HostsRun(ok=True, unreachable=sorted(self.unreachable),

@@ -1,0 +1,139 @@
+"""Issue 11 on a real fleet: the windowed, side-by-side gate. Faults come from the
+reference service's own knobs, set by a systemd drop-in the tool does not manage
+(or its runtime faults file), never by the tool's settings."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from fleetlib import run_pyinfra, run_rollout, stages, wait_until
+
+DROP_IN_DIR = "/etc/systemd/system/camera-api.service.d"
+DROP_IN = f"{DROP_IN_DIR}/issue-11.conf"
+FAULTS_FILE = "/etc/camera-api/faults.json"
+HEALTH = "curl -fs -o /dev/null http://127.0.0.1:8000/api/v1/monitoring/health"
+
+
+def set_drop_in(hosts, *variables: str) -> None:
+    """Environment variables for the service, by a drop-in (read at its next restart)."""
+    lines = "".join(f"Environment={v}\\n" for v in variables)
+    for host in hosts:
+        host.testinfra.check_output(f"mkdir -p {DROP_IN_DIR} && printf '[Service]\\n{lines}' > {DROP_IN}"
+                                    " && systemctl daemon-reload")
+
+
+def clear_faults(hosts) -> None:
+    """No drop-in, no faults file, every service restarted clean and healthy."""
+    for host in hosts:
+        host.testinfra.check_output(f"rm -f {DROP_IN} {FAULTS_FILE} && systemctl daemon-reload"
+                                    " && systemctl restart camera-api")
+    for host in hosts:
+        wait_until(lambda: host.testinfra.run(HEALTH).rc == 0, 60, f"{host.name} healthy again")
+
+
+def set_stage(stage: int) -> None:
+    result = run_pyinfra("deploy.py", "--data", f"stage={stage}", "--data", "checks=false")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+
+def send(host, count: int, path: str = "/api/v1/alerts/rules") -> dict[int, int]:
+    """``count`` unforced GETs from the control machine, 8 at a time; statuses counted."""
+    def one(_):
+        return requests.get(host.url(path), timeout=10).status_code
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(one, range(count)))
+    return {s: statuses.count(s) for s in set(statuses)}
+
+
+def metrics(host) -> dict:
+    return requests.get(host.url("/api/v1/monitoring/metrics"), timeout=10).json()
+
+
+def test_three_percent_domain_errors_at_stage_10_abort_the_canary_batch(fleet):
+    """The seed's aggregate rule passes this (host error rate ~0.3 %); the side-by-side one does not."""
+    set_stage(0)
+    set_drop_in(fleet, "DOMAIN_ERROR_RATE=0.03")
+    try:
+        result = run_rollout("--json", "deploy", "sandbox", "--stage", "10", "--yes", "--soak", "6s")
+    finally:
+        clear_faults(fleet)
+    assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert len(report["batches"]) == 1
+    (canary,) = report["batches"][0]["hosts"]
+    assert report["batches"][0]["gate"] == {canary: "abort"}
+    assert "errors vs legacy" in result.stderr
+    assert set(stages().values()) == {(0, 0)}
+
+
+def test_a_healthy_stage_passes_side_by_side(fleet, tmp_path):
+    set_stage(0)
+    result = run_pyinfra("deploy.py", "--data", "stage=10", "--data", "soak_s=40", "--data", "gate_interval_s=5",
+                         "--data", f"report_dir={tmp_path}")
+    assert result.returncode == 0, result.stdout[-4000:]
+    for path in tmp_path.glob("*.gate.json"):
+        gate = json.loads(path.read_text())
+        assert gate["verdict"] == "pass", gate
+        sides = {row["metric"]: row for row in gate["side_by_side"]}
+        assert all(row["outcome"] == "pass" for row in sides.values()), sides
+        assert int(sides["requests"]["domain"]) >= 500 and int(sides["requests"]["legacy"]) >= 500
+
+
+def test_too_little_traffic_is_inconclusive_never_a_pass(fleet):
+    set_stage(10)  # a fresh restart; no synthetic traffic, nobody calls the service
+    result = run_rollout("--json", "check", "sandbox", "--no-smoke-traffic", "--yes")
+    assert result.returncode == 0, result.stderr[-3000:]
+    verdicts = json.loads(result.stdout)["gate"]
+    assert set(verdicts.values()) == {"inconclusive"}, verdicts
+    assert "needs 500 more domain, 500 more legacy" in result.stderr
+
+
+def test_a_fault_that_starts_late_makes_the_next_check_roll_back(fleet):
+    """10,000 healthy requests and a passing check at stage 50, then 10 % domain
+    errors switched on at run time (no restart, the counters go on): the next
+    `rollout check` judges the window since the previous one and rolls back,
+    though the totals since the restart stay under the seed's 1 %."""
+    host = fleet[0]
+    set_drop_in(fleet, f"FAULTS_FILE={FAULTS_FILE}")
+    try:
+        set_stage(50)  # restarts: the drop-in is read
+        assert send(host, 10_000) == {200: 10_000}
+        first = run_rollout("--json", "check", "sandbox", "--no-smoke-traffic", "--yes")
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert json.loads(first.stdout)["gate"][host.name] == "pass", first.stderr[-3000:]
+        started_at = metrics(host)["started_at"]
+
+        host.testinfra.check_output(f"printf '{{\"domain_error_rate\": 0.1}}' > {FAULTS_FILE}.new"
+                                    f" && mv {FAULTS_FILE}.new {FAULTS_FILE}")
+        wait_until(lambda: send(host, 50).get(500), 30, "the runtime fault to take effect", interval_s=1)
+        send(host, 2_000)
+        after = metrics(host)
+        assert after["started_at"] == started_at  # no restart: the window must do the work
+        assert after["error_rate"] < 0.01         # the totals since the restart hide the fault
+
+        second = run_rollout("--json", "check", "sandbox", "--no-smoke-traffic", "--yes")
+        assert second.returncode == 3, second.stderr[-3000:]
+        assert json.loads(second.stdout)["gate"][host.name] == "abort"
+        assert "window since the previous check" in second.stderr
+        assert set(stages().values()) == {(0, 0)}
+    finally:
+        clear_faults(fleet)
+
+
+def test_a_domain_write_that_legacy_reads_differently_fails_the_verification(fleet, tmp_path):
+    host = fleet[0]
+    set_stage(0)
+    set_drop_in([host], "DOMAIN_WRITE_FAULT=true")
+    try:
+        result = run_pyinfra("deploy.py", "--data", "stage=10", "--data", "soak_s=0", "--limit", host.name,
+                             "--data", f"report_dir={tmp_path}")
+    finally:
+        clear_faults([host])
+    assert result.returncode != 0
+    compare = json.loads((tmp_path / f"{host.name}.compare.json").read_text())
+    problems = [f"{f['endpoint']} [{f['mode']}]: {f['problem']}" for f in compare["findings"]]
+    assert any(p.startswith("alert rule threshold [domain wrote, legacy read]: GET /api/v1/alerts/rules field "
+                            "rules[id={rule_id}].threshold: wrote 7.5, read back 450.0") for p in problems), problems
+    assert stages()[host.name] == (0, 0)  # rolled back (rollback_on_abort)

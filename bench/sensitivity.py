@@ -424,8 +424,42 @@ def quantile_from_records(values: list[float], q: float) -> float:
     return acc.side().quantile(q)
 
 
-def load_captures(path: Path) -> dict[str, Capture]:
+def pack(capture: dict) -> dict:
+    """A capture's records as columns (the saved file stays small): time in ms as
+    differences, implementation and forced as strings, statuses other than 200
+    by index, latency in 0.1 ms."""
+    records = capture["records"]
+    times = [round(r[0] * 1000) for r in records]
+    packed = {k: v for k, v in capture.items() if k != "records"}
+    packed["columns"] = {
+        "t_ms_delta": [t - p for t, p in zip(times, [0] + times[:-1])],
+        "impl": "".join(r[1] for r in records),
+        "status_not_200": {str(i): r[2] for i, r in enumerate(records) if r[2] != 200},
+        "latency_0.1ms": [round(r[3] * 10) for r in records],
+        "forced": "".join(str(r[4]) for r in records),
+    }
+    return packed
+
+
+def unpack(capture: dict) -> dict:
+    if "records" in capture:
+        return capture
+    c = capture["columns"]
+    t, records = 0, []
+    for i, (dt, impl, ms, forced) in enumerate(zip(c["t_ms_delta"], c["impl"], c["latency_0.1ms"], c["forced"])):
+        t += dt
+        records.append([t / 1000, impl, c["status_not_200"].get(str(i), 200), ms / 10, int(forced)])
+    return {**{k: v for k, v in capture.items() if k != "columns"}, "records": records}
+
+
+def read_document(path: Path) -> dict:
     document = json.loads(path.read_text())
+    document["captures"] = [unpack(c) for c in document["captures"]]
+    return document
+
+
+def load_captures(path: Path) -> dict[str, Capture]:
+    document = read_document(path)
     grouped: dict[str, list] = {}
     for entry in document["captures"]:
         grouped.setdefault(entry["config"], []).append(entry)
@@ -435,7 +469,7 @@ def load_captures(path: Path) -> dict[str, Capture]:
 def describe_captures(path: Path) -> list[dict]:
     """Per capture: requests, error rates, client-side P95 of each implementation
     and the server-side P95 over the same capture (from the metrics snapshots)."""
-    document = json.loads(path.read_text())
+    document = read_document(path)
     rows = []
     for e in document["captures"]:
         forced = [r for r in e["records"] if r[4] and r[1] in "dl"]
@@ -476,7 +510,7 @@ def replay(args) -> dict:
     thresholds = Thresholds.from_data({})
     rng = random.Random(args.seed)
     if args.source == "server":
-        document = json.loads(path.read_text())
+        document = read_document(path)
         grouped: dict[str, list] = {}
         for entry in document["captures"]:
             grouped.setdefault(entry["config"], []).append(entry)

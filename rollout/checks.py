@@ -228,8 +228,7 @@ def _consistency(host, context: dict) -> list[v.Finding]:
     if context.get("rule_id") is None:
         return [v.Finding("data consistency", "-", "the verification rule is missing")]
     plan = consistency.plan(checks, context, host.data.force_domain_parameter)
-    return [v.Finding(m.check, m.direction, m.problem)
-            for m in consistency.judge(checks, context, _requests(host, plan))]
+    return consistency.judge(checks, context, _requests(host, plan))
 
 
 def legacy_proof(state, host) -> bool:

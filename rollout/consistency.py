@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from rollout.catalog import fill, with_force
+from rollout.verify import Finding
 
 #: The placeholders a check may use (and ``{value}``, the written value, in the body).
 PLACEHOLDERS = ("camera_id", "rule_id", "rule_name")
@@ -30,16 +30,6 @@ _SELECT = re.compile(r"^([^\[\]]+)\[([^=\[\]]+)=([^\[\]]*)\]$")
 
 class ConsistencyError(ValueError):
     """A consistency check that cannot be used as written."""
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    check: str
-    direction: str
-    problem: str
-
-    def __str__(self) -> str:
-        return f"{self.check} [{self.direction}]: {self.problem}"
 
 
 def select(document: Any, path: str) -> Any:
@@ -105,9 +95,10 @@ def plan(checks: list[dict], context: dict[str, Any], parameter: str | None = No
     return calls
 
 
-def judge(checks: list[dict], context: dict[str, Any], results: list[dict]) -> list[Mismatch]:
-    """A mismatch per direction whose read does not give back the written value,
-    naming the check, the endpoint and the field."""
+def judge(checks: list[dict], context: dict[str, Any], results: list[dict]) -> list[Finding]:
+    """A finding per direction whose read does not give back the written value,
+    naming the check (as the endpoint), the direction (as the mode), the
+    endpoint and the field."""
     mismatches = []
     answers = iter(results)
     for check in checks:
@@ -116,22 +107,22 @@ def judge(checks: list[dict], context: dict[str, Any], results: list[dict]) -> l
             direction = f"{writer} wrote, {reader} read"
             written, read = next(answers, {}), next(answers, {})
             if written.get("status") not in (200, 201):
-                mismatches.append(Mismatch(check["name"], direction,
+                mismatches.append(Finding(check["name"], direction,
                                            f"write {check['write']['method']} {check['write']['path']} "
                                            f"answered {written.get('status') or written.get('error')}"))
                 continue
             if read.get("status") != 200:
-                mismatches.append(Mismatch(check["name"], direction,
+                mismatches.append(Finding(check["name"], direction,
                                            f"read GET {check['read']} answered {read.get('status') or read.get('error')}"))
                 continue
             try:
                 found = select(json.loads(read.get("body") or ""), field_path)
             except (ValueError, KeyError) as error:
-                mismatches.append(Mismatch(check["name"], direction,
+                mismatches.append(Finding(check["name"], direction,
                                            f"GET {check['read']} field {check['field']}: {error}"))
                 continue
             if found != value:
-                mismatches.append(Mismatch(check["name"], direction,
+                mismatches.append(Finding(check["name"], direction,
                                            f"GET {check['read']} field {check['field']}: wrote {value!r}, "
                                            f"read back {found!r}"))
     return mismatches

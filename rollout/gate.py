@@ -431,7 +431,8 @@ class GateRun:
         if self.last.outcome == PASS:
             return PASS, "every promote condition holds"
         open_rows = [r.metric for r in self.last.rows if r.outcome != PASS]
-        open_rows += [f"{r.metric} (side by side)" for r in self.last.sides if r.outcome != PASS]
+        open_rows += [f"{r.metric} (side by side{': ' + r.statistic if r.statistic.startswith('needs') else ''})"
+                      for r in self.last.sides if r.outcome != PASS]
         return INCONCLUSIVE, f"not yet conclusive: {', '.join(open_rows)}"
 
 

@@ -87,7 +87,7 @@ def test_too_little_traffic_is_inconclusive_never_a_pass(fleet):
     assert result.returncode == 0, result.stderr[-3000:]
     verdicts = json.loads(result.stdout)["gate"]
     assert set(verdicts.values()) == {"inconclusive"}, verdicts
-    assert "needs 500 more domain, 500 more legacy" in result.stderr
+    assert "requests (side by side: needs 500 more domain, 500 more legacy)" in result.stderr
 
 
 def test_a_fault_that_starts_late_makes_the_next_check_roll_back(fleet):
@@ -98,7 +98,10 @@ def test_a_fault_that_starts_late_makes_the_next_check_roll_back(fleet):
     host = fleet[0]
     set_drop_in(fleet, f"FAULTS_FILE={FAULTS_FILE}")
     try:
-        set_stage(50)  # restarts: the drop-in is read
+        set_stage(0)
+        # Checks on (one gate read): the baseline P95 the aggregate row needs is recorded.
+        staged = run_pyinfra("deploy.py", "--data", "stage=50", "--data", "soak_s=0")
+        assert staged.returncode == 0, staged.stdout[-3000:]
         assert send(host, 10_000) == {200: 10_000}
         first = run_rollout("--json", "check", "sandbox", "--no-smoke-traffic", "--yes")
         assert first.returncode == 0, first.stderr[-3000:]

@@ -27,13 +27,25 @@ forced 1/0]``. Every second the host's metrics are also read (the server-side
 histograms), to compare the client-side latencies with what the gate reads.
 
 Replay: one trial is one window of the default batch gate (batch soak 60 s,
-reads every 5 s, stop on pass): from a random start in a capture, read k holds
-the paired records with t in [t0, t0 + 5k); the unforced smoke traffic of stage
-S (20/s, a stage-S draw per request, sequential on a schedule like the probe's)
-is drawn from the same capture's records of the drawn implementation. The
-latencies are binned over the service's 32 bucket bounds into cumulative
-Counters fed to GateRun(Thresholds.from_data({}), S, baseline, stop_on_pass=True).
-Detected: ABORT within the window; time: the read's index x 5 s.
+reads every 5 s, stop on pass): from a random start t0 in a capture, read k
+holds the paired records with t in [t0, t0 + 5k); the unforced smoke traffic of
+stage S (20/s, a stage-S draw per request, sequential on a schedule like the
+probe's) is drawn from the same capture's records of the drawn implementation
+served within 2.5 s of the request's time (drawing from the whole capture mixes
+a quiet minute with a busy one and made healthy windows abort on latency). The
+baseline P95 is, per trial, that of the 105 legacy records just before t0 (the
+deploy records it over ~105 requests just before the change). The latencies are
+binned over the service's 32 bucket bounds into cumulative Counters fed to
+GateRun(Thresholds.from_data({}), S, baseline, stop_on_pass=True). Detected:
+ABORT within the window; time: the read's index x 5 s.
+
+``--source server`` (and ``both``, the default) replays the same windows from
+the per-second server-side metrics snapshots instead: what the gate itself
+reads, at 1 s resolution (the capture's unforced traffic, at the host's stage
+then, stands in for the smoke traffic; usage counts are drawn for the stage).
+
+The saved records file (bench/sensitivity-records-DATE.json) holds the records
+as columns (``pack``/``unpack``).
 """
 
 from __future__ import annotations
@@ -42,7 +54,6 @@ import argparse
 import bisect
 import http.client
 import json
-import math
 import random
 import statistics
 import subprocess
@@ -293,6 +304,10 @@ class Capture:
 #: Requests of the baseline the deploy records at stage 0 before the change (min_requests + 5).
 BASELINE_REQUESTS = 105
 
+#: 0: the baseline is the 105 requests before the window; else all legacy requests of this many
+#: seconds before it (``--baseline-window``: the baseline over the previous stage's traffic).
+BASELINE_WINDOW_S = 0.0
+
 #: Unforced requests are drawn from the records served within this many seconds of their time.
 LOCAL_S = 2.5
 
@@ -331,7 +346,11 @@ def trial_records(rng: random.Random, cap: Capture, stage: int, baseline: float,
         # As the deploy records it just before the change: the P95 of about 105
         # requests at stage 0 (legacy), here the capture's legacy records just before the window.
         before = bisect.bisect_left(local["l"], (t0,))
-        chosen = local["l"][max(0, before - BASELINE_REQUESTS):max(before, BASELINE_REQUESTS)]
+        if BASELINE_WINDOW_S:  # all legacy records of the BASELINE_WINDOW_S seconds before t0
+            first = bisect.bisect_left(local["l"], (t0 - BASELINE_WINDOW_S,))
+            chosen = local["l"][first:before] or local["l"][:BASELINE_REQUESTS]
+        else:
+            chosen = local["l"][max(0, before - BASELINE_REQUESTS):max(before, BASELINE_REQUESTS)]
         baseline = quantile_from_records([ms for _, _, ms in chosen], 0.95)
     run = GateRun(thresholds, stage, baseline, base=None, stop_on_pass=True)
     acc = {"d": Acc(), "l": Acc()}
@@ -394,7 +413,8 @@ def trial_server(rng: random.Random, cap: ServerCapture, stage: int, baseline: f
     base = sides[i0]
     if baseline is None:
         # The legacy requests of the ~3 s before the window (~120): the deploy's baseline of ~105.
-        earlier = sides[max(0, i0 - 3)] if i0 >= 3 else sides[0]
+        back = max(3, round(BASELINE_WINDOW_S))
+        earlier = sides[max(0, i0 - back)] if i0 >= 3 else sides[0]
         later = base if i0 >= 3 else sides[min(3, len(sides) - 1)]
         baseline = later["legacy"].minus(earlier["legacy"]).quantile(0.95)
     run = GateRun(thresholds, stage, baseline, base=None, stop_on_pass=True)
@@ -578,7 +598,8 @@ def replay(args) -> dict:
                     break
         rollouts.append({"config": config, "rollouts": args.rollouts, "aborted": aborted_rollouts,
                          "abort_reasons": reasons})
-    return {"records": str(path), "source": args.source, "judge": provenance(), "seed": args.seed, "baseline_p95_ms": baseline, "cells": cells,
+    return {"records": str(path), "source": args.source, "judge": provenance(),
+            "baseline_window_s": BASELINE_WINDOW_S, "seed": args.seed, "baseline_p95_ms": baseline, "cells": cells,
             "false_alarms": alarms, "rollouts": rollouts, "captures": describe_captures(path),
             "replay_seconds": round(time.monotonic() - started, 1)}
 
@@ -640,21 +661,24 @@ def table(results: dict, e2e_rows: list[dict] | None = None) -> str:
     for r in results["rollouts"]:
         share = r["aborted"] / r["rollouts"] if r["rollouts"] else 0
         goal = "<= 1 % of rollouts aborted" if r["config"] == "background-0.5%" else ""
-        met = "" if not goal else ("**yes**" if share <= 0.01 else "**no**")
+        met = "" if not goal or not r["rollouts"] else ("**yes**" if share <= 0.01 else "**no**")
         lines.append(f"| {r['config']} | {r['rollouts']} | {r['aborted']} ({_pct(share)}) | {goal} | {met} |")
     return "\n".join(lines)
 
 
 def e2e_table(e2e_rows: list[dict]) -> str:
-    lines = ["| end to end (real gate, sandbox) | runs | aborted | passed | inconclusive | median time to verdict | "
-             "times (s) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| end to end (real gate, sandbox) | runs | aborted | by a side-by-side test / by an aggregate row | "
+             "passed | inconclusive | median time to verdict | times (s) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     cells: dict[str, list] = {}
     for row in e2e_rows:
         cells.setdefault(row.get("cell", row["run"]), []).append(row)
     for cell, rows in cells.items():
         times = [r["seconds"] for r in rows if r["seconds"] is not None and r["verdict"] in ("abort", "pass")]
         each = ", ".join(f"{r['seconds']:.0f}" if r["verdict"] != "inconclusive" else "-" for r in rows)
-        lines.append(f"| {cell} | {len(rows)} | {sum(r['verdict'] == 'abort' for r in rows)} | "
+        aborts = [r for r in rows if r["verdict"] == "abort"]
+        aggregate = sum("consecutive reads" in (r["reason"] or "") for r in aborts)
+        lines.append(f"| {cell} | {len(rows)} | {len(aborts)} | {len(aborts) - aggregate} / {aggregate} | "
                      f"{sum(r['verdict'] == 'pass' for r in rows)} | "
                      f"{sum(r['verdict'] == 'inconclusive' for r in rows)} | "
                      f"{'-' if not times else f'{statistics.median(times):.1f} s'} | "
@@ -681,6 +705,9 @@ def main(argv=None) -> int:
         p.add_argument("--windows", type=int, default=1000, help="healthy windows per stage")
         p.add_argument("--rollouts", type=int, default=1000, help="simulated rollouts of 4 hosts x 4 stages")
         p.add_argument("--seed", type=int, default=11)
+        p.add_argument("--baseline-window", type=float, default=0.0, metavar="S",
+                       help="per-trial baseline over all legacy requests of the S seconds before the window "
+                            "(default 0: the 105 requests before it)")
         p.add_argument("--baseline-ms", type=float, default=None,
                        help="a fixed baseline P95 (default: per trial, the P95 of the 105 legacy records "
                             "just before the window, as the deploy records it just before the change)")
@@ -695,6 +722,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.replay_only:
         args.records, args.command = args.replay_only, "replay"
+    global BASELINE_WINDOW_S
+    BASELINE_WINDOW_S = getattr(args, "baseline_window", 0.0) or 0.0
     if args.command == "capture":
         capture(args)
     elif args.command == "replay":

@@ -17,7 +17,9 @@ One name per check, for its function, its report and its verdict: ``preflight``,
 from __future__ import annotations
 
 import json
+import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import gevent
@@ -86,7 +88,30 @@ def _read_paths(host) -> list[str]:
     return [fill(e.path, context) for e in load_catalog(host.data.endpoints) if e.read_only]
 
 
-def traffic(host, seconds: float, count: int | None = None) -> list[gevent.Greenlet]:
+@dataclass
+class Traffic:
+    """Synthetic traffic streams running on a host, each with its stop file."""
+
+    streams: list[gevent.Greenlet]
+    stop_files: list[str]
+
+    def join(self) -> None:
+        for stream in self.streams:
+            stream.join()
+
+    def stop(self, host) -> None:
+        """Stop the traffic on the host now (it would run on up to its own
+        bounds), then let go of the local greenlets."""
+        if self.stop_files:
+            try:
+                probe(host, "stop", {"stop_files": self.stop_files}, timeout=30)
+            except ProbeError as error:
+                say(host, f"synthetic traffic not stopped ({error}): it ends by its own bounds")
+        for stream in self.streams:
+            stream.kill()
+
+
+def traffic(host, seconds: float, count: int | None = None) -> Traffic:
     """Bounded traffic run on the host in the background of this run, each stream
     with a rate, a count and a time limit (it stops by itself):
 
@@ -97,7 +122,7 @@ def traffic(host, seconds: float, count: int | None = None) -> list[gevent.Green
       ``force_domain=true`` and ``=false`` interleaved, ``paired_pairs_per_s``
       pairs a second, at most ``paired_max_pairs``: both implementations' evidence."""
     if seconds <= 0:
-        return []
+        return Traffic([], [])
     data, streams = host.data, []
     reads = _read_paths(host)
     base = {"port": _port(host), "header": data.implementation_header, "seconds": seconds}
@@ -109,12 +134,10 @@ def traffic(host, seconds: float, count: int | None = None) -> list[gevent.Green
         pairs = min(int(float(data.paired_pairs_per_s) * seconds) + 1, int(data.paired_max_pairs))
         paired = [with_force(path, mode, data.force_domain_parameter) for path in reads for mode in ("domain", "legacy")]
         streams.append({**base, "paths": paired, "count": 2 * pairs, "rate": 2 * float(data.paired_pairs_per_s)})
-    return [gevent.spawn(probe, host, "traffic", spec, seconds + 60) for spec in streams]
-
-
-def _stop(streams: list[gevent.Greenlet]) -> None:
-    for stream in streams:
-        stream.kill()  # the remote side ends by its own bounds too
+    token = secrets.token_hex(6)
+    stop_files = [f"{data.state_dir}/traffic-{token}-{i}.stop" for i in range(len(streams))]
+    return Traffic([gevent.spawn(probe, host, "traffic", {**spec, "stop_file": stop_file}, seconds + 60)
+                    for spec, stop_file in zip(streams, stop_files)], stop_files)
 
 
 def write_cursor(host, stage: int, now: Counters, cursors: list) -> None:
@@ -298,8 +321,7 @@ def record_baseline(state, host, from_stage: int | None, to_stage: int) -> bool:
     served, error, _ = read_metrics(host)  # cumulative since the restart: the whole stage
     if served is not None and served.combined.requests < thresholds.min_requests:
         # Just the missing requests, back to back: a baseline needs a sample, not a rate.
-        for stream in traffic(host, 30.0, count=thresholds.min_requests - served.combined.requests + 5):
-            stream.join()
+        traffic(host, 30.0, count=thresholds.min_requests - served.combined.requests + 5).join()
         served, error, _ = read_metrics(host)
     if served is not None and served.combined.requests < thresholds.min_requests:
         served, error = None, (f"only {served.combined.requests} requests served "
@@ -359,7 +381,7 @@ def gate(state, host, stage: int | None, soak_s: float, interval_s: float, stop_
     if now is not None:
         run.base = _window_base(host, now, cursors, stage)
     window_note = "window since the previous check" if run.base is not None else "window since the restart"
-    streams = traffic(host, soak_s)
+    synthetic = traffic(host, soak_s)
     deadline = time.monotonic() + soak_s
     try:
         while not run.observe(now, error):
@@ -368,7 +390,7 @@ def gate(state, host, stage: int | None, soak_s: float, interval_s: float, stop_
             gevent.sleep(interval_s)
             now, error, _ = read_metrics(host)
     finally:
-        _stop(streams)
+        synthetic.stop(host)
     if run.latest is not None:
         write_cursor(host, stage, run.latest, cursors)
     verdict, reason = run.verdict()

@@ -315,11 +315,25 @@ def _latency_row(d: Side, lg: Side, t: Thresholds) -> SideRow:
                    f"{slower}/{d.requests} above, {_test(log_e, log_needed)}", outcome)
 
 
+def _attribute_latency(rows: list[Row], sides: list[SideRow], served: Counters, t: Thresholds) -> list[Row]:
+    """A host-wide P95 above the baseline's limit while the domain's P95 is within
+    its limit of legacy's, in the same window, on enough requests of each: the
+    host got slower (load, time of day, a shared backend), not the change. That
+    breach rolls nothing back; without a real comparison (stage 0, or stage 100
+    without forced legacy traffic) the seed's rule stands alone."""
+    compared = [s for s in sides if s.metric == "p95 latency" and s.outcome == PASS and not s.statistic.startswith("n/a")]
+    enough = min(served.domain.requests, served.legacy.requests) >= t.min_requests_per_implementation
+    if not (compared and enough):
+        return rows
+    return [Row(r.metric, f"{r.observed}; legacy alike", r.pass_when, r.abort_when, INCONCLUSIVE)
+            if r.metric == "p95 latency" and r.outcome == ABORT else r for r in rows]
+
+
 def evaluate(served: Counters, ratio: RatioTest, baseline_p95_ms: float | None, percent: int,
              t: Thresholds) -> Evaluation:
     """Judge one window: the aggregate rows and the side-by-side rows."""
-    rows = aggregate_rows(served, baseline_p95_ms, percent, t)
     sides = side_rows(served, ratio, t, percent)
+    rows = _attribute_latency(aggregate_rows(served, baseline_p95_ms, percent, t), sides, served, t)
     outcomes = {r.outcome for r in rows} | {r.outcome for r in sides}
     enough = served.combined.requests >= t.min_requests
     if any(r.outcome == ABORT for r in sides):

@@ -20,7 +20,8 @@ Modes:
   preflight the state plus what only the preparation check needs: metrics,
             cameras config, database and Redis reachability
   metrics   one read of the app's metrics, with the gate's cursors
-  traffic   bounded traffic (a rate, a count and a time limit)
+  traffic   bounded traffic (a rate, a count, a time limit and a stop file)
+  stop      stop that traffic now (write its stop files)
   write     replace a file atomically
   lock      take the fleet's rollout lock on this host (or say who holds it)
   unlock    release it (only the holder's token, or forced)
@@ -293,12 +294,18 @@ def mode_metrics(spec):
 def mode_traffic(spec):
     """Traffic: cycle through the paths until count or time runs out, at ``rate``
     requests per second (on a schedule, so slow answers do not lower the rate;
-    back to back without one)."""
+    back to back without one). ``stop_file``: the traffic stops as soon as it
+    exists (mode ``stop``: the caller's gate has ended; a closed SSH channel
+    does not stop a process on the host), and removes it."""
     started = time.monotonic()
     deadline = started + float(spec["seconds"])
     rate = float(spec.get("rate") or 0)
+    stop_file = spec.get("stop_file")
+    if stop_file:
+        remove_stale(os.path.dirname(stop_file), "traffic-", ".stop", max_age_s=3600)
     statuses, implementations, sent = {}, {}, 0
-    while sent < int(spec["count"]) and time.monotonic() < deadline:
+    while sent < int(spec["count"]) and time.monotonic() < deadline \
+            and not (stop_file and os.path.exists(stop_file)):
         if rate:
             wait = started + sent / rate - time.monotonic()
             if wait > 0:
@@ -310,7 +317,38 @@ def mode_traffic(spec):
         statuses[key] = statuses.get(key, 0) + 1
         impl = result["implementation"] or "none"
         implementations[impl] = implementations.get(impl, 0) + 1
+    if stop_file:
+        remove(stop_file)
     return {"sent": sent, "statuses": statuses, "implementations": implementations}
+
+
+def remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def remove_stale(directory, prefix, suffix, max_age_s):
+    """Stop files whose traffic had ended before it was told to stop."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            if name.startswith(prefix) and name.endswith(suffix) and time.time() - os.path.getmtime(path) > max_age_s:
+                remove(path)
+        except OSError:
+            pass
+
+
+def mode_stop(spec):
+    """Stop the traffic of these stop files: each stream ends at its next request."""
+    for path in spec["stop_files"]:
+        write_atomic(path, "stop\n")
+    return {"stopped": len(spec["stop_files"])}
 
 
 def mode_write(spec):
@@ -365,7 +403,7 @@ def mode_record(spec):
 
 MODES = {"state": mode_state, "requests": mode_requests, "preflight": mode_preflight,
          "traffic": mode_traffic, "metrics": mode_metrics, "write": mode_write, "lock": mode_lock,
-         "unlock": mode_unlock, "record": mode_record}
+         "unlock": mode_unlock, "record": mode_record, "stop": mode_stop}
 
 
 def main(argv):

@@ -264,3 +264,18 @@ def test_at_stage_0_nothing_is_judged_side_by_side_and_at_100_legacy_is_not_requ
     assert at_100.outcome == PASS, [(r.metric, r.outcome, r.statistic) for r in at_100.sides]
     failing_at_100 = judge(counters(side(800, 80), side(0), usage=(800, 800)), percent=100)
     assert failing_at_100.outcome == ABORT   # the domain's own rate against the seed's 5 %
+
+
+def test_a_host_wide_slowdown_that_hits_legacy_alike_rolls_nothing_back():
+    slow_host = counters(side(800, 0, {90: 800}), side(800, 0, {90: 800}), usage=(200, 20))  # both at 90 ms
+    evaluation = judge(slow_host, baseline=4.0)
+    p95 = {r.metric: r for r in evaluation.rows}["p95 latency"]
+    assert p95.outcome == INCONCLUSIVE and "legacy alike" in p95.observed
+    assert evaluation.outcome != ABORT
+    # The domain alone slower: the seed's rule and the comparison both abort.
+    slow_domain = judge(counters(side(800, 0, {90: 800}), side(800), usage=(200, 20)), baseline=4.0)
+    assert {r.metric: r.outcome for r in slow_domain.rows}["p95 latency"] == ABORT
+    assert outcome_of(slow_domain, "p95 latency") == ABORT
+    # Too few legacy requests to compare: the seed's rule stands alone.
+    thin = judge(counters(side(800, 0, {90: 800}), side(100, 0, {90: 100}), usage=(200, 20)), baseline=4.0)
+    assert {r.metric: r.outcome for r in thin.rows}["p95 latency"] == ABORT

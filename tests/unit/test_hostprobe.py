@@ -160,3 +160,47 @@ def test_lock_is_exclusive_and_released_by_its_holder_only(host):
 def test_a_bad_mode_is_refused():
     result = subprocess.run(probe_argv("nope"), input="{}", capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "usage" in result.stderr
+
+
+def test_traffic_stops_when_its_gate_says_so_and_retries_only_server_errors(tmp_path):
+    """A gate that ends early stops the traffic on the host (a closed SSH channel
+    would not); a 5xx answer is sent again, a 4xx is not."""
+    import http.server
+    import threading
+
+    hits = {"/flaky": 0, "/missing": 0, "/ok": 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits[self.path] = hits.get(self.path, 0) + 1
+            status = 500 if self.path == "/flaky" and hits["/flaky"] < 3 else 404 if self.path == "/missing" else 200
+            self.send_response(status)
+            self.send_header("X-Impl", "legacy")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        flaky, missing = hostprobe.mode_requests({"port": port, "header": "X-Impl", "retries": 2, "requests": [
+            {"method": "GET", "path": "/flaky"}, {"method": "GET", "path": "/missing"}]})
+        assert (flaky["status"], flaky["server_errors"], missing["status"], hits["/missing"]) == (200, 2, 404, 1)
+
+        stop_file = str(tmp_path / "traffic-abc-0.stop")
+        result = {}
+        spec = {"port": port, "paths": ["/ok"], "count": 100000, "seconds": 60, "rate": 200, "stop_file": stop_file}
+        worker = threading.Thread(target=lambda: result.update(hostprobe.mode_traffic(spec)))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while hits["/ok"] < 5 and time.monotonic() < deadline:  # the traffic is under way
+            time.sleep(0.01)
+        hostprobe.mode_stop({"stop_files": [stop_file]})
+        worker.join(timeout=10)
+        assert not worker.is_alive() and 0 < result["sent"] < 1000
+        assert not os.path.exists(stop_file)  # the traffic removed it on its way out
+    finally:
+        server.shutdown()

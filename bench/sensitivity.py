@@ -27,7 +27,7 @@ forced 1/0]``. Every second the host's metrics are also read (the server-side
 histograms), to compare the client-side latencies with what the gate reads.
 
 Replay: one trial is one window of the default batch gate (batch soak 60 s,
-reads every 5 s, stop on pass): from a random start t0 in a capture, read k
+reads every 5 s, a pass judged on the last read): from a random start t0 in a capture, read k
 holds the paired records with t in [t0, t0 + 5k); the unforced smoke traffic of
 stage S (20/s, a stage-S draw per request, sequential on a schedule like the
 probe's) is drawn from the same capture's records of the drawn implementation
@@ -36,7 +36,7 @@ a quiet minute with a busy one and made healthy windows abort on latency). The
 baseline P95 is, per trial, that of the 105 legacy records just before t0 (the
 deploy records it over ~105 requests just before the change). The latencies are
 binned over the service's 32 bucket bounds into cumulative Counters fed to
-GateRun(Thresholds.from_data({}), S, baseline, stop_on_pass=True). Detected:
+GateRun(Thresholds.from_data({}), S, baseline). Detected:
 ABORT within the window; time: the read's index x 5 s.
 
 ``--source server`` (and ``both``, the default) replays the same windows from
@@ -352,7 +352,7 @@ def trial_records(rng: random.Random, cap: Capture, stage: int, baseline: float,
         else:
             chosen = local["l"][max(0, before - BASELINE_REQUESTS):max(before, BASELINE_REQUESTS)]
         baseline = quantile_from_records([ms for _, _, ms in chosen], 0.95)
-    run = GateRun(thresholds, stage, baseline, base=None, stop_on_pass=True)
+    run = GateRun(thresholds, stage, baseline, base=None)
     acc = {"d": Acc(), "l": Acc()}
     usage = [0, 0]
     j, k = start, 0
@@ -417,7 +417,7 @@ def trial_server(rng: random.Random, cap: ServerCapture, stage: int, baseline: f
         earlier = sides[max(0, i0 - back)] if i0 >= 3 else sides[0]
         later = base if i0 >= 3 else sides[min(3, len(sides) - 1)]
         baseline = later["legacy"].minus(earlier["legacy"]).quantile(0.95)
-    run = GateRun(thresholds, stage, baseline, base=None, stop_on_pass=True)
+    run = GateRun(thresholds, stage, baseline, base=None)
     usage = [0, 0]
     for read in range(1, int(span // READ_EVERY_S) + 1):
         i = bisect.bisect_right(times, times[i0] + read * READ_EVERY_S) - 1

@@ -28,6 +28,9 @@ class Endpoint:
     path: str
     expect: int
     body: Any = None
+    #: A POST that may be sent again after a server error (it sets a state, it
+    #: does not add one). GET, PUT and DELETE always may.
+    retry: bool = False
 
     @property
     def read_only(self) -> bool:
@@ -43,7 +46,7 @@ def load_catalog(entries: Any) -> tuple[Endpoint, ...]:
         label = entry.get("name", f"#{index}") if isinstance(entry, dict) else f"#{index}"
         if not isinstance(entry, dict):
             raise CatalogError(f"endpoint {label}: must be a mapping")
-        unknown = set(entry) - {"name", "method", "path", "expect", "body"}
+        unknown = set(entry) - {"name", "method", "path", "expect", "body", "retry"}
         if unknown:
             raise CatalogError(f"endpoint {label}: unknown key(s) {', '.join(sorted(unknown))}")
         name, method, path, expect = (entry.get(k) for k in ("name", "method", "path", "expect"))
@@ -55,6 +58,8 @@ def load_catalog(entries: Any) -> tuple[Endpoint, ...]:
             raise CatalogError(f"endpoint {name}: path must start with /")
         if isinstance(expect, bool) or not isinstance(expect, int) or not 100 <= expect <= 599:
             raise CatalogError(f"endpoint {name}: expect must be an HTTP status code")
+        if not isinstance(entry.get("retry", False), bool):
+            raise CatalogError(f"endpoint {name}: retry must be true or false")
         for text in _strings(path, entry.get("body")):
             try:
                 fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
@@ -65,7 +70,7 @@ def load_catalog(entries: Any) -> tuple[Endpoint, ...]:
                 raise CatalogError(f"endpoint {name}: unknown placeholder {{{unknown[0]}}} in {text!r} "
                                    f"({', '.join(PLACEHOLDERS)})")
         names.add(name)
-        catalog.append(Endpoint(name, method, path, expect, entry.get("body")))
+        catalog.append(Endpoint(name, method, path, expect, entry.get("body"), entry.get("retry", False)))
     return tuple(catalog)
 
 

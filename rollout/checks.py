@@ -65,10 +65,11 @@ def _cursors_file(host) -> str:
     return f"{host.data.state_dir}/gate-cursors.json"
 
 
-def read_metrics(host, with_cursors: bool = False) -> tuple[Counters | None, str | None, list]:
+def read_metrics(host, with_cursors: bool = False) -> tuple[Counters | None, str | None, list | None]:
     """(Counters, None, cursors) or (None, why not, cursors): one read of the app's
-    cumulative counters; ``with_cursors``: also the gate's cursors kept on the host."""
-    cursors: list = []
+    cumulative counters; ``with_cursors``: also the gate's cursors kept on the
+    host (None when they were not read)."""
+    cursors: list | None = None
     try:
         reply = probe(host, "metrics", {"port": _port(host), "path": host.data.metrics_path, "timeout": 5,
                                         "cursors_file": _cursors_file(host) if with_cursors else None},
@@ -111,7 +112,7 @@ class Traffic:
             stream.kill()
 
 
-def traffic(host, seconds: float, count: int | None = None) -> Traffic:
+def traffic(host, seconds: float, stage: int | None = None, count: int | None = None) -> Traffic:
     """Bounded traffic run on the host in the background of this run, each stream
     with a rate, a count and a time limit (it stops by itself):
 
@@ -120,17 +121,21 @@ def traffic(host, seconds: float, count: int | None = None) -> Traffic:
       that many back to back (a baseline top-up);
     - paired (``paired_traffic``, not with ``count``): the same GETs with
       ``force_domain=true`` and ``=false`` interleaved, ``paired_pairs_per_s``
-      pairs a second, at most ``paired_max_pairs``: both implementations' evidence."""
+      pairs a second, at most ``paired_max_pairs``: both implementations'
+      evidence. Not at stage 0: the domain serves nobody, and its forced calls
+      would count in the host-wide rows."""
     if seconds <= 0:
         return Traffic([], [])
     data, streams = host.data, []
     reads = _read_paths(host)
+    if not reads:
+        return Traffic([], [])
     base = {"port": _port(host), "header": data.implementation_header, "seconds": seconds}
     if data.get("smoke_traffic"):
         rate = float(data.smoke_requests_per_s)
         streams.append({**base, "paths": reads, "count": count or int(rate * seconds) + 1,
                         "rate": None if count else rate})
-    if data.get("paired_traffic") and not count:
+    if data.get("paired_traffic") and not count and stage != 0:
         pairs = min(int(float(data.paired_pairs_per_s) * seconds) + 1, int(data.paired_max_pairs))
         paired = [with_force(path, mode, data.force_domain_parameter) for path in reads for mode in ("domain", "legacy")]
         streams.append({**base, "paths": paired, "count": 2 * pairs, "rate": 2 * float(data.paired_pairs_per_s)})
@@ -304,11 +309,22 @@ def mix(state, host, stage: int | None = None, legacy_proof: bool = False,
 
 
 def _window_base(host, now: Counters, cursors: list, stage: int | None) -> Counters | None:
-    """The counters a check's window starts at (see rollout/window.py)."""
+    """The counters a check's window starts at (see rollout/window.py); a cursor
+    that cannot be read is passed over, never a crash (a gate without a verdict
+    would roll the fleet back)."""
     if stage is None:
         return None
     lookback = host.data.get("gate_lookback_s")
-    chosen = choose_base(cursors, now.instance, stage, time.time(), None if lookback is None else float(lookback))
+    usable = []
+    for cursor in cursors:
+        try:
+            Counters.from_json(cursor["counters"])
+            usable.append(cursor)
+        except (TypeError, KeyError, ValueError):
+            pass
+    if len(usable) < len(cursors):
+        say(host, f"gate: {len(cursors) - len(usable)} unreadable cursor(s) in {_cursors_file(host)} passed over")
+    chosen = choose_base(usable, now.instance, stage, time.time(), None if lookback is None else float(lookback))
     return Counters.from_json(chosen["counters"]) if chosen else None
 
 
@@ -321,7 +337,7 @@ def record_baseline(state, host, from_stage: int | None, to_stage: int) -> bool:
     served, error, _ = read_metrics(host)  # cumulative since the restart: the whole stage
     if served is not None and served.combined.requests < thresholds.min_requests:
         # Just the missing requests, back to back: a baseline needs a sample, not a rate.
-        traffic(host, 30.0, count=thresholds.min_requests - served.combined.requests + 5).join()
+        traffic(host, 30.0, from_stage, count=thresholds.min_requests - served.combined.requests + 5).join()
         served, error, _ = read_metrics(host)
     if served is not None and served.combined.requests < thresholds.min_requests:
         served, error = None, (f"only {served.combined.requests} requests served "
@@ -356,15 +372,15 @@ def baseline_p95(known: dict, stage: int) -> float | None:
 # --- the gate ----------------------------------------------------------------------------------
 
 
-def gate(state, host, stage: int | None, soak_s: float, interval_s: float, stop_on_pass: bool = False,
+def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
          verdicts: Verdicts | None = None) -> bool:
     """Read the metrics over the soak window and judge what the window served.
     Fails (False) on an abort or an error; an inconclusive window succeeds with
-    a warning. The window starts at the previous check's cursor of this stage
-    (or its restart); its end is kept as the next cursor. ``stop_on_pass``: end
-    the window at the first pass (batch gates). The stage (the env file's when
-    None) and the baseline are read when the gate starts: the baseline was
-    recorded earlier in this run."""
+    a warning. The window starts at the previous decisive check's cursor of
+    this stage (or its restart); a pass keeps its end as the next cursor (an
+    inconclusive window keeps gathering evidence from the same start). The
+    stage (the env file's when None) and the baseline are read when the gate
+    starts: the baseline was recorded earlier in this run."""
     thresholds = Thresholds.from_data(host.data.gate)
     try:
         known = _current(host)
@@ -375,25 +391,26 @@ def gate(state, host, stage: int | None, soak_s: float, interval_s: float, stop_
     if stage is None:
         say(host, "gate ERROR: the rollout env file holds no stage", error=True)
         return False
-    run = GateRun(thresholds, stage, baseline_p95(known, stage), stop_on_pass=stop_on_pass)
-    now, error, cursors = read_metrics(host, with_cursors=True)
-    started = time.time()
-    if now is not None:
-        run.base = _window_base(host, now, cursors, stage)
-    window_note = "window since the previous check" if run.base is not None else "window since the restart"
-    synthetic = traffic(host, soak_s)
-    deadline = time.monotonic() + soak_s
+    run = GateRun(thresholds, stage, baseline_p95(known, stage))
+    started, deadline = time.time(), time.monotonic() + soak_s
+    cursors: list | None = None
+    based = False
+    synthetic = traffic(host, soak_s, stage)
     try:
-        while not run.observe(now, error):
-            if time.monotonic() + interval_s > deadline:
+        while True:
+            now, error, fetched = read_metrics(host, with_cursors=cursors is None)
+            cursors = fetched if fetched is not None else cursors
+            if now is not None and not based:  # the window starts where the first good read says
+                run.base, based = _window_base(host, now, cursors or [], stage), True
+            if run.observe(now, error) or time.monotonic() + interval_s > deadline:
                 break
             gevent.sleep(interval_s)
-            now, error, _ = read_metrics(host)
     finally:
         synthetic.stop(host)
-    if run.latest is not None:
-        write_cursor(host, stage, run.latest, cursors)
+    window_note = "window since the previous check" if run.base is not None else "window since the restart"
     verdict, reason = run.verdict()
+    if verdict == PASS and cursors is not None:
+        write_cursor(host, stage, run.latest, cursors)
     for line in format_verdict(host.name, run, f"{window_note}, {time.time() - started:.0f}s of reads"):
         say(host, line, error=verdict in (ABORT, ERROR))
     if verdict == INCONCLUSIVE:

@@ -209,7 +209,7 @@ _deploy_options = [
     click.option("--canary", help="The first batch's host (default: group data `canary`, else the first by name)."),
     click.option("--soak", help="Gate window after the last batch (30s, 10m, 2h; default: group data soak_s)."),
     click.option("--batch-soak", default="60s", show_default=True,
-                 help="Longest gate window after each earlier batch; it ends at the first pass."),
+                 help="Gate window after each earlier batch (an abort ends it early)."),
     click.option("--smoke-traffic/--no-smoke-traffic", "smoke", default=None,
                  help="Drive bounded synthetic traffic (smoke and paired) during the gate "
                       "(default: group data smoke_traffic, paired_traffic)."),
@@ -250,12 +250,12 @@ def deploy(ctx: Context, env: str, stage: str, allow_skip: bool, **options) -> N
 @main.command()
 @click.argument("env")
 @click.option("--gate-soak", default="60s", show_default=True,
-              help="Longest gate window on the current stage before promoting; it ends at the first pass "
-                   "(0: one read of what was served since the previous check).")
+              help="Gate window on the current stage before promoting, on top of what was served since the "
+                   "previous passing check (0: one read; an abort ends it early).")
 @deploy_options
 @command
 def promote(ctx: Context, env: str, gate_soak: str, **options) -> None:
-    """Judge what ENV served on its stage since the previous check; on pass apply the next stage."""
+    """Judge what ENV served on its stage since the previous passing check; on pass apply the next stage."""
     fleet = ctx.fleet(env)
     plan = fleet.setting("stage_plan")
     checked = rollout_options(fleet, options)

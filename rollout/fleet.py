@@ -279,10 +279,10 @@ class PyinfraRunner:
         return self._hosts_run(run, self.hosts)
 
     def apply(self, hosts: list[str], stage: int, *, soak_s: float, smoke: bool | None, command: str,
-              checks: bool = True, stop_on_pass: bool = False) -> HostsRun:
+              checks: bool = True) -> HostsRun:
         data: dict[str, Any] = {"stage": stage, "lock_token": self.token, "command": command}
         if checks:
-            data.update({"soak_s": soak_s, "rollback_on_abort": False, "gate_stop_on_pass": stop_on_pass})
+            data.update({"soak_s": soak_s, "rollback_on_abort": False})
             data.update(_synthetic(smoke))
         else:
             data["checks"] = False
@@ -294,8 +294,8 @@ class PyinfraRunner:
         run = self.run(["tasks/rollback.py"], "rollback", data=data, limit=hosts)
         return self._hosts_run(run, hosts or self.hosts)
 
-    def gate(self, soak_s: float, smoke: bool | None, stop_on_pass: bool = False) -> HostsRun:
-        data: dict[str, Any] = {"soak_s": soak_s, "gate_stop_on_pass": stop_on_pass, **_synthetic(smoke)}
+    def gate(self, soak_s: float, smoke: bool | None) -> HostsRun:
+        data: dict[str, Any] = {"soak_s": soak_s, **_synthetic(smoke)}
         return self._hosts_run(self.run(["tasks/gate.py"], "gate", data=data), self.hosts)
 
     def hook(self, command: str) -> tuple[bool, str]:

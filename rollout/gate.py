@@ -250,6 +250,10 @@ def side_rows(served: Counters, ratio: RatioTest, t: Thresholds, percent: int | 
     rows.append(SideRow("errors", str(d.errors), str(lg.errors), "-", "-", "-", PASS))
 
     # The domain alone against the seed's thresholds: what every user would see at 100 %.
+    # Success is the complement of server errors: its row is another test only
+    # when its thresholds are not the error rate's complements.
+    same = (math.isclose(1 - t.success_rate_abort_below, t.error_rate_abort_above)
+            and math.isclose(1 - t.success_rate_pass_above, t.error_rate_pass_below))
     for metric, rate, passes, pass_when, p0, abort_when in (
         ("error rate", d.error_rate, d.error_rate < t.error_rate_pass_below,
          f"domain < {_pct(t.error_rate_pass_below)}", t.error_rate_abort_above,
@@ -257,7 +261,7 @@ def side_rows(served: Counters, ratio: RatioTest, t: Thresholds, percent: int | 
         ("success rate", 1 - d.error_rate, 1 - d.error_rate > t.success_rate_pass_above,
          f"domain > {_pct(t.success_rate_pass_above)}", 1 - t.success_rate_abort_below,
          f"domain < {_pct(t.success_rate_abort_below)}"),
-    ):
+    )[:1 if same else 2]:
         log_e = log_e_rate(d.errors, d.requests, p0)
         outcome = ABORT if log_e >= log_needed else PASS if passes and d.requests else INCONCLUSIVE
         legacy_rate = lg.error_rate if metric == "error rate" else 1 - lg.error_rate
@@ -290,11 +294,13 @@ def _latency_row(d: Side, lg: Side, t: Thresholds) -> SideRow:
     above 50 %"): the limit is ``p95_max_ratio`` x a confident upper bound of the
     legacy P95 (at least ``domain_p95_min_increase_ms`` above it), rounded up to a
     bucket bound; the test asks whether more than 5 % of the domain's requests
-    are slower than that. Both the legacy bound and the domain test run at
-    alpha / (2 x buckets): valid whichever bound the data pick."""
+    are slower than that. The legacy bound and the domain test run at alpha / 2
+    each, valid whichever bound the data pick: counts at or below a bound grow
+    with it, so a false rejection at any bound implies one at the worst bound
+    whose null holds (docs/gate.md)."""
     d95, l95 = d.quantile(LATENCY_QUANTILE), lg.quantile(LATENCY_QUANTILE)
     bounds = [b for b, _ in d.buckets]
-    log_needed = math.log(2 * len(bounds) / t.alpha)
+    log_needed = math.log(2 / t.alpha)
     pass_when = f"domain <= {t.p95_max_ratio:g}x legacy (+{t.domain_p95_min_increase_ms:g} ms)"
     upper = legacy_p95_bound(lg, log_needed) if lg.requests else None
     if upper is None or not d.requests:
@@ -317,13 +323,16 @@ def _latency_row(d: Side, lg: Side, t: Thresholds) -> SideRow:
 
 def _attribute_latency(rows: list[Row], sides: list[SideRow], served: Counters, t: Thresholds) -> list[Row]:
     """A host-wide P95 above the baseline's limit while the domain's P95 is within
-    its limit of legacy's, in the same window, on enough requests of each: the
+    its limit of legacy's, in the same window, on ``min_requests`` of each: the
     host got slower (load, time of day, a shared backend), not the change. That
-    breach rolls nothing back; without a real comparison (stage 0, or stage 100
+    breach rolls nothing back (the side-by-side test still judges the domain);
+    without a comparison (stage 0, or too few legacy requests, e.g. at stage 100
     without forced legacy traffic) the seed's rule stands alone."""
-    compared = [s for s in sides if s.metric == "p95 latency" and s.outcome == PASS and not s.statistic.startswith("n/a")]
-    enough = min(served.domain.requests, served.legacy.requests) >= t.min_requests_per_implementation
-    if not (compared and enough):
+    d, lg = served.domain, served.legacy
+    if not sides or min(d.requests, lg.requests) < t.min_requests:
+        return rows
+    d95, l95 = d.quantile(LATENCY_QUANTILE), lg.quantile(LATENCY_QUANTILE)
+    if d95 > max(l95 * t.p95_max_ratio, l95 + t.domain_p95_min_increase_ms):
         return rows
     return [Row(r.metric, f"{r.observed}; legacy alike", r.pass_when, r.abort_when, INCONCLUSIVE)
             if r.metric == "p95 latency" and r.outcome == ABORT else r for r in rows]
@@ -352,19 +361,35 @@ def evaluate(served: Counters, ratio: RatioTest, baseline_p95_ms: float | None, 
 # --- a window of reads ---------------------------------------------------------------------------
 
 
+def largest_share(step: Counters) -> float | None:
+    """The largest domain share among the kinds of requests an increment holds:
+    unforced ones (the stage's draw) and forced ones (paired traffic, the
+    verification). Under "domain <= margin x legacy", an error is the domain's
+    with a probability that grows with the share, so the largest share bounds
+    it whenever each kind came: valid for the ratio test even when a fault of a
+    shared backend hit one kind of traffic more than the other."""
+    unforced_domain, unforced_legacy = step.usage_domain, step.usage_requests - step.usage_domain
+    forced_domain = step.domain.requests - unforced_domain
+    forced_legacy = step.legacy.requests - unforced_legacy
+    shares = [d / (d + lg) for d, lg in ((unforced_domain, unforced_legacy), (forced_domain, forced_legacy))
+              if d >= 0 and lg >= 0 and d + lg > 0]
+    return max(shares) if shares else None
+
+
 @dataclass
 class GateRun:
     """Reads over a window, folded into one verdict.
 
-    ``base``: the counters the window starts at (None: the instance's start);
-    ``stop_on_pass``: a pass ends the window early (batch gates: the evidence is
-    in, the next batch may go)."""
+    ``base``: the counters the window starts at (None: the instance's start).
+    An abort may end the window at any read (its tests are anytime-valid); a
+    pass is judged once, on the window's last read: its rows are point
+    estimates on a minimum of evidence, and stopping at the first read that
+    looks good would let a near-threshold fault through far more often."""
 
     thresholds: Thresholds
     percent: int
     baseline_p95_ms: float | None
     base: Counters | None = None
-    stop_on_pass: bool = False
     reads: int = 0
     read_failures: int = 0
     breaches: int = 0
@@ -375,7 +400,7 @@ class GateRun:
     decided: str | None = None
     reason: str = ""
     history: list[str] = field(default_factory=list)
-    ratio: RatioTest | None = None
+    ratio: RatioTest = field(init=False)
 
     def __post_init__(self):
         self.ratio = RatioTest(self.thresholds.error_ratio_margin)
@@ -418,7 +443,8 @@ class GateRun:
         else:
             self.served, _ = window(now, self.base)
             step = now.minus(self.latest)
-        self.ratio.update(step.domain.errors, step.legacy.errors, step.domain.requests, step.legacy.requests)
+        self.ratio.update(step.domain.errors, step.legacy.errors, step.domain.requests, step.legacy.requests,
+                          share=largest_share(step))
         self.latest = now
 
     def _decide(self) -> None:
@@ -433,8 +459,6 @@ class GateRun:
                                                     f"{self.breaches} consecutive reads")
             return
         self.breaches = 0
-        if self.stop_on_pass and self.last.outcome == PASS:
-            self.decided, self.reason = PASS, "every promote condition holds"
 
     def verdict(self) -> tuple[str, str]:
         """The verdict at the end of the window, with its reason."""

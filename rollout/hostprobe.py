@@ -247,14 +247,20 @@ def mode_state(spec):
     return host_state(spec)
 
 
+#: Methods whose request may be sent again: repeating it changes nothing more.
+IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
+
+
 def mode_requests(spec):
-    """Each request in order. ``retries``: a server error (5xx) is sent again up
-    to that many times; ``server_errors`` says how many answers were 5xx."""
+    """Each request in order. ``retries``: a server error (5xx) of an idempotent
+    request (or one marked ``retry``) is sent again up to that many times;
+    ``server_errors`` says how many answers were 5xx."""
     timeout = float(spec.get("timeout", 10))
     results = []
     for r in spec["requests"]:
         server_errors = 0
-        for _ in range(1 + int(spec.get("retries", 0))):
+        retries = int(spec.get("retries", 0)) if r["method"] in IDEMPOTENT or r.get("retry") else 0
+        for _ in range(1 + retries):
             result = call(spec["port"], r["method"], r["path"], r.get("body"), timeout, spec.get("header"))
             if not (result["status"] or 0) >= 500:
                 break
@@ -310,6 +316,8 @@ def mode_traffic(spec):
             wait = started + sent / rate - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
+            elif wait < -1:  # a stalled service: no burst to catch up, the schedule moves on
+                started = time.monotonic() - sent / rate
         path = spec["paths"][sent % len(spec["paths"])]
         result = call(spec["port"], "GET", path, timeout=5, header=spec.get("header"))
         sent += 1

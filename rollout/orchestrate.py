@@ -72,16 +72,14 @@ class Runner(Protocol):
         ``force``); ``quiet``: show nothing of the run."""
 
     def apply(self, hosts: list[str], stage: int, *, soak_s: float, smoke: bool | None, command: str,
-              checks: bool = True, stop_on_pass: bool = False) -> HostsRun:
-        """deploy.py on ``hosts``: the stage, then (``checks``) preflight, verification, gate
-        (``stop_on_pass``: the gate ends at its first pass, up to ``soak_s``)."""
+              checks: bool = True) -> HostsRun:
+        """deploy.py on ``hosts``: the stage, then (``checks``) preflight, verification, gate."""
 
     def roll_back(self, hosts: list[str] | None, *, command: str, take_lock: bool = False) -> HostsRun:
         """The rollback task (stage 0, legacy proof) on ``hosts`` (None: all)."""
 
-    def gate(self, soak_s: float, smoke: bool | None, stop_on_pass: bool = False) -> HostsRun:
-        """The metrics gate alone on every host (``stop_on_pass``: a host's window
-        ends at its first pass, up to ``soak_s``)."""
+    def gate(self, soak_s: float, smoke: bool | None) -> HostsRun:
+        """The metrics gate alone on every host."""
 
     def hook(self, command: str) -> tuple[bool, str]:
         """One batch hook on the control machine: (succeeded, last line of its output)."""
@@ -193,10 +191,7 @@ class Orchestrator:
                      f"(gate soak {soak:.0f}s)")
             started = time.monotonic()
             if self.run_hooks("before", batch, stage, number):
-                # An earlier batch's gate ends once it passes (the evidence is in);
-                # the last one observes its whole soak.
-                run = self.runner.apply(batch, stage, soak_s=soak, smoke=change.smoke, command=change.command,
-                                        stop_on_pass=not last)
+                run = self.runner.apply(batch, stage, soak_s=soak, smoke=change.smoke, command=change.command)
                 if run.ok and not self.run_hooks("after", batch, stage, number):
                     run.ok = False
             else:
@@ -294,10 +289,10 @@ class Orchestrator:
 
     # --- the gate -------------------------------------------------------------------------------
 
-    def gate(self, soak_s: float, smoke: bool | None, stop_on_pass: bool = False) -> dict[str, str]:
+    def gate(self, soak_s: float, smoke: bool | None) -> dict[str, str]:
         """The metrics gate on every host; each host's verdict (``unreachable``
         for a host the run never reached, ``not run`` for one that gave none)."""
-        run = self.runner.gate(soak_s, smoke, stop_on_pass)
+        run = self.runner.gate(soak_s, smoke)
         verdicts = {h: UNREACHABLE if h in run.unreachable else run.verdicts.get(h, NOT_RUN)
                     for h in self.runner.hosts}
         self.result["gate"] = verdicts
@@ -348,13 +343,12 @@ class Orchestrator:
     def gate_before_promote(self, current: int | None, following: int, soak_s: float, smoke: bool | None,
                             command: str) -> None:
         """The gate on what the fleet served on its stage since the previous
-        check: a failure rolls every host back (``act_on_gate``), anything short
-        of a pass everywhere is "keep observing" (exit 1). A host's window ends
-        at its first pass (``soak_s`` at most): the evidence is in. Returns when
-        the promotion may go on."""
-        self.say(f"gate on stage {current} ({'one read' if not soak_s else f'up to {soak_s:.0f}s'}) "
+        passing check (and over ``soak_s`` more): a failure rolls every host back
+        (``act_on_gate``), anything short of a pass everywhere is "keep
+        observing" (exit 1). Returns when the promotion may go on."""
+        self.say(f"gate on stage {current} ({'one read' if not soak_s else f'{soak_s:.0f}s'}) "
                  f"before promoting to {following}")
-        verdicts = self.gate(soak_s, smoke, stop_on_pass=True)
+        verdicts = self.gate(soak_s, smoke)
         self.act_on_gate(verdicts, f"{command} (gate failed)", f"stage {current}")
         if any(v != "pass" for v in verdicts.values()):
             raise Stop(EXIT_FAILED, f"gate inconclusive on stage {current}: keep observing, then promote again")

@@ -14,8 +14,9 @@ e-value seen), capped at 1.
   than a bound) against "rate <= p0";
 - ``RatioTest``: the new implementation's errors against the old one's, given
   how many requests each served ("domain rate <= margin x legacy rate"),
-  conditioned on the errors seen: exact when the legacy side has no error at
-  all, and a fault of a shared backend (both sides fail alike) is no evidence.
+  conditioned on the errors seen (rare errors: a Poisson approximation); a
+  clean legacy (no error at all) needs no special case, and a fault of a
+  shared backend (both sides fail alike) is no evidence.
 """
 
 from __future__ import annotations
@@ -78,11 +79,17 @@ class RatioTest:
         if not self.log_ratios:
             self.log_ratios = [0.0] * len(MULTIPLIERS)
 
-    def update(self, domain_errors: int, legacy_errors: int, domain_requests: int, legacy_requests: int) -> None:
-        """Fold in one interval's increments (new errors and requests of each side)."""
+    def update(self, domain_errors: int, legacy_errors: int, domain_requests: int, legacy_requests: int,
+               share: float | None = None) -> None:
+        """Fold in one interval's increments (new errors and requests of each
+        side). ``share``: the domain's share to assume, when the interval mixes
+        kinds of traffic with different shares (the largest: see
+        rollout.gate.largest_share); its own share otherwise."""
         if domain_requests <= 0 or legacy_requests <= 0 or domain_errors + legacy_errors <= 0:
             return  # no error, or one side absent: the interval says nothing about the ratio
-        share = domain_requests / (domain_requests + legacy_requests)
+        share = domain_requests / (domain_requests + legacy_requests) if share is None else share
+        if not 0 < share < 1:
+            return  # one side only: nothing to compare
 
         def q(ratio: float) -> float:
             return ratio * share / (ratio * share + 1 - share)

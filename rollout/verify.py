@@ -43,8 +43,9 @@ class Finding:
         return f"{self.endpoint} [{self.mode}]: {self.problem}"
 
 
-def request(method: str, path: str, body: Any = None) -> dict[str, Any]:
-    return {"method": method, "path": path, "body": body}
+def request(method: str, path: str, body: Any = None, retry: bool = False) -> dict[str, Any]:
+    """One call of a plan; ``retry``: a POST that may be sent again after a 5xx."""
+    return {"method": method, "path": path, "body": body, **({"retry": True} if retry else {})}
 
 
 def body_json(result: dict[str, Any]) -> Any:
@@ -106,7 +107,7 @@ def comparison_plan(
             if read_only and not endpoint.read_only:
                 continue
             path = with_force(fill(endpoint.path, context), mode, parameter)
-            plan.append((endpoint, mode, request(endpoint.method, path, fill(endpoint.body, context))))
+            plan.append((endpoint, mode, request(endpoint.method, path, fill(endpoint.body, context), endpoint.retry)))
     return plan
 
 

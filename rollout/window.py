@@ -145,7 +145,7 @@ def choose_base(cursors: list[dict[str, Any]], instance: str, stage: int, now_s:
     at least that old (else the oldest: a shorter window, never a diluted one).
     None: the window starts at the instance's start."""
     mine = sorted((c for c in cursors
-                   if c.get("stage") == stage and isinstance(c.get("counters"), dict)
+                   if isinstance(c, dict) and c.get("stage") == stage and isinstance(c.get("counters"), dict)
                    and c["counters"].get("instance") == instance and isinstance(c.get("at"), (int, float))),
                   key=lambda c: c["at"])
     if not mine:
@@ -159,7 +159,7 @@ def choose_base(cursors: list[dict[str, Any]], instance: str, stage: int, now_s:
 def keep_cursors(cursors: list[dict[str, Any]], new: dict[str, Any], keep: int) -> list[dict[str, Any]]:
     """The cursors to keep after ``new``: this instance and stage only (an older
     one can never be a base again), the newest ``keep``."""
-    same = [c for c in cursors if c.get("stage") == new["stage"]
+    same = [c for c in cursors if isinstance(c, dict) and c.get("stage") == new["stage"]
             and isinstance(c.get("counters"), dict)
             and c["counters"].get("instance") == new["counters"]["instance"]]
     return (same + [new])[-keep:]

@@ -66,7 +66,6 @@ def gate(stage: int | None = None, verdicts: dict | None = None, **kwargs):
         stage=stage,
         soak_s=float(host.data.soak_s),
         interval_s=float(host.data.gate_interval_s),
-        stop_on_pass=bool(host.data.get("gate_stop_on_pass")),
         verdicts=verdicts,
         **kwargs,
     )

@@ -11,8 +11,8 @@ import pytest
 from fleetlib import implementations, run_pyinfra
 
 NO_CHECKS = ("--data", "checks=false")
-#: The gate ends at its first pass (500 requests of each implementation) or abort, 60 s at most.
-FAST_GATE = ("--data", "soak_s=60", "--data", "gate_interval_s=3", "--data", "gate_stop_on_pass=true")
+#: Long enough for 500 requests of each implementation (a pass); an abort ends it early.
+FAST_GATE = ("--data", "soak_s=30", "--data", "gate_interval_s=3")
 
 
 def set_stage(stage: int, *extra: str) -> None:
@@ -52,7 +52,7 @@ def test_healthy_stage_10_with_smoke_traffic_passes_every_check(fleet, report_di
         assert {row["metric"] for row in gate["rows"]} == {
             "requests", "error rate", "success rate", "p95 latency", "domain usage"}
         assert {row["metric"] for row in gate["side_by_side"]} == {
-            "requests", "errors", "error rate", "success rate", "errors vs legacy", "p95 latency"}
+            "requests", "errors", "error rate", "errors vs legacy", "p95 latency"}
     assert "gate camera-1: PASS" in output
 
 

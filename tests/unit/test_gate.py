@@ -156,8 +156,11 @@ def test_a_healthy_window_passes_with_both_implementations_shown():
     assert evaluation.outcome == PASS, [(r.metric, r.outcome) for r in evaluation.rows + evaluation.sides]
     assert [r.metric for r in evaluation.rows] == ["requests", "error rate", "success rate", "p95 latency",
                                                    "domain usage"]
-    assert [r.metric for r in evaluation.sides] == ["requests", "errors", "error rate", "success rate",
-                                                    "errors vs legacy", "p95 latency"]
+    assert [r.metric for r in evaluation.sides] == ["requests", "errors", "error rate", "errors vs legacy",
+                                                    "p95 latency"]
+    # A success threshold that is not the error rate's complement is a test of its own.
+    t = Thresholds.from_data({"success_rate_abort_below": 0.9})
+    assert "success rate" in [r.metric for r in judge(healthy(), t=t).sides]
 
 
 def test_three_percent_domain_errors_at_stage_10_abort_though_the_host_rate_is_low():
@@ -222,10 +225,39 @@ def test_a_restart_inside_the_window_starts_a_new_one():
     assert run.verdict()[0] == PASS
 
 
-def test_stop_on_pass_ends_a_batch_gate_once_the_evidence_is_in():
-    run = GateRun(T, 10, 4.0, stop_on_pass=True)
-    assert run.observe(healthy(100)) is None
-    assert run.observe(healthy(1000)) == PASS
+def test_a_pass_is_judged_on_the_last_read_an_abort_on_any():
+    run = GateRun(T, 10, 4.0)
+    assert run.observe(healthy(1000)) is None          # a passing read ends nothing
+    assert run.verdict()[0] == PASS
+    assert run.observe(counters(side(2000, 60), side(2000), usage=(200, 20))) == ABORT
+
+
+def test_the_ratio_test_assumes_the_largest_share_of_a_mixed_increment():
+    """20,000 clean unforced requests at stage 10, then 1,000 paired pairs during
+    a 5 % fault of a shared backend (both sides alike): read as one increment,
+    its average share would blame the domain; the largest share does not."""
+    step = counters(side(2000 + 1000, 50), side(18000 + 1000, 50), usage=(20000, 2000))
+    run = GateRun(T, 10, 4.0)
+    run.observe(step)
+    assert run.ratio.log_e() < math.log(1 / T.alpha)
+    assert outcome_of(run.last, "errors vs legacy") != ABORT
+
+
+def test_the_ratio_test_keeps_its_false_alarms_under_alpha_at_the_margin():
+    """Domain exactly at 1.5 x legacy's rate, read every 100 pairs for 40 reads:
+    the chance of ever crossing stays under alpha (0.05 here)."""
+    rng = random.Random(3)
+    alpha, trials, alarms = 0.05, 300, 0
+    for _ in range(trials):
+        test = RatioTest(1.5)
+        for _ in range(40):
+            de = sum(rng.random() < 0.03 for _ in range(100))
+            le = sum(rng.random() < 0.02 for _ in range(100))
+            test.update(de, le, 100, 100)
+            if test.log_e() >= math.log(1 / alpha):
+                alarms += 1
+                break
+    assert alarms / trials <= alpha
 
 
 def test_repeated_read_failures_error_the_gate_and_no_read_never_passes():
@@ -277,5 +309,5 @@ def test_a_host_wide_slowdown_that_hits_legacy_alike_rolls_nothing_back():
     assert {r.metric: r.outcome for r in slow_domain.rows}["p95 latency"] == ABORT
     assert outcome_of(slow_domain, "p95 latency") == ABORT
     # Too few legacy requests to compare: the seed's rule stands alone.
-    thin = judge(counters(side(800, 0, {90: 800}), side(100, 0, {90: 100}), usage=(200, 20)), baseline=4.0)
+    thin = judge(counters(side(800, 0, {90: 800}), side(50, 0, {90: 50}), usage=(200, 20)), baseline=4.0)
     assert {r.metric: r.outcome for r in thin.rows}["p95 latency"] == ABORT

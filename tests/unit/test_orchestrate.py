@@ -38,7 +38,7 @@ class FakeRunner:
             return HostsRun(ok=False, holders=[self.lock_holder])
         return HostsRun(ok=True)
 
-    def apply(self, hosts, stage, *, soak_s, smoke, command, checks=True, stop_on_pass=False):
+    def apply(self, hosts, stage, *, soak_s, smoke, command, checks=True):
         self.calls.append(("apply", tuple(hosts), stage, checks))
         if not checks and self.failing_reverts:
             return HostsRun(ok=False)
@@ -54,7 +54,7 @@ class FakeRunner:
         ok = not (self.failing_reverts or self.unproven & set(hosts))
         return HostsRun(ok=ok, recorded=list(hosts), proven={h: h not in self.unproven for h in hosts})
 
-    def gate(self, soak_s, smoke, stop_on_pass=False):
+    def gate(self, soak_s, smoke):
         self.calls.append(("gate",))
         reached = [h for h in self.hosts if h not in self.unreachable]
         return HostsRun(ok=True, unreachable=sorted(self.unreachable),

@@ -374,8 +374,9 @@ def trial_records(rng: random.Random, cap: Capture, stage: int, baseline: float,
         if verdict:
             return verdict, edge, {"domain": acc["d"].requests, "legacy": acc["l"].requests,
                                    "reason": run.reason}
-    verdict, reason = run.verdict()
-    return verdict, None, {"domain": acc["d"].requests, "legacy": acc["l"].requests, "reason": reason}
+    verdict, reason = run.verdict()  # judged at the window's end (a pass is judged only there)
+    return verdict, reads * READ_EVERY_S, {"domain": acc["d"].requests, "legacy": acc["l"].requests,
+                                           "reason": reason}
 
 
 class ServerCapture:
@@ -431,9 +432,9 @@ def trial_server(rng: random.Random, cap: ServerCapture, stage: int, baseline: f
         if verdict:
             return verdict, read * READ_EVERY_S, {"domain": counters.domain.requests,
                                                   "legacy": counters.legacy.requests, "reason": run.reason}
-    verdict, reason = run.verdict()
-    return verdict, None, {"domain": run.served.domain.requests, "legacy": run.served.legacy.requests,
-                           "reason": reason}
+    verdict, reason = run.verdict()  # judged at the window's end (a pass is judged only there)
+    return verdict, read * READ_EVERY_S, {"domain": run.served.domain.requests,
+                                          "legacy": run.served.legacy.requests, "reason": reason}
 
 
 def quantile_from_records(values: list[float], q: float) -> float:

@@ -234,7 +234,6 @@ def side_rows(served: Counters, ratio: RatioTest, t: Thresholds, percent: int | 
     side by side, at 100 legacy serves nobody and the comparisons need legacy
     evidence only if some was forced (a test that rejects still aborts)."""
     d, lg = served.domain, served.legacy
-    log_needed = math.log(1 / t.alpha)
     if percent == 0:
         return [SideRow("requests", str(d.requests), str(lg.requests), "-", "-",
                         "stage 0: the domain serves nobody", PASS)]
@@ -248,7 +247,22 @@ def side_rows(served: Counters, ratio: RatioTest, t: Thresholds, percent: int | 
                         f">= {t.min_requests_per_implementation} each", "-",
                         f"needs {', '.join(short)}" if short else "-", INCONCLUSIVE if short else PASS))
     rows.append(SideRow("errors", str(d.errors), str(lg.errors), "-", "-", "-", PASS))
+    rows += error_rows(d, lg, ratio, t)
+    rows.append(_latency_row(d, lg, t))
+    if not legacy_needed and lg.requests < t.min_requests_per_implementation:
+        # Stage 100 without forced legacy traffic: nothing to compare with; only a rejection counts.
+        rows = [r if r.outcome != INCONCLUSIVE or r.metric not in ("errors vs legacy", "p95 latency")
+                else SideRow(r.metric, r.domain, r.legacy, r.pass_when, r.abort_when,
+                             "n/a: legacy serves nobody at stage 100", PASS) for r in rows]
+    return rows
 
+
+def error_rows(d: Side, lg: Side, ratio: RatioTest, t: Thresholds) -> list[SideRow]:
+    """The server-error rows of the side-by-side block: the domain's own rate
+    against the seed's thresholds, and its errors against legacy's. Also the
+    spot checks' judge of their answers (rollout/verify.py)."""
+    log_needed = math.log(1 / t.alpha)
+    rows = []
     # The domain alone against the seed's thresholds: what every user would see at 100 %.
     # Success is the complement of server errors: its row is another test only
     # when its thresholds are not the error rate's complements.
@@ -279,13 +293,6 @@ def side_rows(served: Counters, ratio: RatioTest, t: Thresholds, percent: int | 
                         f"domain <= {t.error_ratio_margin:g}x legacy or <= {_pct(t.error_rate_floor)}",
                         f"domain > {t.error_ratio_margin:g}x legacy and > {_pct(t.error_rate_floor)}",
                         f"ratio {_test(ratio.log_e(), log_needed)}, floor e={format_e(floor_log_e)}", outcome))
-
-    rows.append(_latency_row(d, lg, t))
-    if not legacy_needed and lg.requests < t.min_requests_per_implementation:
-        # Stage 100 without forced legacy traffic: nothing to compare with; only a rejection counts.
-        rows = [r if r.outcome != INCONCLUSIVE or r.metric not in ("errors vs legacy", "p95 latency")
-                else SideRow(r.metric, r.domain, r.legacy, r.pass_when, r.abort_when,
-                             "n/a: legacy serves nobody at stage 100", PASS) for r in rows]
     return rows
 
 

@@ -24,10 +24,10 @@ from typing import Any
 
 from rollout.catalog import Endpoint, fill, with_force
 from rollout.compare import shape_differences
-from rollout.gate import ABORT, side_rows
+from rollout.gate import ABORT, error_rows
 from rollout.sequential import RatioTest
 from rollout.usage import UsageResult, usage_consistent
-from rollout.window import Counters, Side
+from rollout.window import Side
 
 MODES = ("legacy", "domain")
 RULES_PATH = "/api/v1/alerts/rules"
@@ -229,23 +229,19 @@ def judge_unforced(results: list[dict], stage: int, thresholds) -> tuple[UsageRe
     usage = usage_consistent(served.count("domain"), len(served), stage, thresholds.usage_confidence)
     if not usage.consistent:
         findings.append(Finding("unforced traffic", "-", usage.describe()))
-    for row in error_rows(answered, thresholds):
+    for row in answer_error_rows(answered, thresholds):
         if row.outcome == ABORT:
             findings.append(Finding("unforced traffic", "-", f"server errors: {row.metric} domain {row.domain} "
                                                               f"vs legacy {row.legacy} ({row.statistic})"))
     return usage, findings
 
 
-def error_rows(answered: list[dict], thresholds) -> list:
+def answer_error_rows(answered: list[dict], thresholds) -> list:
     """The gate's side-by-side error rows for a list of answers (5xx = error)."""
-    counts = {}
+    sides = {}
     for mode in MODES:
         mine = [r for r in answered if r.get("implementation") == mode]
-        counts[mode] = (len(mine), sum(1 for r in mine if r["status"] >= 500))
-    (nd, ed), (nl, el) = counts["domain"], counts["legacy"]
-    buckets = ((1.0, 0),)  # latency plays no part here
-    served = Counters("spot check", 0, 0, Side(nd, ed, buckets), Side(nl, el, buckets))
+        sides[mode] = Side(len(mine), sum(1 for r in mine if r["status"] >= 500), ())
     ratio = RatioTest(thresholds.error_ratio_margin)
-    ratio.update(ed, el, nd, nl)
-    return [row for row in side_rows(served, ratio, thresholds)
-            if row.metric in ("error rate", "success rate", "errors vs legacy")]
+    ratio.update(sides["domain"].errors, sides["legacy"].errors, sides["domain"].requests, sides["legacy"].requests)
+    return error_rows(sides["domain"], sides["legacy"], ratio, thresholds)

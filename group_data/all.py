@@ -68,6 +68,18 @@ unit_file = "/etc/systemd/system/camera-api.service"
 # --- The release --------------------------------------------------------------
 #: Percent of requests on the domain implementation, stage by stage (the seed's plan).
 stage_plan = [10, 25, 50, 100]
+#: How long each stage is observed, ``[minimum, maximum]`` (the seed's timetable:
+#: 10 % 1-2 days, 25 % 3-5, 50 % a week, 100 % 1-2 weeks). Durations are seconds
+#: or text (``90``, ``30m``, ``36h``, ``2d``), counted from the time the whole
+#: fleet was on the stage (each host's record). Before the minimum, ``promote``
+#: (and a forward ``deploy``) is refused with the time left unless the operator
+#: passes ``--early REASON`` (kept in each host's history); the watch promotes only
+#: once a stage is due. Past the maximum a stage not promoted is overdue (alerted
+#: once). At 100 % "due" means the rollout is complete.
+stage_durations = {10: ["1d", "2d"], 25: ["3d", "5d"], 50: ["7d", "7d"], 100: ["7d", "14d"]}
+#: Divide every stage duration by this: the sandbox and the tests run the seed's
+#: days in seconds (86400: a day per second). 1 in production.
+time_compression = 1
 #: Extra non-secret variables for the app's env file (e.g. the reference
 #: service's fault knobs DOMAIN_ERROR_RATE / DOMAIN_EXTRA_LATENCY_MS for drills).
 app_env = {}
@@ -230,7 +242,38 @@ gate_cursors_kept = 48
 #: On an abort during deploy.py: roll the host back (stage 0) and prove legacy.
 rollback_on_abort = True
 
-# --- Batches (rollout deploy / promote) ------------------------------------------
+# --- The watch (rollout watch ENV: one tick of the controller) -------------------
+#: What a tick does, each minute from a timer (tasks/autopilot.py), cron or CI:
+#: judge the window since the previous passing check (one gate read, or
+#: ``watch_soak_s`` of reads), roll back on an abort, promote a stage that is due
+#: and passing (``auto_promote``), alert on what a person must know.
+#: Promote by itself once a stage is due and passing. Off: the watch judges, rolls
+#: back and alerts "due"; a person runs ``rollout promote``.
+auto_promote = False
+#: Gate window of a tick (0: one read, judged on what the hosts served since the
+#: previous passing check).
+watch_soak_s = 0
+#: Commands run on the control machine before a promotion, in order, with {env},
+#: {stage} and {next_stage} filled in; each must exit 0 within
+#: ``confirm_hook_timeout_s`` (Flagger's confirm-promotion webhook), e.g. "no open
+#: user complaints" from a ticket system. A refusal holds the stage (alerted once)
+#: and the next tick asks again.
+confirm_hooks = []
+confirm_hook_timeout_s = 60
+#: A rollout lock older than this is reported as stale (alerted once); the watch
+#: never breaks another's lock (``rollout unlock ENV --force`` does).
+lock_stale_after_s = 4 * 3600
+#: Consecutive failed ticks (a host unreachable, a run that broke) before
+#: "watch failing" is alerted (once, until a tick succeeds again).
+watch_failing_after = 3
+
+# --- Batches (rollout deploy / promote / watch) ----------------------------------
+#: Batch sizes of a stage change: hosts or percent of the fleet; the last repeats
+#: (``--batches`` overrides it): the canary, a quarter, the rest.
+batches = "1,25%,100%"
+#: Gate window after each batch but the last (an abort ends it early); the last
+#: batch is judged over ``soak_s`` (``--batch-soak`` / ``--soak`` override them).
+batch_soak_s = 60
 #: The first batch's host; None: the first host by name.
 canary = None
 #: Commands run on the control machine before and after each batch, in order,

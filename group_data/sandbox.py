@@ -8,3 +8,11 @@ paired_traffic = True
 #: Nothing else runs on these hosts: 30 pairs a second give a gate 500 requests
 #: of each implementation in about 17 s.
 paired_pairs_per_s = 30
+
+#: The seed's timetable, a week per second (10 %: 0.14-0.3 s ... 100 %: 1-2 s):
+#: no stage change waits here; the watch's tests give their own durations in seconds.
+time_compression = 7 * 86400
+#: The sandbox's watch promotes by itself, judging each tick over 20 s of
+#: synthetic traffic (500 requests of each implementation per host).
+auto_promote = True
+watch_soak_s = 20

@@ -145,14 +145,23 @@ def traffic(host, seconds: float, stage: int | None = None, count: int | None = 
                     for spec, stop_file in zip(streams, stop_files)], stop_files)
 
 
-def write_cursor(host, stage: int, now: Counters, cursors: list) -> None:
-    """Keep where this check's window ended: the next check of the stage starts there."""
-    new = {"at": time.time(), "stage": stage, "counters": now.to_json()}
-    kept = keep_cursors(cursors, new, int(host.data.gate_cursors_kept))
+def keep_gate(host, stage: int, verdict: str, reason: str, cursor: tuple[Counters, list] | None) -> None:
+    """Keep the gate's verdict on the host (``gate-last.json``: the stage's
+    "verdict so far" of ``rollout status`` and the watch) and, after a pass,
+    where its window ended (``cursor``: the next check of the stage starts
+    there); one probe call, each file replaced atomically."""
+    files = [{"path": f"{host.data.state_dir}/gate-last.json",
+              "content": json.dumps({"stage": stage, "verdict": verdict, "reason": reason, "time": now_iso()}) + "\n"}]
+    if cursor is not None:
+        counters, cursors = cursor
+        new = {"at": time.time(), "stage": stage, "counters": counters.to_json()}
+        kept = keep_cursors(cursors, new, int(host.data.gate_cursors_kept))
+        files.append({"path": _cursors_file(host), "content": json.dumps(kept) + "\n"})
     try:
-        probe(host, "write", {"path": _cursors_file(host), "content": json.dumps(kept) + "\n"}, timeout=30)
+        probe(host, "write", {"files": files}, timeout=30)
     except ProbeError as error:
-        say(host, f"gate: the window's cursor was not kept ({error}): the next check's window starts earlier")
+        say(host, f"gate: the verdict and the window's cursor were not kept ({error}): "
+                  "the next check's window starts earlier")
 
 
 # --- preflight ------------------------------------------------------------------------------
@@ -409,8 +418,8 @@ def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
         synthetic.stop(host)
     window_note = "window since the previous check" if run.base is not None else "window since the restart"
     verdict, reason = run.verdict()
-    if verdict == PASS and cursors is not None:
-        write_cursor(host, stage, run.latest, cursors)
+    keep_gate(host, stage, verdict, reason,
+              (run.latest, cursors) if verdict == PASS and cursors is not None else None)
     for line in format_verdict(host.name, run, f"{window_note}, {time.time() - started:.0f}s of reads"):
         say(host, line, error=verdict in (ABORT, ERROR))
     if verdict == INCONCLUSIVE:

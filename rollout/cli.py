@@ -9,6 +9,8 @@ hosts reached by the pyinfra runner of rollout/fleet.py.
     rollout verify prod --junit-xml F     preflight + endpoint verification + testinfra checks
     rollout check prod                    the gate alone (rolls back on abort)
     rollout unlock prod [--force]         release (or break) the rollout lock
+    rollout watch prod [--loop 1m]        one tick of the controller: judge, roll back, promote when
+                                          due, alert (the autopilot's timer runs it every minute)
 
 Exit codes: 0 done, 1 a host or a check failed, 2 usage error (refused before
 any host is touched), 3 rolled back.
@@ -21,16 +23,23 @@ import getpass
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import click
 
+from rollout.alerts import Event, parse_sinks
 from rollout.batches import BatchError
+from rollout.controller import (
+    PENDING_KEPT, Alerts, LocalState, Tick, WatchSettings, default_state_dir, sent_to_keep, tick_failed,
+    tick_succeeded, wait_between,
+)
 from rollout.fleet import Fleet, PyinfraRunner, load_fleet
 from rollout.inputs import (
     InputError, RolloutOptions, check_batches, check_options, duration, refuse_missing_secrets,
@@ -39,7 +48,10 @@ from rollout.project import DEPLOY_ROOT, find_project, write_starter
 from rollout.orchestrate import (
     EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE, Orchestrator, StageChange, Stop, drift, fleet_stage,
 )
+from rollout.notify import Notifier
 from rollout.stages import StageError, check_move, parse_stage
+from rollout.timetable import clock, format_timetable, human, parse_durations, time_left, timetable, utcnow
+from rollout.watch import fleet_verdict
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_ROLLED_BACK"]
 
@@ -62,13 +74,29 @@ class Context:
         """The inventory ENV of the project, loaded and every setting checked."""
         return load_fleet(env, find_project(self.project))
 
-    def runner(self, fleet: Fleet) -> PyinfraRunner:
-        return PyinfraRunner(fleet, self.say, self.operator, self.token, self.verbose)
+    def runner(self, fleet: Fleet, token: str | None = None) -> PyinfraRunner:
+        return PyinfraRunner(fleet, self.say, self.operator, token or self.token, self.verbose)
 
-    def orchestrator(self, fleet: Fleet, runner: PyinfraRunner, rollback_spec: str | None = None) -> Orchestrator:
+    def orchestrator(self, fleet: Fleet, runner: PyinfraRunner, rollback_spec: str | None = None,
+                     alerts: Alerts | None = None) -> Orchestrator:
         rollback_batches = check_batches(fleet.hosts, rollback_spec or fleet.setting("rollback_batches"))
         return Orchestrator(runner, fleet.setting("batch_hooks"), rollback_batches,
-                            lock_hint=fleet.inventory.stem, result=self.result)
+                            lock_hint=fleet.inventory.stem, result=self.result,
+                            alert=alerts if alerts is not None else self.alerts(fleet))
+
+    def alerts(self, fleet: Fleet, base: str | None = None) -> Alerts:
+        """The fleet's alert sinks (group data ``alert_sinks``; their URLs from this
+        machine's environment, never printed). A sink without its URL is named
+        once and skipped: a rollback is never held up by an alert."""
+        sinks = parse_sinks(fleet.setting("alert_sinks"))
+        send = None
+        if sinks:
+            notifier = Notifier(sinks, os.environ, self.say, timeout_s=float(fleet.setting("alert_timeout_s")),
+                                retries=int(fleet.setting("alert_retries")))
+            for problem in notifier.missing():
+                self.say(f"alerts: {problem}: not sent there")
+            send = lambda event: notifier.send(Event(**event))  # noqa: E731
+        return Alerts(fleet.inventory.stem, send, self.say, base=base or self.token.rsplit(":", 1)[-1])
 
 
 def command(function):
@@ -167,12 +195,43 @@ def print_status(ctx: Context, statuses: dict[str, dict]) -> None:
 def rollout_options(fleet: Fleet, options: dict[str, Any]) -> RolloutOptions:
     """A stage change's options, checked against the fleet before any host is
     contacted: batch plan, canary, gate windows, and --yes without a terminal."""
-    checked = check_options(fleet.hosts, batches_spec=options["batches_spec"],
+    checked = check_options(fleet.hosts, batches_spec=options["batches_spec"] or fleet.setting("batches"),
                             canary=options["canary"] or fleet.setting("canary"), soak=options["soak"],
-                            batch_soak=options["batch_soak"], default_soak_s=fleet.setting("soak_s"))
+                            batch_soak=options["batch_soak"], default_soak_s=fleet.setting("soak_s"),
+                            default_batch_soak_s=fleet.setting("batch_soak_s"))
     if not options["yes"] and not options["dry"] and not sys.stdin.isatty():
         raise InputError("not a terminal: pass --yes to apply")
     return checked
+
+
+def histories(statuses: dict[str, dict]) -> dict[str, list]:
+    return {h: s.get("history") or [] for h, s in statuses.items()}
+
+
+def durations_of(fleet: Fleet):
+    plan = fleet.setting("stage_plan")
+    return parse_durations(fleet.setting("stage_durations"), plan, fleet.setting("time_compression"))
+
+
+def refuse_early(ctx: Context, fleet: Fleet, runner: PyinfraRunner, statuses: dict[str, dict], current: int | None,
+                 target: int, early: str | None) -> None:
+    """Leaving a stage forward before its minimum observation time: refused
+    (exit 2) with the time left, unless ``--early REASON``, which every host's
+    record of the change keeps, with the operator."""
+    if not current or target <= current:
+        return
+    if early is not None and (not early.strip() or "\n" in early):
+        raise InputError("--early needs a reason on one line (it is kept in the hosts' history)")
+    left, due = time_left(histories(statuses), current, durations_of(fleet), utcnow())
+    if left <= 0:
+        return
+    when = f"in {human(left)} (due {clock(due)})" if due else "never: no record says when the whole fleet reached it"
+    if early is None:
+        raise InputError(f"stage {current} is not due yet: its minimum observation time ends {when}; "
+                         f"pass --early REASON to leave it now (kept in the history)")
+    runner.extra_data["override"] = {"early": human(left) if due else "unknown", "reason": early.strip(),
+                                     "operator": ctx.operator}
+    ctx.say(f"leaving stage {current} early ({when}): {early.strip()}")
 
 
 def deploy_stage(ctx: Context, fleet: Fleet, runner: PyinfraRunner, statuses: dict[str, dict], stage: int,
@@ -194,7 +253,7 @@ def deploy_stage(ctx: Context, fleet: Fleet, runner: PyinfraRunner, statuses: di
     if not options["yes"]:
         click.confirm(f"apply stage {stage} to {len(fleet.hosts)} host(s)?", abort=True, err=True)
     change = StageChange(stage, batches, checked.soak_s, checked.batch_soak_s, options["smoke"],
-                         options["on_failure"], command_line)
+                         options["on_failure"], command_line, from_stage=fleet_stage(statuses))
     try:
         ctx.orchestrator(fleet, runner).deploy(change, {h: s["file_stage"] for h, s in statuses.items()})
     finally:
@@ -204,12 +263,16 @@ def deploy_stage(ctx: Context, fleet: Fleet, runner: PyinfraRunner, statuses: di
 
 
 _deploy_options = [
-    click.option("--batches", "batches_spec", default="1,25%,100%", show_default=True,
-                 help="Batch sizes: hosts or percent of the fleet; the last repeats."),
+    click.option("--batches", "batches_spec",
+                 help="Batch sizes: hosts or percent of the fleet; the last repeats (default: group data "
+                      "batches, 1,25%,100%)."),
     click.option("--canary", help="The first batch's host (default: group data `canary`, else the first by name)."),
     click.option("--soak", help="Gate window after the last batch (30s, 10m, 2h; default: group data soak_s)."),
-    click.option("--batch-soak", default="60s", show_default=True,
-                 help="Gate window after each earlier batch (an abort ends it early)."),
+    click.option("--batch-soak", help="Gate window after each earlier batch (an abort ends it early; "
+                                      "default: group data batch_soak_s, 60s)."),
+    click.option("--early", metavar="REASON",
+                 help="Leave the current stage before its minimum observation time (stage_durations); "
+                      "REASON is kept in every host's history with the operator."),
     click.option("--smoke-traffic/--no-smoke-traffic", "smoke", default=None,
                  help="Drive bounded synthetic traffic (smoke and paired) during the gate "
                       "(default: group data smoke_traffic, paired_traffic)."),
@@ -243,6 +306,7 @@ def deploy(ctx: Context, env: str, stage: str, allow_skip: bool, **options) -> N
     statuses = read_status(ctx, runner)
     current = fleet_stage(statuses)
     check_move(current, target, plan, allow_skip)
+    refuse_early(ctx, fleet, runner, statuses, current, target, options["early"])
     ctx.result["from_stage"] = current
     deploy_stage(ctx, fleet, runner, statuses, target, checked, options, f"rollout deploy {env} --stage {target}")
 
@@ -264,6 +328,7 @@ def promote(ctx: Context, env: str, gate_soak: str, **options) -> None:
     statuses = read_status(ctx, runner)
     orchestrator = ctx.orchestrator(fleet, runner)
     current, following = orchestrator.promotion(statuses, plan)
+    refuse_early(ctx, fleet, runner, statuses, current, following, options["early"])
     command_line = f"rollout promote {env}"
     if not options["dry"]:
         orchestrator.gate_before_promote(current, following, gate_soak_s, options["smoke"], command_line)
@@ -298,6 +363,24 @@ def status(ctx: Context, env: str) -> None:
     statuses = read_status(ctx, ctx.runner(fleet))
     ctx.result.update({"hosts": statuses, "drift": drift(statuses)})
     print_status(ctx, statuses)
+    print_timetable(ctx, fleet, statuses)
+
+
+def print_timetable(ctx: Context, fleet: Fleet, statuses: dict[str, dict]) -> None:
+    """Every stage of the plan: since when the whole fleet is on it, the
+    verdict so far (the hosts' last gates), when it is due and overdue."""
+    now = utcnow()
+    current = fleet_stage(statuses) if not drift(statuses) else None
+    rows = timetable(histories(statuses), current, fleet.setting("stage_plan"), durations_of(fleet))
+    verdicts = {current: fleet_verdict(statuses, current)} if current else {}
+    ctx.say("")
+    for line in format_timetable(rows, verdicts, now):
+        ctx.say(line)
+    ctx.result["timetable"] = [
+        {"stage": r.stage, "state": r.state, "since": r.since and r.since.isoformat(),
+         "due": r.due and r.due.isoformat(), "overdue": r.overdue and r.overdue.isoformat(),
+         "due_in_s": r.due and round((r.due - now).total_seconds(), 1),
+         "verdict": verdicts.get(r.stage)} for r in rows]
 
 
 @main.command()
@@ -347,6 +430,113 @@ def check(ctx: Context, env: str, soak: str, no_rollback: bool, smoke: bool | No
     verdicts = orchestrator.gate(soak_s, smoke)
     ctx.say("gate: " + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
     orchestrator.act_on_gate(verdicts, f"rollout check {env} (gate failed)", "the fleet", roll_back=not no_rollback)
+
+
+@main.command()
+@click.argument("env")
+@click.option("--loop", "interval", metavar="INTERVAL",
+              help="Run a tick every INTERVAL (30s, 1m) in the foreground until stopped (SIGTERM, Ctrl-C).")
+@click.option("--start", is_flag=True,
+              help="The first tick starts the plan's first stage when the fleet is on stage 0 (a later "
+                   "rollback to 0 is never restarted).")
+@click.option("--soak", help="Gate window of a tick (default: group data watch_soak_s; 0: one read).")
+@click.option("--state-dir", type=click.Path(file_okay=False), envvar="ROLLOUT_STATE_DIR",
+              help="This machine's watch state: tick lock, failed ticks, undelivered alerts "
+                   "(default: $XDG_STATE_HOME/rollout or ~/.local/state/rollout).")
+@command
+def watch(ctx: Context, env: str, interval: str | None, start: bool, soak: str | None,
+          state_dir: str | None) -> None:
+    """One tick of the controller on ENV (safe every minute from cron, a timer or CI):
+    judge the window since the previous passing check, roll back on an abort,
+    promote a stage that is due and passing (auto_promote), alert once on what
+    a person must know. Exit 0 (also "nothing to do" and "locked by another"),
+    1 a failure, 3 rolled back."""
+    fleet = ctx.fleet(env)
+    interval_s = duration("--loop", interval) if interval is not None else None
+    if interval_s is not None and interval_s <= 0:
+        raise InputError("--loop needs an interval > 0")
+    settings = WatchSettings.of(env, fleet.setting, duration("--soak", soak) if soak is not None else None)
+    notifier_problems = Notifier(parse_sinks(fleet.setting("alert_sinks")), os.environ, ctx.say).missing()
+    if notifier_problems:
+        raise InputError(f"alerts: {notifier_problems[0]} (the watch must be able to alert)")
+    local = LocalState(Path(state_dir) if state_dir else default_state_dir(), fleet.inventory.stem)
+    ctx.result["ticks"] = []
+    if interval_s is None:
+        code = run_tick(ctx, fleet, settings, local, start)
+        if code != EXIT_OK:
+            raise Stop(code, ctx.result["ticks"][-1].get("error") or "the tick failed")
+        return
+    stopping = stop_on_signals()
+    first = True
+    while not stopping():
+        began = time.monotonic()
+        run_tick(ctx, fleet, settings, local, start and first)
+        first = False
+        wait_between(interval_s, stopping, began)
+    ctx.say("watch: stopped")
+
+
+def stop_on_signals():
+    """SIGTERM and SIGINT end the loop after the tick under way (a tick killed
+    half-way is safe too: the next one resumes)."""
+    asked: list[int] = []
+
+    def ask(signum, frame):
+        if asked:  # a second signal: stop now
+            raise KeyboardInterrupt
+        asked.append(signum)
+        click.echo("watch: stopping after this tick", err=True)
+
+    signal.signal(signal.SIGTERM, ask)
+    signal.signal(signal.SIGINT, ask)
+    return lambda: bool(asked)
+
+
+def run_tick(ctx: Context, fleet: Fleet, settings: WatchSettings, local: LocalState, start: bool) -> int:
+    """One tick with its bookkeeping: this machine's tick lock, the alerts still
+    to deliver, the failed-tick count, the alert keys kept on the hosts."""
+    began = time.monotonic()
+    record: dict[str, Any] = {"time": utcnow().isoformat(timespec="seconds")}
+    ctx.result["ticks"].append(record)
+    if not local.try_lock():
+        ctx.say(f"watch: another tick of {settings.env} runs on this machine (pid {local.holder()}): "
+                "this one does nothing")
+        record.update(action="none: another tick runs", exit_code=EXIT_OK)
+        return EXIT_OK
+    try:
+        state = local.load()
+        token = f"{ctx.operator}:{uuid.uuid4().hex[:12]}"
+        runner = ctx.runner(fleet, token)
+        alerts = ctx.alerts(fleet)
+        alerts.retry_pending(state.get("pending") or [], utcnow())
+        tick = Tick(settings, runner, ctx.orchestrator(fleet, runner, alerts=alerts), alerts, ctx.operator,
+                    fleet.project, start, local=str(local.directory.resolve()))
+        ctx.say(f"watch {settings.env}: tick at {record['time']}")
+        try:
+            code = tick.run()
+        except Stop as stop:
+            code = stop.code
+            record["error"] = str(stop)
+            ctx.say(f"watch: {stop}")
+        except Exception as error:  # a tick must count and report its own failure, whatever it is
+            code = EXIT_FAILED
+            record["error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
+            ctx.say(f"watch: the tick broke: {record['error']}")
+        if code == EXIT_FAILED:
+            state = tick_failed(state, settings.failing_after, alerts, record.get("error", "failed"))
+        else:
+            state = tick_succeeded(state, alerts)
+        if alerts.new:
+            kept = {"sent": sent_to_keep(tick.kept, alerts.new)}
+            runner.run(["tasks/watch_state.py"], "watch state", data={"watch_state": kept}, show=False)
+        state["pending"] = alerts.pending[-PENDING_KEPT:]
+        local.save(state)
+        record.update(tick.summary, exit_code=code, seconds=round(time.monotonic() - began, 1),
+                      alerts=alerts.new)
+        ctx.say(f"watch: tick done in {record['seconds']:.0f}s: {record.get('action', '-')} (exit {code})")
+        return code
+    finally:
+        local.unlock()
 
 
 @main.command()

@@ -138,7 +138,10 @@ def load_fleet(env: str, project: Path | None = None) -> Fleet:
 
 
 #: Settings the CLI uses for the whole fleet at once: every host must agree on them.
-FLEET_WIDE = ("stage_plan", "canary", "soak_s", "batch_hooks", "rollback_batches")
+FLEET_WIDE = ("stage_plan", "canary", "soak_s", "batch_hooks", "rollback_batches", "batches", "batch_soak_s",
+              "stage_durations", "time_compression", "auto_promote", "watch_soak_s", "confirm_hooks",
+              "confirm_hook_timeout_s", "lock_stale_after_s", "watch_failing_after", "alert_sinks",
+              "alert_timeout_s", "alert_retries")
 
 
 _CONNECTION_KEYS = ("ssh_hostname", "ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file",
@@ -242,10 +245,13 @@ class PyinfraRunner:
         self.operator = operator
         self.token = token
         self.verbose = verbose
+        #: Data every run of this runner gets (``override``: promote --early).
+        self.extra_data: dict[str, Any] = {}
 
     def run(self, files: list[str], title: str, data: dict[str, Any] | None = None,
             limit: list[str] | None = None, dry: bool = False, show: bool = True) -> Run:
-        run = pyinfra(self.fleet, files, data={"operator": self.operator, **(data or {})}, limit=limit, dry=dry,
+        run = pyinfra(self.fleet, files, data={"operator": self.operator, **self.extra_data, **(data or {})},
+                      limit=limit, dry=dry,
                       stream=self.verbose)
         if show and not self.verbose:  # verbose: already streamed
             for line in summary_lines(run.output):
@@ -273,10 +279,12 @@ class PyinfraRunner:
                 self.say(f"  {line}")
         return {h: s if s and "error" not in s else None for h, s in statuses.items()}
 
-    def lock(self, action: str, *, command: str = "", force: bool = False, quiet: bool = False) -> HostsRun:
+    def lock(self, action: str, *, command: str = "", force: bool = False, quiet: bool = False,
+             hosts: list[str] | None = None) -> HostsRun:
         data = {"lock_action": action, "lock_token": self.token, "command": command, "break_lock": force}
-        run = self.run(["tasks/lock.py"], "lock" if action == "acquire" else "unlock", data=data, show=not quiet)
-        return self._hosts_run(run, self.hosts)
+        run = self.run(["tasks/lock.py"], "lock" if action == "acquire" else "unlock", data=data, show=not quiet,
+                       limit=hosts)
+        return self._hosts_run(run, hosts or self.hosts)
 
     def apply(self, hosts: list[str], stage: int, *, soak_s: float, smoke: bool | None, command: str,
               checks: bool = True) -> HostsRun:

@@ -22,7 +22,7 @@ Modes:
   metrics   one read of the app's metrics, with the gate's cursors
   traffic   bounded traffic (a rate, a count, a time limit and a stop file)
   stop      stop that traffic now (write its stop files)
-  write     replace a file atomically
+  write     replace files atomically
   lock      take the fleet's rollout lock on this host (or say who holds it)
   unlock    release it (only the holder's token, or forced)
   record    write the current stage record and append it to the history
@@ -206,6 +206,10 @@ def host_state(spec):
         "current": read_json(os.path.join(state_dir, "current.json")),
         "baseline": read_json(os.path.join(state_dir, "baseline.json")),
         "history": history,
+        # The last gate's verdict (rollout/checks.py) and the watch's alert keys
+        # (rollout/controller.py): small files of the rollout's own state.
+        "gate_last": read_json(os.path.join(state_dir, "gate-last.json")),
+        "watch": read_json(os.path.join(state_dir, "watch.json")),
     }
 
 
@@ -360,8 +364,13 @@ def mode_stop(spec):
 
 
 def mode_write(spec):
-    write_atomic(spec["path"], spec["content"], spec.get("mode", "644"))
-    return {"written": spec["path"]}
+    """Replace one file (``path``, ``content``, ``mode``) or several (``files``: a
+    list of those), each atomically."""
+    written = []
+    for one in spec.get("files") or [spec]:
+        write_atomic(one["path"], one["content"], one.get("mode", "644"))
+        written.append(one["path"])
+    return {"written": written[0] if "files" not in spec else written}
 
 
 def mode_lock(spec):

@@ -12,6 +12,7 @@ this run before it (a rollback after a failed check).
 from __future__ import annotations
 
 import getpass
+import json
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,6 +24,9 @@ from rollout.stages import allowed_stages, rollout_env, stage_from_env
 
 #: systemd SubStates of a running unit (as pyinfra's SystemdStatus fact counts them).
 RUNNING = ("running", "waiting", "exited", "listening", "mounted")
+#: Records read with the status: enough for the timetable of a progression
+#: (a record per stage change, rollback or re-apply on the host).
+STATUS_HISTORY = 50
 #: UnitFileStates of an enabled unit (as pyinfra's SystemdEnabled fact counts them).
 ENABLED = ("enabled", "static")
 
@@ -116,6 +120,7 @@ def status_report(known: Mapping, variables: Mapping[str, str] | None = None) ->
         "unit_active": known["unit"]["active"], "file_switch": known["file_switch"],
         "process_switch": known["process_switch"], "health": known["health"]["status"],
         "current": known["current"], "lock": known["lock"], "history": known["history"],
+        "gate_last": known.get("gate_last"), "watch": known.get("watch"),
         "file_stage": file_stage(known, variables),
         "process_stage": stage_from_env(known["process_switch"] or {}, variables),
     }
@@ -192,6 +197,8 @@ def record(state, host, target_stage: int, command: str, verdicts: Mapping[str, 
                    "verdict": record_verdict(verdicts or {}, bool(rolled_back and rolled_back())),
                    "command": command},
     }
+    if data.get("override"):  # promote --early: why, and how early (rollout/cli.py)
+        spec["record"]["override"] = data.get("override")
     try:
         answer = probe(host, "record", spec, timeout=30)
     except ProbeError as error:
@@ -209,3 +216,15 @@ def write_status(host, known: Mapping | None) -> None:
         report(host, "status", {"error": "the host's state could not be read"})
         return
     report(host, "status", status_report(known, host.data.switch_variables))
+
+
+def write_watch_state(state, host, content: Mapping) -> bool:
+    """Replace ``state_dir/watch.json`` (the watch's sent alert keys) atomically."""
+    try:
+        probe(host, "write", {"path": f"{host.data.state_dir}/watch.json",
+                              "content": json.dumps(dict(content), sort_keys=True) + "\n"}, timeout=30)
+    except ProbeError as error:
+        say(host, f"watch state not kept: {error}", error=True)
+        return False
+    report(host, "watch-state", {"ok": True})
+    return True

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rollout.alerts import parse_sinks
 from rollout.batches import BatchError, hook_commands, parse_batches, parse_duration, plan_batches
 from rollout.catalog import CatalogError, load_catalog
 from rollout.consistency import ConsistencyError, check_spec
@@ -29,6 +31,7 @@ from rollout.gate import Thresholds
 from rollout.metrics import METRICS
 from rollout.render import check_app_env, reserved_variables
 from rollout.stages import StageError, validate_plan
+from rollout.timetable import parse_durations
 
 
 class InputError(ValueError):
@@ -198,6 +201,37 @@ def _app_env(value: Any) -> None:
     check_app_env(value, reserved=frozenset())  # the reserved names: a check across settings, below
 
 
+def _stage_durations(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"must map each stage of the plan to [minimum, maximum], got {value!r}")
+    # Against the plan and time_compression: a check across settings, below.
+
+
+def _confirm_hooks(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
+        raise ValueError(f"must be a list of commands, got {value!r}")
+    for command in value:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(command) if f is not None]
+        except ValueError as error:  # an unmatched brace
+            raise ValueError(f"{error} in {command!r}") from None
+        unknown = [f for f in fields if f not in ("env", "stage", "next_stage")]
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {', '.join('{' + f + '}' for f in unknown)} in "
+                             f"{command!r} (known: {{env}}, {{stage}}, {{next_stage}})")
+
+
+def _duration_setting(value: Any) -> None:
+    try:
+        parse_duration(value)
+    except BatchError:
+        raise ValueError(f"must be seconds or a duration like 30s, 5m, 2h, got {value!r}") from None
+
+
+def _alert_sinks(value: Any) -> None:
+    parse_sinks(value)
+
+
 #: Every setting of group_data/all.py a run reads, with its check. Unset (None)
 #: means "not given" and is refused for every key but those in OPTIONAL.
 SETTINGS: dict[str, Callable[[Any], None]] = {
@@ -222,6 +256,13 @@ SETTINGS: dict[str, Callable[[Any], None]] = {
     "gate_cursors_kept": _number(1, integral=True), "consistency_checks": _consistency_checks,
     "verify_retries": _number(0, integral=True),
     "canary": _canary, "batch_hooks": _batch_hooks, "rollback_batches": _batches,
+    "batches": _batches, "batch_soak_s": _number(0),
+    "stage_durations": _stage_durations, "time_compression": _number(0, above=True),
+    "auto_promote": _flag, "watch_soak_s": _number(0), "confirm_hooks": _confirm_hooks,
+    "confirm_hook_timeout_s": _number(0, above=True), "lock_stale_after_s": _number(0, above=True),
+    "watch_failing_after": _number(1, integral=True),
+    "alert_sinks": _alert_sinks, "alert_timeout_s": _number(0, above=True),
+    "alert_retries": _number(0, integral=True),
 }
 
 #: Settings that may be unset (None).
@@ -252,6 +293,10 @@ def check_settings(settings: Mapping[str, Any], host: str | None = None) -> None
                                                               settings["secret_variables"]))
     except ValueError as error:
         raise InputError(f"setting app_env{where}: {error}") from None
+    try:
+        parse_durations(settings["stage_durations"], settings["stage_plan"], settings["time_compression"])
+    except ValueError as error:
+        raise InputError(f"setting stage_durations{where}: {error}") from None
 
 
 def _has_value(value: Any) -> bool:
@@ -301,15 +346,17 @@ class RolloutOptions:
 
 
 def check_options(hosts: list[str], *, batches_spec: str, canary: str | None, soak: str | None,
-                  batch_soak: str, default_soak_s: float) -> RolloutOptions:
-    """Batch plan, canary and gate windows of a stage change, against the fleet."""
+                  batch_soak: str | None, default_soak_s: float, default_batch_soak_s: float) -> RolloutOptions:
+    """Batch plan, canary and gate windows of a stage change, against the fleet
+    (``soak``/``batch_soak`` not given: the group data's)."""
     try:
         batches = plan_batches(hosts, batches_spec, canary)
     except BatchError as error:
         raise InputError(f"--batches {batches_spec!r}: {error}" if "batch size" in str(error)
                          or "empty" in str(error) else str(error)) from None
     soak_s = duration("--soak", soak) if soak is not None else float(default_soak_s)
-    return RolloutOptions(batches, soak_s, duration("--batch-soak", batch_soak))
+    batch_soak_s = duration("--batch-soak", batch_soak) if batch_soak is not None else float(default_batch_soak_s)
+    return RolloutOptions(batches, soak_s, batch_soak_s)
 
 
 def check_batches(hosts: list[str], spec: str, option: str = "--batches") -> list[list[str]]:

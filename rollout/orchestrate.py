@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from rollout.batches import hook_commands
 from rollout.stages import ROLLBACK_STAGE, next_stage
@@ -67,9 +67,10 @@ class Runner(Protocol):
     def status(self) -> dict[str, dict | None]:
         """Every host's status report (None for a host that could not be read)."""
 
-    def lock(self, action: str, *, command: str = "", force: bool = False, quiet: bool = False) -> HostsRun:
+    def lock(self, action: str, *, command: str = "", force: bool = False, quiet: bool = False,
+             hosts: list[str] | None = None) -> HostsRun:
         """``acquire`` (with this rollout's token), ``release`` (ours, or any with
-        ``force``); ``quiet``: show nothing of the run."""
+        ``force``) on every host or on ``hosts``; ``quiet``: show nothing of the run."""
 
     def apply(self, hosts: list[str], stage: int, *, soak_s: float, smoke: bool | None, command: str,
               checks: bool = True) -> HostsRun:
@@ -96,6 +97,10 @@ class StageChange:
     smoke: bool | None
     on_failure: str  # previous | rollback | stop
     command: str
+    #: The fleet's stage before the change (a move forward ends with "promoted").
+    from_stage: int | None = None
+    #: Finishing a change a killed run left half-way: no "stage-started" again.
+    resumed: bool = False
 
 
 def gate_failures(verdicts: dict[str, str]) -> list[str]:
@@ -127,23 +132,44 @@ def fleet_stage(statuses: dict[str, dict]) -> int | None:
     return max(stages) if stages else None
 
 
+#: ``alert(kind, stage, summary, key)``: an event for the alert sinks
+#: (rollout/alerts.py kinds); ``key`` tells apart events of one kind and stage.
+Alert = Callable[[str, "int | None", str, str], None]
+
+
+def no_alert(kind: str, stage: int | None, summary: str, key: str = "") -> None:
+    """The default: alerts go nowhere."""
+
+
 class Orchestrator:
-    """The rollout's steps over a runner; ``result`` collects what happened."""
+    """The rollout's steps over a runner; ``result`` collects what happened,
+    ``alert`` is told what an operator must hear of."""
 
     def __init__(self, runner: Runner, hooks: dict | None = None, rollback_batches: list[list[str]] | None = None,
-                 lock_hint: str = "ENV", result: dict[str, Any] | None = None):
+                 lock_hint: str = "ENV", result: dict[str, Any] | None = None, alert: Alert = no_alert):
         self.runner = runner
         self.hooks = hooks or {}
         self.rollback_batches = rollback_batches or [list(runner.hosts)]
         self.lock_hint = lock_hint
         self.result: dict[str, Any] = {} if result is None else result
+        self.alert = alert
 
     def say(self, message: str) -> None:
         self.runner.say(message)
 
     # --- the lock -------------------------------------------------------------------------------
 
-    def take_lock(self, command: str) -> None:
+    def take_lock(self, command: str, arbiter: bool = False) -> None:
+        """Take the fleet's lock on every host. With ``arbiter``, on the first
+        host by name first: of two runs that start at once, the one that wins
+        it takes the rest and the other gives up at once (taken on all hosts
+        in one go, each could win some hosts and both would give up)."""
+        if arbiter:
+            first = sorted(self.runner.hosts)[:1]
+            run = self.runner.lock("acquire", command=command, hosts=first)
+            if not run.ok:
+                raise Stop(EXIT_FAILED, f"another rollout holds the lock: {sorted(run.holders)[0]}" if run.holders
+                           else f"could not take the rollout lock on {first[0]}")
         run = self.runner.lock("acquire", command=command)
         if not run.ok:
             self.runner.lock("release", quiet=True)  # only ours: the token must match
@@ -184,6 +210,9 @@ class Orchestrator:
         self.result["batches"] = []
         done: list[str] = []
         stage = change.stage
+        if not change.resumed:
+            self.alert("stage-started", stage, f"stage {stage} starting in {len(change.batches)} batch(es) "
+                       f"(from stage {change.from_stage}): " + " | ".join(", ".join(b) for b in change.batches), "")
         for number, batch in enumerate(change.batches, start=1):
             last = number == len(change.batches)
             soak = change.soak_s if last else change.batch_soak_s
@@ -207,9 +236,14 @@ class Orchestrator:
             if run.ok:
                 self.say(f"batch {number} done in {time.monotonic() - started:.1f}s: "
                          + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
+                self.alert("batch-passed", stage, f"stage {stage} batch {number}/{len(change.batches)} passed its "
+                           "checks: " + ", ".join(f"{h} {v}" for h, v in verdicts.items()), ",".join(batch))
                 continue
             untouched = [h for h in self.runner.hosts if h not in done]
             self.say(f"batch {number} FAILED: the rollout stops; untouched: {', '.join(untouched) or 'none'}")
+            self.alert("aborted", stage, f"stage {stage} failed in batch {number} on {', '.join(batch)} ("
+                       + ", ".join(f"{h} {v}" for h, v in verdicts.items()) + f"); on failure: {change.on_failure}",
+                       "")
             code = self.handle_failure(done, previous, change.on_failure)
             if code == EXIT_ROLLED_BACK:
                 # Reverted and healthy again: back into the load balancer's pool. A
@@ -219,7 +253,13 @@ class Orchestrator:
                        "rollback": "; rolled back to stage 0"}[change.on_failure]
             if change.on_failure != "stop" and code == EXIT_FAILED:
                 outcome = f"; the revert ({change.on_failure}) FAILED on some host (see above)"
+            if code == EXIT_ROLLED_BACK and change.on_failure == "rollback":
+                self.alert("rolled-back", stage, f"rolled back to stage 0 after stage {stage} failed: "
+                           f"{', '.join(done)} serve legacy", "")
             raise Stop(code, f"stage {stage} failed in batch {number} ({', '.join(batch)}){outcome}")
+        if change.from_stage is None or stage > change.from_stage:
+            self.alert("promoted", stage, f"every host on stage {stage} (from {change.from_stage}), "
+                       f"{len(change.batches)} batch(es) checked", "")
 
     def handle_failure(self, touched: list[str], previous: dict[str, int | None], on_failure: str) -> int:
         """Apply the failure policy to the hosts this rollout touched."""
@@ -281,6 +321,8 @@ class Orchestrator:
             return EXIT_FAILED
         self.say(f"rolled back in {time.monotonic() - started:.1f}s: every host serves legacy "
                  f"({', '.join(self.runner.hosts)})")
+        self.alert("rolled-back", ROLLBACK_STAGE, f"rolled back: every host on stage 0, legacy proven on "
+                   f"{', '.join(self.runner.hosts)}", "")
         return EXIT_OK
 
     @staticmethod
@@ -309,6 +351,10 @@ class Orchestrator:
         Returns when no host failed and every host was reached."""
         failed = gate_failures(verdicts)
         unreachable = [h for h, v in verdicts.items() if v == UNREACHABLE]
+        if failed:
+            self.alert("aborted", None, f"{what} failed its gate on " + ", ".join(
+                f"{h} ({verdicts[h]})" for h in failed) + ("; rolling every host back" if roll_back else
+                                                          "; not rolled back (--no-rollback)"), "")
         if failed and roll_back:
             self.say(f"gate failed on {', '.join(failed)}: rolling every host back")
             if self.roll_back(command) == EXIT_OK:

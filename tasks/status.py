@@ -9,4 +9,4 @@ from tasks.entry import begin
 begin()
 # One read of the host's state (with the last records), written as the report
 # before any operation: there is none.
-hoststate.write_status(host, hoststate.read(host, history=5))
+hoststate.write_status(host, hoststate.read(host, history=hoststate.STATUS_HISTORY))

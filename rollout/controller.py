@@ -1,0 +1,389 @@
+"""One tick of ``rollout watch ENV``: the controller that drives a rollout over
+days, agentless, from cron, a systemd timer (tasks/autopilot.py) or CI.
+
+A tick is safe to run every minute and to kill at any point:
+
+1. it takes this control machine's tick lock (``flock``: the kernel lets go of
+   it when a tick dies), so two ticks here never overlap;
+2. it reads every host's state (stage, record, history, lock, last gate, the
+   alerts already sent): the durable state of the rollout lives on the hosts,
+   never in this process;
+3. a rollout lock held by someone else (an operator's ``rollout deploy``, a tick
+   on another machine) -> it does nothing and says so (alerted once when stale);
+   a lock left by a dead tick of this machine (same operator, ``rollout watch``)
+   is taken over;
+4. it takes the fleet's lock (first host first: of two ticks at once, one wins),
+   finishes what a killed tick left half-way (rollout/watch.py ``situation``), or
+   judges the window since the previous passing check: abort -> roll back every
+   host; due and passing -> confirm hooks -> promote in batches; the timetable's
+   alerts (due, inconclusive past due, overdue, complete);
+5. each alert goes out once: its key (kind, stage, when the stage began) is kept
+   on the hosts (``watch.json``); an alert a sink did not take is kept on this
+   machine and sent again by the next tick.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rollout.batches import plan_batches
+from rollout.orchestrate import EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, Orchestrator, StageChange, Stop
+from rollout.stages import ROLLBACK_STAGE
+from rollout.timetable import Duration, human, parse_durations, stage_since, utcnow
+from rollout.watch import after_gate, is_stale, lock_holders, overdue_alert, situation
+
+#: Alert keys kept on the hosts (the newest).
+SENT_KEPT = 300
+#: Alerts a sink did not take, kept here for the next tick (the newest), and for how long.
+PENDING_KEPT = 100
+PENDING_MAX_AGE_S = 24 * 3600
+
+
+def default_state_dir() -> Path:
+    """``ROLLOUT_STATE_DIR``, else ``$XDG_STATE_HOME/rollout``, else ``~/.local/state/rollout``."""
+    explicit = os.environ.get("ROLLOUT_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "rollout"
+
+
+class LocalState:
+    """The watch's state on this control machine, per inventory: the tick lock,
+    the failed-tick count and the alerts still to deliver. Nothing of the
+    rollout itself (that is on the hosts)."""
+
+    def __init__(self, directory: Path, env: str):
+        self.directory = directory
+        self.lock_path = directory / f"watch-{env}.lock"
+        self.path = directory / f"watch-{env}.json"
+        self._lock_file = None
+
+    def try_lock(self) -> bool:
+        """The tick lock, without waiting; False when another tick holds it."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        handle = open(self.lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+        return True
+
+    def holder(self) -> str:
+        try:
+            return self.lock_path.read_text().strip() or "?"
+        except OSError:
+            return "?"
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def load(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def save(self, data: dict) -> None:
+        """Replaced atomically: a tick killed while writing leaves the old file."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temp = self.path.with_suffix(f".tmp-{os.getpid()}")
+        temp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(temp, self.path)
+
+
+@dataclass
+class Alerts:
+    """The tick's alerts: each key sent once (``sent``: the keys the hosts keep),
+    what a sink did not take kept in ``pending`` for the next tick."""
+
+    env: str
+    send: Callable[[dict], bool] | None  # the event's JSON -> delivered to every sink?
+    say: Callable[[str], None]
+    sent: set[str] = field(default_factory=set)
+    new: list[str] = field(default_factory=list)
+    pending: list[dict] = field(default_factory=list)
+    base: str = "-"
+
+    def __call__(self, kind: str, stage: int | None, summary: str, key: str = "") -> None:
+        full = f"{kind}:{self.base}:{key}"
+        if full in self.sent:
+            return
+        self.sent.add(full)
+        self.new.append(full)
+        self.say(f"alert {kind}: {summary}")
+        event = {"kind": kind, "env": self.env, "key": full, "summary": summary, "stage": stage,
+                 "time": utcnow().isoformat(timespec="seconds")}
+        if self.send is not None and not self.send(event):
+            self.pending.append(event)
+
+    def retry_pending(self, pending: list[dict], now: datetime) -> None:
+        """Send again what earlier ticks could not deliver (the newest, not older than a day)."""
+        for event in pending[-PENDING_KEPT:]:
+            try:
+                age = (now - datetime.fromisoformat(event["time"])).total_seconds()
+            except (KeyError, TypeError, ValueError):
+                continue
+            if age > PENDING_MAX_AGE_S:
+                self.say(f"alert {event.get('kind')} dropped: undelivered for {human(age)}")
+            elif self.send is not None and not self.send(event):
+                self.pending.append(event)
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """What a tick reads of the fleet's group data (checked by rollout/inputs.py)."""
+
+    env: str
+    plan: tuple[int, ...]
+    durations: dict[int, Duration]
+    auto_promote: bool
+    soak_s: float
+    batch_soak_s: float
+    last_soak_s: float
+    batches: str
+    canary: str | None
+    confirm_hooks: tuple[str, ...]
+    confirm_hook_timeout_s: float
+    lock_stale_after_s: float
+    failing_after: int
+
+    @classmethod
+    def of(cls, env: str, setting: Callable[[str], Any], soak_s: float | None = None) -> "WatchSettings":
+        plan = tuple(setting("stage_plan"))
+        return cls(env, plan, parse_durations(setting("stage_durations"), plan, setting("time_compression")),
+                   bool(setting("auto_promote")), float(setting("watch_soak_s") if soak_s is None else soak_s),
+                   float(setting("batch_soak_s")), float(setting("soak_s")), setting("batches"),
+                   setting("canary"), tuple(setting("confirm_hooks") or ()),
+                   float(setting("confirm_hook_timeout_s")), float(setting("lock_stale_after_s")),
+                   int(setting("watch_failing_after")))
+
+
+def run_confirm_hook(command: str, cwd: Path, timeout_s: float) -> tuple[bool, str]:
+    """One confirm hook on this machine: (exited 0 in time, the last line it said)."""
+    try:
+        result = subprocess.run(["bash", "-c", command], cwd=cwd, text=True, capture_output=True,
+                                stdin=subprocess.DEVNULL, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return False, f"no answer within {timeout_s:g}s"
+    lines = (result.stdout.strip() or result.stderr.strip()).splitlines()
+    return result.returncode == 0, f"exit {result.returncode}: {lines[-1] if lines else ''}"
+
+
+class Tick:
+    """One tick over a runner (rollout/fleet.py's, or a fake one in the tests)."""
+
+    def __init__(self, settings: WatchSettings, runner, orchestrator: Orchestrator, alerts: Alerts,
+                 operator: str, project: Path, start: bool = False, local: str = "",
+                 confirm: Callable[[str, Path, float], tuple[bool, str]] = run_confirm_hook,
+                 now: Callable[[], datetime] = utcnow):
+        self.settings = settings
+        self.runner = runner
+        self.orchestrator = orchestrator
+        self.alerts = alerts
+        self.operator = operator
+        self.project = project
+        self.start = start
+        self.confirm = confirm
+        self.now = now
+        self.command = f"rollout watch {settings.env}"
+        #: The lock's words: which watch holds it (this machine's state directory:
+        #: only a tick that shares it, and so its tick lock, may take it over).
+        self.lock_label = f"{self.command} (state {local})" if local else self.command
+        self.summary: dict[str, Any] = {}
+        #: The alert keys the hosts keep (watch.json), in order.
+        self.kept: list[str] = []
+
+    def say(self, message: str) -> None:
+        self.runner.say(message)
+
+    # --- the tick -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """The tick's body, after this machine's tick lock. Returns an exit code."""
+        statuses = self.runner.status()
+        missing = sorted(h for h, s in statuses.items() if s is None)
+        if missing:
+            raise Stop(EXIT_FAILED, f"cannot read the state of host(s) {', '.join(missing)} (unreachable?): "
+                                    "nothing judged, nothing changed")
+        for status in statuses.values():
+            self.kept += [key for key in (status.get("watch") or {}).get("sent") or [] if key not in self.kept]
+        self.alerts.sent.update(self.kept)
+        histories = {h: s.get("history") or [] for h, s in statuses.items()}
+        place = situation(statuses, self.settings.plan)
+        self.summary["situation"] = place.kind
+        stage = place.stage
+        since = stage_since(histories, stage) if stage is not None else None
+        self.alerts.base = f"{stage}@{since.isoformat() if since else '-'}"
+        if not self._lock_free(statuses):
+            return EXIT_OK
+        try:
+            self.orchestrator.take_lock(self.lock_label, arbiter=True)
+        except Stop as error:
+            self.say(f"{error}: this tick does nothing")
+            self.summary["action"] = "none: locked"
+            return EXIT_OK
+        try:
+            return self._act(place, stage, since)
+        finally:
+            self.orchestrator.release_lock(quiet=True)
+
+    def _lock_free(self, statuses: Mapping[str, Mapping]) -> bool:
+        """True when the rollout lock is free, or held only by a tick of this
+        machine that died (taken over: our tick lock proves none runs)."""
+        holders = lock_holders(statuses)
+        if not holders:
+            return True
+        ours = [lock for lock in holders if lock.get("owner") == self.operator
+                and lock.get("command") == self.lock_label]
+        if len(ours) == len(holders):
+            self.say(f"taking over the lock of a tick that died ({ours[0].get('time')})")
+            self.runner.lock("release", force=True, quiet=True)
+            return True
+        other = next(lock for lock in holders if lock not in ours)
+        described = f"{other.get('owner')} since {other.get('time')} ({other.get('command')})"
+        self.say(f"the rollout lock is held by {described}: this tick does nothing")
+        self.summary["action"] = "none: locked"
+        if is_stale(other, self.now(), self.settings.lock_stale_after_s):
+            saved, self.alerts.base = self.alerts.base, "lock"
+            self.alerts("lock-stale", None, f"the rollout lock is held by {described}, longer than "
+                        f"{human(self.settings.lock_stale_after_s)}: `rollout unlock {self.settings.env} --force` "
+                        "if that run is gone", f"{other.get('time')}/{other.get('owner')}")
+            self.alerts.base = saved
+        return False
+
+    def _act(self, place, stage: int | None, since: datetime | None) -> int:
+        if place.kind == "drift":
+            self.summary["action"] = "hold: drift"
+            self.alerts("held", stage, f"the watch holds: {place.reason}; settle the fleet with `rollout deploy` "
+                        "or `rollout rollback`", "drift")
+            raise Stop(EXIT_FAILED, f"the fleet has drifted ({place.reason}): the watch holds")
+        if place.kind == "rollback":
+            self.summary["action"] = "finish rollback"
+            self.say(f"{place.reason}: finishing it")
+            return self._roll_back()
+        if place.kind == "promotion":
+            self.summary["action"] = f"resume promotion to {place.target}"
+            self.say(f"{place.reason}: finishing it")
+            return self._promote(place.stage, place.target, list(place.remaining), resumed=True)
+        # Settled on one stage.
+        if stage == ROLLBACK_STAGE:
+            if self.start:
+                self.summary["action"] = f"start stage {self.settings.plan[0]}"
+                return self._promote(ROLLBACK_STAGE, self.settings.plan[0], list(self.runner.hosts))
+            self.summary["action"] = "none: stage 0"
+            self.say("stage 0: nothing to watch (start with `rollout deploy` or `rollout watch --start`)")
+            return EXIT_OK
+        verdicts = self.orchestrator.gate(self.settings.soak_s, None)
+        self.say("gate: " + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
+        try:
+            self.orchestrator.act_on_gate(verdicts, f"{self.command} (gate failed)", f"stage {stage}")
+        except Stop as stop:
+            self.summary["action"] = "rolled back" if stop.code == EXIT_ROLLED_BACK else "failed"
+            raise
+        now = self.now()
+        decision = after_gate(stage, verdicts, since, self.settings.durations.get(stage), now,
+                              self.settings.plan, self.settings.auto_promote)
+        for note in decision.notes:
+            self.say(note)
+        for alert in decision.alerts:
+            self.alerts(alert.kind, stage, alert.summary)
+        if decision.promote_to is None:
+            self.summary["action"] = "observe"
+            return EXIT_OK
+        refusal = self._confirmed(stage, decision.promote_to)
+        if refusal:
+            self.summary["action"] = "hold: confirm hook"
+            self.alerts("held", stage, f"promotion to {decision.promote_to} held: {refusal}", "confirm")
+            late = overdue_alert(stage, since, self.settings.durations.get(stage), now)
+            if late:
+                self.alerts(late.kind, stage, late.summary)
+            return EXIT_OK
+        self.summary["action"] = f"promote to {decision.promote_to}"
+        return self._promote(stage, decision.promote_to, list(self.runner.hosts))
+
+    def _confirmed(self, stage: int, following: int) -> str | None:
+        """Every confirm hook, in order; the first refusal's words, or None."""
+        for template in self.settings.confirm_hooks:
+            command = template.format(env=self.settings.env, stage=stage, next_stage=following)
+            ok, detail = self.confirm(command, self.project, self.settings.confirm_hook_timeout_s)
+            self.say(f"confirm hook: {command} -> {detail}")
+            if not ok:
+                return f"{command} ({detail})"
+        return None
+
+    def _promote(self, stage: int, target: int, hosts: list[str], resumed: bool = False) -> int:
+        """``target`` on ``hosts`` in the fleet's batches (those of a killed run that
+        finished are left out); a failed batch rolls every host back."""
+        planned = plan_batches(list(self.runner.hosts), self.settings.batches, self.settings.canary)
+        batches = [[h for h in batch if h in hosts] for batch in planned]
+        batches = [batch for batch in batches if batch]
+        self.say(f"{'resuming' if resumed else 'promoting'}: stage {target} in {len(batches)} batch(es): "
+                 + " | ".join(", ".join(b) for b in batches))
+        change = StageChange(target, batches, self.settings.last_soak_s, self.settings.batch_soak_s, None, "stop",
+                             self.command, from_stage=stage, resumed=resumed)
+        try:
+            self.orchestrator.apply_in_batches(change, {})
+        except Stop as stop:
+            self.say(f"{stop}: rolling every host back")
+            self._roll_back()  # a rollback that did not complete raises its own Stop
+            raise Stop(EXIT_ROLLED_BACK, f"{stop}; every host rolled back") from None
+        return EXIT_OK
+
+    def _roll_back(self) -> int:
+        code = self.orchestrator.roll_back(f"{self.command} (rollback)")
+        if code != EXIT_OK:
+            raise Stop(EXIT_FAILED, "the rollback did not complete on every host (see above)")
+        return EXIT_ROLLED_BACK
+
+
+def tick_failed(local: dict, failing_after: int, alerts: Alerts, reason: str) -> dict:
+    """Count a failed tick; "watch failing" once the count reaches ``failing_after``."""
+    failures = int(local.get("failures") or 0) + 1
+    first = local.get("first_failure") or utcnow().isoformat(timespec="seconds")
+    local = {**local, "failures": failures, "first_failure": first}
+    if failures >= failing_after and not local.get("failing_alerted"):
+        alerts.base = "watch"
+        alerts("watch-failing", None, f"{failures} ticks in a row failed since {first}; last: {reason}", first)
+        local["failing_alerted"] = True
+    return local
+
+
+def tick_succeeded(local: dict, alerts: Alerts) -> dict:
+    """A good tick after "watch failing" was alerted: "watch recovered"."""
+    if local.get("failing_alerted"):
+        alerts.base = "watch"
+        alerts("watch-recovered", None, f"the watch works again (failing since {local.get('first_failure')})",
+               str(local.get("first_failure")))
+    return {k: v for k, v in local.items() if k not in ("failures", "first_failure", "failing_alerted")}
+
+
+def sent_to_keep(kept: list[str], new: list[str]) -> list[str]:
+    """The keys the hosts keep: what they had, then this tick's, the newest ``SENT_KEPT``."""
+    return list(dict.fromkeys([*kept, *new]))[-SENT_KEPT:]
+
+
+def wait_between(interval_s: float, stopping: Callable[[], bool], started: float) -> None:
+    """Sleep until the next tick (interval counted from the tick's start), waking
+    early when asked to stop."""
+    while not stopping() and time.monotonic() - started < interval_s:
+        time.sleep(min(0.5, interval_s))

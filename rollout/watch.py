@@ -1,0 +1,183 @@
+"""What one tick of ``rollout watch`` decides, from what the hosts say.
+
+Pure: the fleet's statuses (each host's stage in its env file and its process,
+its record, its lock) and the gate's verdicts in, a decision out. The tick
+itself (locks, runs, alerts) is rollout/controller.py's.
+
+Before the gate, ``situation`` sorts the fleet:
+
+- **settled**: every host runs the stage its file holds, all the same stage;
+- **promotion**: a promotion from S to the plan's next stage T stopped half-way
+  (a tick or an operator killed between batches): every host on T ran its
+  batch's checks without a failure, the others still run S. The next tick
+  applies T to the others, in batches, and never redoes a finished one;
+- **rollback**: a rollback stopped half-way (hosts on 0 recorded their move to
+  0 after every other host's last record): it is finished first;
+- **drift**: anything else (a failed batch left as it was, a host edited by
+  hand): the watch holds and alerts; a person settles it with deploy or rollback.
+
+After the gate, ``after_gate`` applies the timetable to a settled stage: due and
+passing -> promote (``auto_promote``) or alert "due"; due and not passing ->
+alert; past the maximum -> alert "overdue"; at 100 % due and passing -> complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from rollout.stages import ROLLBACK_STAGE, next_stage
+from rollout.timetable import Duration, human, parse_time
+
+#: Record verdicts of a host whose stage change ended without a failed check.
+CHECKED = ("pass", "inconclusive", "not checked")
+
+
+@dataclass(frozen=True)
+class Situation:
+    kind: str  # settled | promotion | rollback | drift
+    stage: int | None = None  # settled: the stage; promotion: from
+    target: int | None = None  # promotion: to
+    remaining: tuple[str, ...] = ()  # promotion: the hosts still to move
+    reason: str = ""
+
+
+def _record(status: Mapping) -> Mapping:
+    return status.get("current") or {}
+
+
+def situation(statuses: Mapping[str, Mapping], plan: Sequence[int]) -> Situation:
+    """Sort the fleet (see the module docstring). A host counts as on a stage
+    when its file and its process hold it and its record says it moved there (a
+    tick killed after the restart but before the record leaves a host to redo:
+    the record starts the stage's clock)."""
+    files = {h: s.get("file_stage") for h, s in statuses.items()}
+    if any(stage is None for stage in files.values()):
+        unknown = sorted(h for h, stage in files.items() if stage is None)
+        return Situation("drift", reason=f"no stage in the env file of {', '.join(unknown)}")
+    stages = sorted(set(files.values()))
+    lower, upper = stages[0], stages[-1]
+    if lower == ROLLBACK_STAGE and upper != ROLLBACK_STAGE:
+        # Hosts moved to 0 after every other host's last change: a rollback under way.
+        others = [parse_time(_record(s).get("time")) for h, s in statuses.items() if files[h] != lower]
+        rolled = [parse_time(_record(s).get("time")) for h, s in statuses.items()
+                  if files[h] == lower and _record(s).get("target_stage") == ROLLBACK_STAGE]
+        if rolled and all(others) and all(r and r > max(others) for r in rolled):
+            return Situation("rollback", upper, ROLLBACK_STAGE,
+                             tuple(sorted(h for h, stage in files.items() if stage != lower)),
+                             "a rollback stopped half-way")
+    if len(stages) > 2 or (len(stages) == 2 and upper != next_stage(lower, plan)):
+        return Situation("drift", reason="hosts are on stages " + ", ".join(
+            f"{h}={stage}" for h, stage in sorted(files.items())))
+    failed, remaining = [], []
+    for host, status in sorted(statuses.items()):
+        record, process = _record(status), status.get("process_stage")
+        if files[host] == upper and process == upper and record.get("target_stage") == upper \
+                and record.get("stage") == upper:
+            if len(stages) == 2 and record.get("verdict") not in CHECKED:
+                failed.append(f"{host} ({record.get('verdict')})")
+        elif files[host] == upper or (files[host] == lower and process == lower):
+            remaining.append(host)
+        else:
+            failed.append(f"{host} (its file holds stage {files[host]}, its process runs {process})")
+    if failed:
+        return Situation("drift", reason=f"stage {upper} failed or half-applied on {', '.join(failed)}")
+    if not remaining or (len(stages) == 1 and upper == ROLLBACK_STAGE):
+        return Situation("settled", upper)
+    origin = lower if len(stages) == 2 else _previous(upper, plan)
+    return Situation("promotion", origin, upper, tuple(remaining),
+                     f"a promotion to {upper} stopped half-way ({', '.join(remaining)} still to do)")
+
+
+def _previous(stage: int, plan: Sequence[int]) -> int:
+    earlier = [s for s in (ROLLBACK_STAGE, *plan) if s < stage]
+    return earlier[-1] if earlier else ROLLBACK_STAGE
+
+
+def fleet_verdict(statuses: Mapping[str, Mapping], stage: int) -> str:
+    """The stage's verdict so far: the worst of the hosts' last gates on it
+    (abort > error > inconclusive > pass); "-" when a host has none."""
+    order = {"abort": 0, "error": 1, "inconclusive": 2, "pass": 3}
+    found = []
+    for status in statuses.values():
+        last = status.get("gate_last") or {}
+        if last.get("stage") != stage or last.get("verdict") not in order:
+            return "-"
+        found.append(last["verdict"])
+    return min(found, key=order.__getitem__) if found else "-"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An alert a decision raises: the kind (rollout/alerts.py) and its text."""
+
+    kind: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a tick does on a settled stage after its gate."""
+
+    promote_to: int | None = None
+    alerts: tuple[Alert, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def after_gate(stage: int, verdicts: Mapping[str, str], since: datetime | None, duration: Duration | None,
+               now: datetime, plan: Sequence[int], auto_promote: bool) -> Decision:
+    """The timetable applied to a settled stage whose gate neither aborted nor
+    missed a host (those end the tick before this)."""
+    if stage == ROLLBACK_STAGE:
+        return Decision(notes=("stage 0: nothing to watch (start a rollout with `rollout deploy` or "
+                               "`rollout watch --start`)",))
+    if since is None or duration is None:
+        return Decision(notes=(f"stage {stage}: no record of when the whole fleet reached it: never due",))
+    passing = bool(verdicts) and all(v == "pass" for v in verdicts.values())
+    elapsed = (now - since).total_seconds()
+    due, overdue = elapsed >= duration.min_s, elapsed >= duration.max_s
+    following = next_stage(stage, plan)
+    notes = [f"stage {stage} for {human(elapsed)} of {human(duration.min_s)}-{human(duration.max_s)}; "
+             f"gate {'pass' if passing else 'not passing'}"]
+    alerts: list[Alert] = []
+    if due and passing and following is None:
+        return Decision(alerts=(Alert("completed", f"stage 100 observed for {human(elapsed)} and passing: "
+                                                   "the rollout is complete"),), notes=tuple(notes))
+    if due and passing and auto_promote:
+        return Decision(promote_to=following, notes=tuple(notes))
+    if due and passing:
+        alerts.append(Alert("due", f"stage {stage} is due and passing: promote to {following} "
+                                   "(auto_promote is off)"))
+    elif due:
+        alerts.append(Alert("inconclusive-past-due", f"stage {stage} is due (after {human(duration.min_s)}) "
+                                                     "but its gate does not pass yet: keep observing"))
+    if overdue:
+        alerts.append(Alert("overdue", f"stage {stage} is overdue: {human(elapsed)} past its start, "
+                                       f"maximum {human(duration.max_s)}"))
+    if not due:
+        notes.append(f"due in {human(duration.min_s - elapsed)}")
+    return Decision(alerts=tuple(alerts), notes=tuple(notes))
+
+
+def overdue_alert(stage: int, since: datetime | None, duration: Duration | None, now: datetime) -> Alert | None:
+    """"overdue" for a stage held by a confirm hook or a drift past its maximum."""
+    if since is None or duration is None or (now - since).total_seconds() < duration.max_s:
+        return None
+    return Alert("overdue", f"stage {stage} is overdue: {human((now - since).total_seconds())} past its start, "
+                            f"maximum {human(duration.max_s)}")
+
+
+def lock_holders(statuses: Mapping[str, Mapping]) -> list[Mapping]:
+    """The distinct locks the hosts hold (by token)."""
+    seen: dict[str, Mapping] = {}
+    for status in statuses.values():
+        lock = status.get("lock")
+        if lock:
+            seen.setdefault(str(lock.get("token")), lock)
+    return list(seen.values())
+
+
+def is_stale(lock: Mapping, now: datetime, stale_after_s: float) -> bool:
+    taken = parse_time(lock.get("time"))
+    return taken is not None and (now - taken).total_seconds() >= stale_after_s

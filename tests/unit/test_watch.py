@@ -1,0 +1,357 @@
+"""The watch: what a tick decides (rollout/watch.py) and the tick itself
+(rollout/controller.py) over a fake runner whose hosts keep their state between
+ticks, like real ones: stages, records, history, the lock, the sent alerts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from rollout.controller import Alerts, LocalState, Tick, WatchSettings, sent_to_keep, tick_failed, tick_succeeded
+from rollout.orchestrate import EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, HostsRun, Orchestrator, Stop
+from rollout.timetable import Duration
+from rollout.watch import after_gate, fleet_verdict, situation
+
+PLAN = (10, 25, 50, 100)
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
+HOURS = 3600
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+class Hosts:
+    """Hosts that remember: what the fake runner changes, the next tick reads."""
+
+    def __init__(self, names=("h1", "h2", "h3", "h4"), stage=0, at=T0):
+        self.names = list(names)
+        self.state = {h: {"file_stage": stage, "process_stage": stage, "current": None, "history": [],
+                          "lock": None, "gate_last": None, "watch": None} for h in self.names}
+        for host in self.names:
+            self.record(host, stage, at)
+
+    def record(self, host, stage, at, verdict="pass", target=None):
+        record = {"stage": stage, "target_stage": stage if target is None else target, "time": iso(at),
+                  "verdict": verdict}
+        status = self.state[host]
+        status.update(file_stage=stage, process_stage=stage, current=record)
+        status["history"] = [*status["history"], record]
+
+
+class FakeRunner:
+    def __init__(self, hosts: Hosts, clock, verdicts=None, failing=(), die_after_batches=None,
+                 operator="ops@control", token="ops@control:tick"):
+        self.hosts_state = hosts
+        self.hosts = list(hosts.names)
+        self.clock = clock
+        self.verdicts = verdicts or {}
+        self.failing = set(failing)
+        self.die_after_batches = die_after_batches
+        self.operator, self.token = operator, token
+        self.calls: list[tuple] = []
+        self.said: list[str] = []
+        #: A killed control process does nothing more (not even its ``finally``).
+        self.dead = False
+
+    def say(self, message):
+        self.said.append(message)
+
+    def status(self):
+        return {h: dict(s) for h, s in self.hosts_state.state.items()}
+
+    def lock(self, action, *, command="", force=False, quiet=False, hosts=None):
+        self.calls.append(("lock", action, tuple(hosts or ())))
+        if self.dead:
+            return HostsRun(ok=False)
+        holders = []
+        for host in hosts or self.hosts:
+            status = self.hosts_state.state[host]
+            lock = status["lock"]
+            if action == "acquire":
+                if lock and lock["token"] != self.token:
+                    holders.append(lock["owner"])
+                else:
+                    status["lock"] = {"token": self.token, "owner": self.operator, "command": command,
+                                      "time": iso(self.clock())}
+            elif lock and (force or lock["token"] == self.token):
+                status["lock"] = None
+        return HostsRun(ok=not holders, holders=holders)
+
+    def apply(self, hosts, stage, *, soak_s, smoke, command, checks=True):
+        self.calls.append(("apply", tuple(hosts), stage))
+        if self.die_after_batches is not None and len([c for c in self.calls if c[0] == "apply"]) > \
+                self.die_after_batches:
+            self.dead = True
+            raise KeyboardInterrupt("the control machine lost power")
+        bad = self.failing & set(hosts)
+        for host in hosts:
+            self.hosts_state.record(host, stage, self.clock(), "abort" if host in bad else "pass")
+        return HostsRun(ok=not bad, recorded=list(hosts), verdicts={h: "abort" if h in bad else "pass" for h in hosts})
+
+    def roll_back(self, hosts, *, command, take_lock=False):
+        hosts = hosts or self.hosts
+        self.calls.append(("roll_back", tuple(hosts)))
+        for host in hosts:
+            self.hosts_state.record(host, 0, self.clock(), "rolled back", target=0)
+        return HostsRun(ok=True, recorded=list(hosts), proven={h: True for h in hosts})
+
+    def gate(self, soak_s, smoke):
+        self.calls.append(("gate",))
+        return HostsRun(ok=True, verdicts={h: self.verdicts.get(h, "pass") for h in self.hosts})
+
+    def hook(self, command):
+        return True, "0: "
+
+
+def settings(**overrides):
+    values = dict(env="prod", plan=PLAN, durations={10: Duration(86400, 2 * 86400), 25: Duration(3 * 86400, 5 * 86400),
+                                                     50: Duration(7 * 86400, 7 * 86400),
+                                                     100: Duration(7 * 86400, 14 * 86400)},
+                  auto_promote=True, soak_s=0, batch_soak_s=60, last_soak_s=30, batches="1,25%,100%",
+                  canary=None, confirm_hooks=(), confirm_hook_timeout_s=5, lock_stale_after_s=4 * HOURS,
+                  failing_after=3)
+    values.update(overrides)
+    return WatchSettings(**values)
+
+
+class World:
+    """A fleet, a clock, and ticks run against them; alerts are collected."""
+
+    def __init__(self, stage=10, at=T0, **runner_options):
+        self.now = at
+        self.hosts = Hosts(stage=stage, at=at)
+        self.events: list[dict] = []
+        self.runner_options = runner_options
+        self.runner = None
+
+    def clock(self):
+        return self.now
+
+    def tick(self, start=False, confirm=None, **setting_overrides) -> tuple[int, Tick]:
+        self.runner = FakeRunner(self.hosts, self.clock, **self.runner_options)
+        alerts = Alerts("prod", lambda event: self.events.append(event) or True, self.runner.say)
+        orchestrator = Orchestrator(self.runner, alert=alerts)
+        tick = Tick(settings(**setting_overrides), self.runner, orchestrator, alerts, "ops@control", None,
+                    start=start, confirm=confirm or (lambda c, p, t: (True, "exit 0: ok")), now=self.clock)
+        try:
+            code = tick.run()
+        except Stop as stop:
+            code = stop.code
+        for status in self.hosts.state.values():  # what the CLI keeps on the hosts after a tick
+            status["watch"] = {"sent": sent_to_keep(tick.kept, alerts.new)}
+        return code, tick
+
+    def kinds(self):
+        return [event["kind"] for event in self.events]
+
+    def stages(self):
+        return {h: s["file_stage"] for h, s in self.hosts.state.items()}
+
+
+# --- decisions -------------------------------------------------------------------------------------
+
+
+def test_a_stage_that_is_not_due_is_only_observed():
+    world = World(stage=10)
+    world.now = T0 + timedelta(hours=20)
+    code, tick = world.tick()
+    assert code == EXIT_OK and tick.summary["action"] == "observe"
+    assert world.stages() == {h: 10 for h in world.hosts.names} and world.events == []
+    assert any("due in 4h" in line for line in world.runner.said)
+
+
+def test_due_and_passing_promotes_in_batches_and_alerts_each_step_in_order():
+    world = World(stage=10)
+    world.now = T0 + timedelta(days=1, minutes=1)
+    code, tick = world.tick()
+    assert code == EXIT_OK and tick.summary["action"] == "promote to 25"
+    assert world.stages() == {h: 25 for h in world.hosts.names}
+    applies = [c[1] for c in world.runner.calls if c[0] == "apply"]
+    assert applies == [("h1",), ("h2",), ("h3", "h4")]
+    assert world.kinds() == ["stage-started", "batch-passed", "batch-passed", "batch-passed", "promoted"]
+    assert len({event["key"] for event in world.events}) == 5
+    assert all(s["lock"] is None for s in world.hosts.state.values())  # released
+
+
+def test_due_but_inconclusive_alerts_once_across_ticks_then_overdue_once():
+    world = World(stage=10, verdicts={"h3": "inconclusive"})
+    world.now = T0 + timedelta(days=1, hours=1)
+    world.tick()
+    world.now += timedelta(minutes=1)
+    world.tick()
+    assert world.kinds() == ["inconclusive-past-due"]
+    world.now = T0 + timedelta(days=2, hours=1)
+    world.tick()
+    world.tick()
+    assert world.kinds() == ["inconclusive-past-due", "overdue"]
+    assert world.stages() == {h: 10 for h in world.hosts.names}
+
+
+def test_auto_promote_off_alerts_due_once_and_promotes_nothing():
+    world = World(stage=25)
+    world.now = T0 + timedelta(days=3, minutes=5)
+    world.tick(auto_promote=False)
+    world.tick(auto_promote=False)
+    assert world.kinds() == ["due"] and world.stages()["h1"] == 25
+
+
+def test_an_abort_rolls_every_host_back_and_alerts_aborted_then_rolled_back():
+    world = World(stage=25, verdicts={"h2": "abort"})
+    world.now = T0 + timedelta(hours=2)
+    code, tick = world.tick()
+    assert code == EXIT_ROLLED_BACK
+    assert world.stages() == {h: 0 for h in world.hosts.names}
+    assert world.kinds() == ["aborted", "rolled-back"]
+    # The next tick sees stage 0 and does nothing (no restart of the rollout).
+    code, tick = world.tick()
+    assert code == EXIT_OK and tick.summary["action"] == "none: stage 0" and world.kinds() == ["aborted", "rolled-back"]
+
+
+def test_a_confirm_hook_that_refuses_holds_the_stage_and_alerts_once():
+    world = World(stage=10)
+    world.now = T0 + timedelta(days=1, hours=1)
+    refuse = lambda command, project, timeout: (False, "exit 1: 2 open user complaints")  # noqa: E731
+    for _ in range(2):
+        code, tick = world.tick(confirm=refuse, confirm_hooks=("tickets --open --env {env} --stage {stage}",))
+    assert code == EXIT_OK and tick.summary["action"] == "hold: confirm hook"
+    assert world.kinds() == ["held"] and "2 open user complaints" in world.events[0]["summary"]
+    asked = []
+    world.tick(confirm=lambda c, p, t: asked.append(c) or (True, "exit 0: none open"),
+               confirm_hooks=("tickets --open --env {env} --stage {stage}",))
+    assert asked == ["tickets --open --env prod --stage 10"]
+    assert world.stages()["h4"] == 25
+
+
+def test_at_100_due_and_passing_completes_once():
+    world = World(stage=100)
+    world.now = T0 + timedelta(days=7, minutes=1)
+    world.tick()
+    world.tick()
+    assert world.kinds() == ["completed"]
+
+
+def test_start_moves_a_fleet_on_stage_0_to_the_first_stage():
+    world = World(stage=0)
+    code, tick = world.tick(start=True)
+    assert code == EXIT_OK and world.stages() == {h: 10 for h in world.hosts.names}
+    assert world.kinds()[0] == "stage-started" and world.kinds()[-1] == "promoted"
+
+
+def test_a_failed_batch_of_a_promotion_rolls_every_host_back():
+    world = World(stage=10, failing={"h2"})
+    world.now = T0 + timedelta(days=1, minutes=1)
+    code, tick = world.tick()
+    assert code == EXIT_ROLLED_BACK and world.stages() == {h: 0 for h in world.hosts.names}
+    assert world.kinds() == ["stage-started", "batch-passed", "aborted", "rolled-back"]
+
+
+def test_a_tick_killed_between_batches_is_finished_by_the_next_without_redoing_a_batch():
+    world = World(stage=10, die_after_batches=2)
+    world.now = T0 + timedelta(days=1, minutes=1)
+    with pytest.raises(KeyboardInterrupt):
+        world.tick()
+    assert world.stages() == {"h1": 25, "h2": 25, "h3": 10, "h4": 10}
+    assert all(s["lock"] for s in world.hosts.state.values())  # the dead tick's lock stays
+    kinds_before = world.kinds()
+    world.runner_options["die_after_batches"] = None
+    world.now += timedelta(minutes=1)
+    code, tick = world.tick()
+    assert code == EXIT_OK and tick.summary["action"] == "resume promotion to 25"
+    assert [c[1] for c in world.runner.calls if c[0] == "apply"] == [("h3", "h4")]
+    assert world.stages() == {h: 25 for h in world.hosts.names}
+    assert any("taking over the lock of a tick that died" in line for line in world.runner.said)
+    new = world.kinds()[len(kinds_before):]
+    assert new == ["batch-passed", "promoted"]  # no second "stage-started"
+
+
+def test_a_lock_held_by_an_operator_makes_the_tick_do_nothing_and_a_stale_one_alerts_once():
+    world = World(stage=10)
+    for status in world.hosts.state.values():
+        status["lock"] = {"token": "alice:1", "owner": "alice@laptop", "command": "rollout deploy prod --stage 10",
+                          "time": iso(T0)}
+    world.now = T0 + timedelta(days=1, minutes=1)  # due, but locked
+    code, tick = world.tick()
+    assert code == EXIT_OK and tick.summary["action"] == "none: locked"
+    assert [c for c in world.runner.calls if c[0] in ("gate", "apply")] == []
+    assert world.kinds() == ["lock-stale"]
+    world.tick()
+    assert world.kinds() == ["lock-stale"]
+    assert all(s["lock"]["owner"] == "alice@laptop" for s in world.hosts.state.values())  # never broken
+
+
+def test_drift_holds_and_alerts():
+    world = World(stage=10)
+    world.hosts.record("h3", 50, T0)
+    code, tick = world.tick()
+    assert code == EXIT_FAILED and world.kinds() == ["held"]
+    assert "h3=50" in world.events[0]["summary"]
+
+
+def test_a_half_done_rollback_is_finished():
+    world = World(stage=25)
+    world.hosts.record("h1", 0, T0 + timedelta(hours=1), "rolled back", target=0)
+    code, tick = world.tick()
+    assert code == EXIT_ROLLED_BACK and world.stages() == {h: 0 for h in world.hosts.names}
+
+
+def test_situation_of_a_failed_batch_left_as_it_is_is_drift():
+    hosts = Hosts(stage=10)
+    hosts.record("h1", 25, T0, verdict="abort")
+    place = situation(hosts.state, PLAN)
+    assert place.kind == "drift" and "h1 (abort)" in place.reason
+
+
+def test_a_host_restarted_on_the_new_stage_but_never_recorded_is_redone():
+    hosts = Hosts(stage=10)
+    hosts.state["h2"]["file_stage"] = hosts.state["h2"]["process_stage"] = 25
+    hosts.record("h1", 25, T0)
+    hosts.state["h1"]["file_stage"] = hosts.state["h1"]["process_stage"] = 25
+    place = situation(hosts.state, PLAN)
+    assert place.kind == "promotion" and place.stage == 10 and place.target == 25
+    assert place.remaining == ("h2", "h3", "h4")
+
+
+def test_fleet_verdict_is_the_worst_host_and_unknown_without_a_gate_on_the_stage():
+    hosts = Hosts(stage=25)
+    for host, verdict in zip(hosts.names, ["pass", "inconclusive", "pass", "pass"]):
+        hosts.state[host]["gate_last"] = {"stage": 25, "verdict": verdict}
+    assert fleet_verdict(hosts.state, 25) == "inconclusive"
+    hosts.state["h4"]["gate_last"] = {"stage": 10, "verdict": "pass"}
+    assert fleet_verdict(hosts.state, 25) == "-"
+
+
+def test_after_gate_without_a_record_of_the_start_is_never_due():
+    decision = after_gate(25, {"h1": "pass"}, None, Duration(1, 2), T0, PLAN, True)
+    assert decision.promote_to is None and decision.alerts == ()
+
+
+def test_watch_failing_after_three_failed_ticks_once_then_recovered(tmp_path):
+    sent = []
+    alerts = Alerts("prod", lambda e: sent.append(e["kind"]) or True, lambda m: None)
+    state: dict = {}
+    for _ in range(4):
+        state = tick_failed(state, 3, alerts, "cannot read the state of host(s) h2")
+    assert sent == ["watch-failing"] and state["failures"] == 4
+    state = tick_succeeded(state, alerts)
+    assert sent == ["watch-failing", "watch-recovered"] and "failures" not in state
+
+
+def test_an_alert_a_sink_did_not_take_is_sent_again_by_the_next_tick():
+    answers = iter([False, True])
+    alerts = Alerts("prod", lambda e: next(answers), lambda m: None)
+    alerts("promoted", 25, "every host on stage 25")
+    assert len(alerts.pending) == 1
+    later = Alerts("prod", lambda e: next(answers), lambda m: None)
+    later.retry_pending(alerts.pending, datetime.now(timezone.utc))
+    assert later.pending == []
+
+
+def test_two_ticks_on_one_machine_never_overlap(tmp_path):
+    first, second = LocalState(tmp_path, "prod"), LocalState(tmp_path, "prod")
+    assert first.try_lock()
+    assert not second.try_lock()
+    first.unlock()
+    assert second.try_lock()
+    second.unlock()

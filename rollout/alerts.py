@@ -14,8 +14,9 @@ every check (``unsent``).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 SEVERITIES = ("info", "warning", "critical")
 

@@ -97,7 +97,7 @@ class Notifier:
             self.say(f"{where} not sent: environment variable {sink.url_env} is not set")
             return False
         body = json.dumps(payload(sink, event)).encode()
-        attempts, pause = 1 + self.retries, self.backoff_s
+        attempts, pause = 1 + max(0, self.retries), self.backoff_s
         for attempt in range(1, attempts + 1):
             cause, again = self._post(url, body)
             if cause is None:

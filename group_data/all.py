@@ -285,3 +285,24 @@ batch_hooks = {}
 #: Batches of `rollout rollback`: every host at once unless a load balancer needs
 #: some hosts serving while others restart (then e.g. "50%", with the hooks above).
 rollback_batches = "100%"
+
+# --- Alerts -------------------------------------------------------------------
+#: Where the rollout's events go (rollout/alerts.py lists the kinds: stage-started,
+#: promoted, due, aborted, rolled-back, overdue, ...): each sink is a ``webhook``
+#: (the event as JSON) or ``slack`` (an incoming webhook, ``{"text": ...}``), and
+#: ``events`` limits it to some kinds (left out: every kind). ``url_env`` names the
+#: environment variable of the control machine that holds the URL: a webhook URL
+#: is a secret (anyone who has it may post), so it is never written here nor in
+#: git, and never printed, not even in a failure. Empty: no alerts. E.g.
+#:   alert_sinks = [
+#:       {"name": "ops", "kind": "webhook", "url_env": "ROLLOUT_ALERT_WEBHOOK_URL"},
+#:       {"name": "chat", "kind": "slack", "url_env": "ROLLOUT_SLACK_WEBHOOK_URL",
+#:        "events": ["due", "held", "aborted", "rolled-back", "overdue"]},
+#:   ]
+alert_sinks = []
+#: Seconds to connect to a sink, and again to wait for its answer, per attempt.
+alert_timeout_s = 5
+#: Extra attempts after a connection error, a timeout, a 5xx or a 429 answer
+#: (never after another 4xx), with a pause doubling from one second. An alert
+#: that still fails is said and the rollout goes on.
+alert_retries = 3

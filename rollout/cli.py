@@ -48,12 +48,20 @@ from rollout.project import DEPLOY_ROOT, find_project, write_starter
 from rollout.orchestrate import (
     EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE, Orchestrator, StageChange, Stop, drift, fleet_stage,
 )
-from rollout.notify import Notifier
 from rollout.stages import StageError, check_move, parse_stage
 from rollout.timetable import clock, format_timetable, human, parse_durations, time_left, timetable, utcnow
 from rollout.watch import fleet_verdict
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_ROLLED_BACK"]
+
+
+def notifier_of(fleet: Fleet, say):
+    """The alert sinks' sender. Imported here: requests (and with it ssl) must not
+    be imported before pyinfra's CLI has patched them for gevent."""
+    from rollout.notify import Notifier
+
+    return Notifier(parse_sinks(fleet.setting("alert_sinks")), environ=os.environ, say=say,
+                    timeout_s=float(fleet.setting("alert_timeout_s")), retries=int(fleet.setting("alert_retries")))
 
 
 class Context:
@@ -91,8 +99,7 @@ class Context:
         sinks = parse_sinks(fleet.setting("alert_sinks"))
         send = None
         if sinks:
-            notifier = Notifier(sinks, os.environ, self.say, timeout_s=float(fleet.setting("alert_timeout_s")),
-                                retries=int(fleet.setting("alert_retries")))
+            notifier = notifier_of(fleet, self.say)
             for problem in notifier.missing():
                 self.say(f"alerts: {problem}: not sent there")
             send = lambda event: notifier.send(Event(**event))  # noqa: E731
@@ -456,7 +463,7 @@ def watch(ctx: Context, env: str, interval: str | None, start: bool, soak: str |
     if interval_s is not None and interval_s <= 0:
         raise InputError("--loop needs an interval > 0")
     settings = WatchSettings.of(env, fleet.setting, duration("--soak", soak) if soak is not None else None)
-    notifier_problems = Notifier(parse_sinks(fleet.setting("alert_sinks")), os.environ, ctx.say).missing()
+    notifier_problems = notifier_of(fleet, ctx.say).missing()
     if notifier_problems:
         raise InputError(f"alerts: {notifier_problems[0]} (the watch must be able to alert)")
     local = LocalState(Path(state_dir) if state_dir else default_state_dir(), fleet.inventory.stem)

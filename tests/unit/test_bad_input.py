@@ -203,6 +203,29 @@ CASES = [
      "ssh_key keys/id_deploy of host trap-2 must be an absolute path"),
     ("hosts-disagree", ["deploy", "ENV", "--stage", "10", "--yes"], {"host_data": {"soak_s": 99}},
      "hosts disagree on soak_s"),
+    # Issue 12: the timetable, the watch, the alert sinks.
+    ("durations-missing-stage", ["watch", "ENV"], {"group_data": {"stage_durations": {10: ["1d", "2d"]}}},
+     "setting stage_durations (host trap-1): must give exactly the plan's stages [10, 25, 50, 100]: "
+     "missing: [25, 50, 100]"),
+    ("durations-crossed", ["promote", "ENV", "--yes"],
+     {"group_data": {"stage_durations": {10: ["2d", "1d"], 25: [1, 2], 50: [1, 2], 100: [1, 2]}}},
+     "stage 10: the minimum 2d is longer than the maximum 1d"),
+    ("compression-zero", ["status", "ENV"], {"group_data": {"time_compression": 0}},
+     "setting time_compression (host trap-1): must be a number > 0, got 0"),
+    ("confirm-placeholder", ["watch", "ENV"], {"group_data": {"confirm_hooks": ["tickets --env {environment}"]}},
+     "unknown placeholder(s) {environment}"),
+    ("auto-promote-string", ["watch", "ENV"], {"group_data": {"auto_promote": "yes"}},
+     "setting auto_promote (host trap-1): must be true or false, got 'yes'"),
+    ("sink-kind", ["watch", "ENV"],
+     {"group_data": {"alert_sinks": [{"name": "ops", "kind": "pager", "url_env": "ROLLOUT_X_URL"}]}},
+     "sink ops"),
+    ("sink-url-not-set", ["watch", "ENV"],
+     {"group_data": {"alert_sinks": [{"name": "ops", "kind": "webhook", "url_env": "ROLLOUT_NO_SUCH_URL"}]}},
+     "alerts: sink ops: environment variable ROLLOUT_NO_SUCH_URL is not set"),
+    ("watch-loop-bad", ["watch", "ENV", "--loop", "soon"], {}, "--loop 'soon': a duration must look like"),
+    ("watch-loop-zero", ["watch", "ENV", "--loop", "0"], {}, "--loop needs an interval > 0"),
+    ("batches-setting", ["deploy", "ENV", "--stage", "10", "--yes"], {"group_data": {"batches": "0,100%"}},
+     "setting batches (host trap-1)"),
 ]
 
 

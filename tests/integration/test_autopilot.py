@@ -10,6 +10,7 @@ until ``rollout watch`` exists on this branch."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -21,6 +22,7 @@ from fleetlib import ROOT
 
 from rollout.autopilot import alerts_env
 from rollout_sandbox.image import product_wheelhouse
+from rollout_sandbox.settings import STATE_DIR
 
 COMMAND = "status"
 USER = "rollout-watch"
@@ -46,9 +48,7 @@ control = [({name!r}, {{"ssh_hostname": {address!r}, "ssh_user": "root", "ssh_ke
 
 @pytest.fixture(scope="module")
 def setup(fleet, tmp_path_factory):
-    import json
-
-    state = json.loads((Path(os.environ.get("ROLLOUT_SANDBOX_DIR", ROOT / ".sandbox")) / "fleet.json").read_text())
+    state = json.loads((STATE_DIR / "fleet.json").read_text())
     work = tmp_path_factory.mktemp("autopilot")
     project = work / "project"
     (project / "inventories").mkdir(parents=True)

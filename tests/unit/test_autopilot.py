@@ -74,6 +74,7 @@ def test_the_defaults_name_every_setting_and_a_good_install_passes(local):
     ({"autopilot_state_dir": "/var/lib/a b"}, "setting autopilot_state_dir"),
     ({"autopilot_interval": "soon"}, "setting autopilot_interval: 'soon' is not a duration (e.g. 30s, 1min, 1h)"),
     ({"autopilot_interval": "0s"}, "setting autopilot_interval: '0s' must be at least one second"),
+    ({"autopilot_interval": "500ms"}, "setting autopilot_interval: '500ms' is not a duration"),
     ({"autopilot_timeout": "-5m"}, "setting autopilot_timeout: '-5m' is not a duration"),
     ({"autopilot_package": "camera-rollout"}, "give exactly one of autopilot_wheelhouse"),
     ({"autopilot_wheelhouse": None}, "give exactly one of autopilot_wheelhouse"),

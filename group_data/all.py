@@ -306,3 +306,58 @@ alert_timeout_s = 5
 #: (never after another 4xx), with a pause doubling from one second. An alert
 #: that still fails is said and the rollout goes on.
 alert_retries = 3
+
+# --- Autopilot (tasks/autopilot.py) ---------------------------------------------
+# `rollout <autopilot_command> <autopilot_env>` on a timer, installed on a control
+# host by ``pyinfra CONTROL_INVENTORY tasks/autopilot.py --data autopilot_env=prod``
+# (docs/autopilot.md). These keys concern the control host only; the fleet's
+# hosts never read them.
+#: ``present`` installs (or updates) the autopilot; ``absent`` removes everything
+#: the install put there: timer, service, files, venv, user and its home.
+autopilot_state = "present"
+#: The environment the timer watches: ``inventories/<name>.py`` of autopilot_project.
+#: Required to install (``--data autopilot_env=prod``).
+autopilot_env = None
+#: The rollout subcommand of each tick: ``watch`` (judge the fleet, promote or roll
+#: back, alert), ``check`` (a judge-only autopilot: the gate, and a rollback when it
+#: fails; add ``--no-rollback`` to only alert), ``status`` (read only).
+autopilot_command = "watch"
+#: Name of the systemd units (``<name>.service``, ``<name>.timer``) and of the
+#: journal's identifier; ``/etc/<name>/`` holds the alerts file.
+autopilot_unit = "rollout-watch"
+#: The system user the ticks run as (no login shell), and its home: the venv,
+#: the project, the SSH key. Never root.
+autopilot_user = "rollout-watch"
+autopilot_home = "/var/lib/rollout-watch"
+#: The controller's own state between ticks (``ROLLOUT_STATE_DIR`` of the service).
+autopilot_state_dir = "/var/lib/rollout-watch/state"
+#: Where the tool comes from; give exactly one. ``autopilot_wheelhouse``: a
+#: directory of wheels on the machine running the install, the tool's own
+#: ``camera_rollout-*.whl`` among them (``scripts/wheelhouse.sh DIR``), copied to
+#: the control host and installed with ``pip --no-index`` (for a control host
+#: without PyPI); reinstalled only when the wheels changed. ``autopilot_package``:
+#: a pip requirement the control host installs from its own index.
+autopilot_wheelhouse = None
+autopilot_package = None
+#: The operator's project on this machine: its ``inventories/`` and ``group_data/``
+#: (only those two folders) are copied to ``<home>/project``, readable by the
+#: user only. Its inventory for the control host names the key and known hosts
+#: below by their place there: ``~/.ssh/id_rollout``, ``~/.ssh/known_hosts``.
+autopilot_project = None
+#: The SSH private key the ticks reach the fleet with (a file here), installed
+#: as ``<home>/.ssh/id_rollout`` (0600, the user's), and the fleet's host keys
+#: (``<home>/.ssh/known_hosts``: strict checking, no trust on first use). The
+#: key's contents are never printed, not even by --diff.
+autopilot_ssh_key = None
+autopilot_known_hosts = None
+#: NAMES of environment variables (e.g. ``["ROLLOUT_SLACK_WEBHOOK_URL"]``) whose
+#: values, taken from the environment of the operator running the install, are
+#: written to ``/etc/<autopilot_unit>/alerts.env`` (root:<user> 0640, replaced
+#: atomically, never printed). A listed variable without a value is refused
+#: before any operation; an empty list removes the file.
+autopilot_alert_env = []
+#: A tick every ``autopilot_interval`` (a systemd time span), counted from the
+#: start of the previous one; a tick still running is never started twice.
+autopilot_interval = "1min"
+#: Upper bound of one tick (it may promote in batches); then it is killed.
+autopilot_timeout = "1h"

@@ -280,3 +280,112 @@ def record_baseline(to_stage: int, known: dict | None = None):
         host.noop(f"stage stays {to_stage}: baseline kept")
         return
     yield FunctionCommand(checks.record_baseline, (current, to_stage), {})
+
+
+# --- the autopilot's control host (tasks/autopilot.py): decided from pyinfra's own facts ---------
+
+
+@operation()
+def installed_file(
+    dest: str,
+    src: str | None = None,
+    content: str | None = None,
+    user: str = "root",
+    group: str = "root",
+    mode: int = 644,
+    secret: bool = False,
+):
+    """
+    Install a local file (``src``) or ``content`` at ``dest`` atomically, like
+    ``atomic_file`` (upload beside it, owner and mode on the temporary file, then
+    a rename), deciding from pyinfra's File and Sha256File facts. A ``secret``
+    file's contents are never shown, not even with ``--diff``; give it by ``src``
+    (a path) rather than ``content`` where it can be, so no argument holds it.
+
+    + dest: remote path; its directory must exist (and, for a secret, be closed to others)
+    + src: local file to install (read when the operation runs)
+    + content: the text to install instead of ``src``
+    + user/group/mode: owner and permissions (mode as in ``chmod``, e.g. 600)
+    + secret: never show the content
+    """
+    from pyinfra.facts.files import File, Sha256File
+
+    text = content if src is None else open(src, encoding="utf-8").read()
+    remote = host.get_fact(File, path=dest)
+    exists = bool(remote)
+    same_content = exists and host.get_fact(Sha256File, path=dest) == hashlib.sha256(text.encode()).hexdigest()
+    same_meta = exists and (remote["user"], remote["group"], remote["mode"]) == (user, group, mode)
+    if same_content and same_meta:
+        host.noop(f"{dest} is up to date")
+        return
+    if state.config.DIFF:
+        verb = "Will modify" if exists else "Will create"
+        if secret:
+            host.log(f"{verb} {dest} (secret: contents not shown)", logger.info)
+        elif not same_content:
+            host.log(f"{verb} {dest}", logger.info)
+            old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []] if exists else []
+            for line in generate_color_diff(old, text.splitlines(keepends=True)):
+                logger.info("  %s", line)
+        if not same_meta:
+            logger.info("  owner/mode -> %s:%s %s", user, group, mode)
+    temp = posixpath.join(posixpath.dirname(dest), f".{posixpath.basename(dest)}.rollout-tmp")
+    yield StringCommand("rm", "-f", temp)
+    yield _UploadOrRemove(StringIO(text), temp)
+    yield StringCommand(
+        f"chown {shlex.quote(user)}:{shlex.quote(group)} {shlex.quote(temp)} && chmod {mode:03d} "
+        f"{shlex.quote(temp)} && mv -f {shlex.quote(temp)} {shlex.quote(dest)} || {{ rm -f {shlex.quote(temp)}; exit 1; }}"
+    )
+
+
+@operation()
+def pip_install(venv: str, requirement: str, fingerprint: str, find_links: str | None = None):
+    """
+    Install ``requirement`` into ``venv``: from a wheelhouse on the host with no
+    index (``find_links``), else from the host's index. Idempotent by a marker
+    holding ``fingerprint`` (of the wheel set, or the requirement), removed before
+    pip runs and written only after it succeeded, so a failed install is retried
+    by the next run. From a wheelhouse every wheel is reinstalled: a rebuilt wheel
+    may keep its version.
+
+    + venv: the virtualenv directory
+    + requirement: what pip installs (``camera-rollout``, ``camera-rollout==0.1.0``)
+    + fingerprint: identifies what should be installed
+    + find_links: directory of wheels on the host (no index), or None
+    """
+    marker = f"{venv}/.rollout-installed"
+    if (host.get_fact(FileContents, path=marker) or [None])[0] == fingerprint:
+        host.noop(f"{requirement} in {venv} is up to date")
+        return
+    source = (f"--no-index --find-links {shlex.quote(find_links)} --force-reinstall" if find_links
+              else "--upgrade")
+    yield StringCommand(
+        f"rm -f {shlex.quote(marker)} && {shlex.quote(venv)}/bin/pip install --quiet "
+        f"--disable-pip-version-check {source} {shlex.quote(requirement)} "
+        f"&& echo {shlex.quote(fingerprint)} > {shlex.quote(marker)}"
+    )
+
+
+@operation(is_idempotent=False)
+def unit_idle(unit: str, timeout_s: float):
+    """
+    Wait, bounded, until ``unit`` is not starting or stopping (a oneshot tick in
+    progress ends on its own instead of being killed); nothing to do when it is idle.
+
+    + unit: the unit name, e.g. ``rollout-watch.service``
+    + timeout_s: upper bound on the wait, in seconds
+    """
+    from pyinfra.facts.server import Command
+
+    show = f"systemctl show -P ActiveState {shlex.quote(unit)}"
+    now = (host.get_fact(Command, command=f"{show} 2>/dev/null || true") or "").strip()
+    if now not in ("activating", "deactivating", "reloading"):
+        host.noop(f"{unit} is {now or 'unknown'}: no tick in progress")
+        return
+    script = (
+        f"deadline=$(( $(date +%s) + {int(timeout_s)} )); "
+        f"while case $({show}) in activating|deactivating|reloading) true;; *) false;; esac; do "
+        f"if [ $(date +%s) -ge $deadline ]; then echo \"{unit} still busy after {int(timeout_s)}s\" >&2; "
+        f"exit 1; fi; sleep 1; done"
+    )
+    yield StringCommand("sh", "-c", shlex.quote(script))

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from rollout_sandbox.procs import run
-from rollout_sandbox.settings import APP_SOURCE, CACHE_DIR, log
+from rollout_sandbox.settings import APP_SOURCE, CACHE_DIR, STATE_DIR, log
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -71,4 +71,36 @@ def wheelhouse(image: Path) -> Path:
         (building / ".complete").write_text("")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(building, target)
+    return target
+
+
+#: What goes into the product's wheel (pyproject.toml's packages and package data).
+_PRODUCT_FILES = ("pyproject.toml", "deploy.py", "group_data/all.py", "inventories/prod.py", "rollout/**/*.py",
+                  "tasks/*.py", "templates/*.j2", "tests/hosts/*.py")
+
+
+def product_wheelhouse() -> Path:
+    """The wheelhouse of the product (its own wheel and every dependency's) for
+    the autopilot's control host, built by the product's ``scripts/wheelhouse.sh``
+    with this Python, in ``<sandbox dir>/autopilot-wheelhouse``; built again only
+    when a file of the wheel changed (the sandbox hosts run the same Python
+    minor version and an older glibc than this machine: Debian 12)."""
+    from rollout.project import DEPLOY_ROOT
+
+    digest = hashlib.sha256(sys.version.encode())
+    for pattern in _PRODUCT_FILES:
+        for path in sorted(DEPLOY_ROOT.glob(pattern)):
+            digest.update(str(path.relative_to(DEPLOY_ROOT)).encode() + b"\0" + path.read_bytes())
+    key = digest.hexdigest()
+    target = STATE_DIR / "autopilot-wheelhouse"
+    if (target / ".key").is_file() and (target / ".key").read_text() == key:
+        return target
+    log("building the product's wheelhouse for the autopilot (scripts/wheelhouse.sh)")
+    building = STATE_DIR / f".autopilot-wheelhouse-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    run(["bash", str(DEPLOY_ROOT / "scripts" / "wheelhouse.sh"), str(building)],
+        env={**os.environ, "PYTHON": sys.executable})
+    (building / ".key").write_text(key)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(building, target)
     return target

@@ -50,7 +50,7 @@ from rollout.orchestrate import (
 )
 from rollout.stages import StageError, check_move, parse_stage
 from rollout.timetable import clock, format_timetable, human, parse_durations, time_left, timetable, utcnow
-from rollout.watch import fleet_verdict
+from rollout.watch import fleet_verdict, lock_holders
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_ROLLED_BACK"]
 
@@ -188,9 +188,7 @@ def print_status(ctx: Context, statuses: dict[str, dict]) -> None:
         marker = "  <- drift" if status["file_stage"] != status["process_stage"] else ""
         ctx.say(f"{host:<28} {str(status['file_stage']):>5} {str(status['process_stage']):>8} "
                 f"{str(status.get('health')):>7}  {change}{marker}")
-    locks = {json.dumps(s["lock"], sort_keys=True) for s in statuses.values() if s.get("lock")}
-    for lock in locks:
-        holder = json.loads(lock)
+    for holder in lock_holders(statuses):  # one line per lock (token), whatever time each host took it
         ctx.say(f"lock held by {holder.get('owner')} since {holder.get('time')} ({holder.get('command')})")
     for flag in drift(statuses):
         ctx.say(f"DRIFT {flag}")

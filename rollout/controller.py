@@ -225,6 +225,8 @@ class Tick:
         if missing:
             raise Stop(EXIT_FAILED, f"cannot read the state of host(s) {', '.join(missing)} (unreachable?): "
                                     "nothing judged, nothing changed")
+        self.say("fleet: " + ", ".join(f"{h} {s.get('file_stage')}/{s.get('process_stage')}"
+                                       for h, s in sorted(statuses.items())) + " (stage in file/process)")
         for status in statuses.values():
             self.kept += [key for key in (status.get("watch") or {}).get("sent") or [] if key not in self.kept]
         self.alerts.sent.update(self.kept)
@@ -235,6 +237,10 @@ class Tick:
         since = stage_since(histories, stage) if stage is not None else None
         self.alerts.base = f"{stage}@{since.isoformat() if since else '-'}"
         if not self._lock_free(statuses):
+            return EXIT_OK
+        if place.kind == "settled" and stage == ROLLBACK_STAGE and not self.start:
+            self.summary["action"] = "none: stage 0"
+            self.say("stage 0: nothing to watch (start with `rollout deploy` or `rollout watch --start`)")
             return EXIT_OK
         try:
             self.orchestrator.take_lock(self.lock_label, arbiter=True)
@@ -287,12 +293,8 @@ class Tick:
             return self._promote(place.stage, place.target, list(place.remaining), resumed=True)
         # Settled on one stage.
         if stage == ROLLBACK_STAGE:
-            if self.start:
-                self.summary["action"] = f"start stage {self.settings.plan[0]}"
-                return self._promote(ROLLBACK_STAGE, self.settings.plan[0], list(self.runner.hosts))
-            self.summary["action"] = "none: stage 0"
-            self.say("stage 0: nothing to watch (start with `rollout deploy` or `rollout watch --start`)")
-            return EXIT_OK
+            self.summary["action"] = f"start stage {self.settings.plan[0]}"
+            return self._promote(ROLLBACK_STAGE, self.settings.plan[0], list(self.runner.hosts))
         verdicts = self.orchestrator.gate(self.settings.soak_s, None)
         self.say("gate: " + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
         try:

@@ -4,8 +4,10 @@ rollout-watch user with the key the install put there, and logs to the journal.
 Installed twice (the second run changes nothing), refused without an alert
 value (nothing changed), removed twice (everything gone, then nothing to do).
 
-The tick runs ``rollout status`` (read-only, in the autopilot_command setting)
-until ``rollout watch`` exists on this branch."""
+The tick runs ``rollout watch`` on a fleet at stage 0 (the project turns
+auto_promote off): it reads every host and changes nothing. The autopilot is
+removed when the module ends, whatever happened: a timer left behind would
+tick into the other tests."""
 
 from __future__ import annotations
 
@@ -18,13 +20,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from fleetlib import ROOT
+from fleetlib import ROOT, run_pyinfra
 
 from rollout.autopilot import alerts_env
 from rollout_sandbox.image import product_wheelhouse
 from rollout_sandbox.settings import STATE_DIR
 
-COMMAND = "status"
+COMMAND = "watch"
 USER = "rollout-watch"
 HOME = "/var/lib/rollout-watch"
 UNITS = ("/etc/systemd/system/rollout-watch.service", "/etc/systemd/system/rollout-watch.timer")
@@ -49,13 +51,16 @@ control = [({name!r}, {{"ssh_hostname": {address!r}, "ssh_user": "root", "ssh_ke
 @pytest.fixture(scope="module")
 def setup(fleet, tmp_path_factory):
     state = json.loads((STATE_DIR / "fleet.json").read_text())
+    staged = run_pyinfra("tasks/rollback.py", "--data", "checks=false")  # stage 0: the watch changes nothing
+    assert staged.returncode == 0, staged.stdout[-3000:]
     work = tmp_path_factory.mktemp("autopilot")
     project = work / "project"
     (project / "inventories").mkdir(parents=True)
     (project / "group_data").mkdir()
     hosts = ", ".join(f'({h.name!r}, {{"ssh_hostname": {h.address!r}, **_ssh}})' for h in fleet)
     (project / "inventories" / "sandbox.py").write_text(PROJECT_INVENTORY.format(hosts=hosts))
-    (project / "group_data" / "sandbox.py").write_text((ROOT / "group_data" / "sandbox.py").read_text())
+    (project / "group_data" / "sandbox.py").write_text((ROOT / "group_data" / "sandbox.py").read_text()
+                                                       + "\nauto_promote = False\n")
     control = fleet[0]
     inventory = work / "control.py"
     inventory.write_text(CONTROL_INVENTORY.format(name=control.name, address=control.address,
@@ -65,7 +70,10 @@ def setup(fleet, tmp_path_factory):
             "--data", f"autopilot_ssh_key={state['ssh_key']}",
             "--data", f"autopilot_known_hosts={state['known_hosts']}",
             "--data", f'autopilot_alert_env=["{HOOK_VARIABLE}"]']
-    return {"work": work, "inventory": inventory, "control": control, "data": data, "key": state["ssh_key"]}
+    prepared = {"work": work, "inventory": inventory, "control": control, "data": data, "key": state["ssh_key"]}
+    yield prepared
+    removed = autopilot(prepared, "--data", "autopilot_state=absent")
+    assert removed.returncode == 0, removed.stdout[-3000:]
 
 
 def autopilot(setup, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -134,8 +142,9 @@ def test_install_runs_the_timer_s_command_against_the_fleet_and_a_second_install
     assert host.check_output("systemctl show -P Result rollout-watch.service") == "success"
     uid = host.check_output(f"id -u {USER}")
     logged = host.check_output(f"journalctl -u rollout-watch.service _UID={uid} -o cat --no-pager")
-    rows = {line.split()[0] for line in logged.splitlines() if line.split()}
-    assert {h.name for h in fleet} <= rows, logged[-2000:]
+    fleet_lines = [line for line in logged.splitlines() if line.startswith("fleet: ")]
+    assert fleet_lines and all(f"{h.name} 0/0" in fleet_lines[-1] for h in fleet), logged[-2000:]
+    assert "stage 0: nothing to watch" in logged, logged[-2000:]
 
     # The same install again: nothing changes, the timer is not restarted.
     started = host.check_output("systemctl show -P ActiveEnterTimestampMonotonic rollout-watch.timer")

@@ -56,6 +56,16 @@ def parse_duration(text: str | int | float) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
+def unknown_placeholders(command: str, known) -> list[str]:
+    """The ``{placeholders}`` of a command line that are not ``known`` (a
+    ValueError naming the command for an unmatched brace)."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(command) if f is not None]
+    except ValueError as error:
+        raise ValueError(f"{error} in {command!r}") from None
+    return [f for f in fields if f not in known]
+
+
 def hook_commands(hooks: dict | None, when: str, hosts: list[str], stage: int, batch: int) -> list[str]:
     """The ``before``/``after`` commands of a batch with ``{hosts}`` (space
     separated), ``{stage}`` and ``{batch}`` filled in."""
@@ -69,10 +79,9 @@ def hook_commands(hooks: dict | None, when: str, hosts: list[str], stage: int, b
         raise BatchError(f"batch_hooks.{when} must be a list of command strings")
     for command in commands:
         try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(command) if f is not None]
+            unknown = unknown_placeholders(command, ("hosts", "stage", "batch"))
         except ValueError as error:  # an unmatched brace
-            raise BatchError(f"batch_hooks.{when}: {error} in {command!r}") from None
-        unknown = [f for f in fields if f not in ("hosts", "stage", "batch")]
+            raise BatchError(f"batch_hooks.{when}: {error}") from None
         if unknown:
             raise BatchError(f"batch_hooks.{when}: unknown placeholder {unknown[0]!r} in {command!r} "
                              "(hosts, stage, batch)")

@@ -375,7 +375,7 @@ def print_timetable(ctx: Context, fleet: Fleet, statuses: dict[str, dict]) -> No
     """Every stage of the plan: since when the whole fleet is on it, the
     verdict so far (the hosts' last gates), when it is due and overdue."""
     now = utcnow()
-    current = fleet_stage(statuses) if not drift(statuses) else None
+    current = fleet_stage(statuses)  # drifted: the highest stage a file holds (a promotion under way)
     rows = timetable(histories(statuses), current, fleet.setting("stage_plan"), durations_of(fleet))
     verdicts = {current: fleet_verdict(statuses, current)} if current else {}
     ctx.say("")
@@ -481,6 +481,10 @@ def watch(ctx: Context, env: str, interval: str | None, start: bool, soak: str |
     ctx.say("watch: stopped")
 
 
+#: Ticks a ``--loop`` keeps for its ``--json`` document (the newest).
+TICKS_KEPT = 100
+
+
 def stop_on_signals():
     """SIGTERM and SIGINT end the loop after the tick under way (a tick killed
     half-way is safe too: the next one resumes)."""
@@ -502,7 +506,7 @@ def run_tick(ctx: Context, fleet: Fleet, settings: WatchSettings, local: LocalSt
     to deliver, the failed-tick count, the alert keys kept on the hosts."""
     began = time.monotonic()
     record: dict[str, Any] = {"time": utcnow().isoformat(timespec="seconds")}
-    ctx.result["ticks"].append(record)
+    ctx.result["ticks"] = [*ctx.result["ticks"][-(TICKS_KEPT - 1):], record]  # a loop runs for days
     if not local.try_lock():
         ctx.say(f"watch: another tick of {settings.env} runs on this machine (pid {local.holder()}): "
                 "this one does nothing")

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 import re
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from rollout.alerts import parse_sinks
-from rollout.batches import BatchError, hook_commands, parse_batches, parse_duration, plan_batches
+from rollout.batches import (
+    BatchError, hook_commands, parse_batches, parse_duration, plan_batches, unknown_placeholders,
+)
 from rollout.catalog import CatalogError, load_catalog
 from rollout.consistency import ConsistencyError, check_spec
 from rollout.gate import Thresholds
@@ -211,11 +212,7 @@ def _confirm_hooks(value: Any) -> None:
     if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
         raise ValueError(f"must be a list of commands, got {value!r}")
     for command in value:
-        try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(command) if f is not None]
-        except ValueError as error:  # an unmatched brace
-            raise ValueError(f"{error} in {command!r}") from None
-        unknown = [f for f in fields if f not in ("env", "stage", "next_stage")]
+        unknown = unknown_placeholders(command, ("env", "stage", "next_stage"))
         if unknown:
             raise ValueError(f"unknown placeholder(s) {', '.join('{' + f + '}' for f in unknown)} in "
                              f"{command!r} (known: {{env}}, {{stage}}, {{next_stage}})")

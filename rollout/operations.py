@@ -108,23 +108,33 @@ def atomic_file(
         return
 
     if state.config.DIFF:
-        verb = "Will modify" if exists else "Will create"
-        if secret:
-            host.log(f"{verb} {dest} (secret: contents not shown)", logger.info)
-        elif not same_content:
-            host.log(f"{verb} {dest}", logger.info)
-            old = []
-            if exists:
-                old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []]
-            for line in generate_color_diff(old, content.splitlines(keepends=True)):
-                logger.info("  %s", line)
-        if not same_meta:
-            logger.info("  owner/mode -> %s:%s %s", user, group, mode)
+        _show_change(dest, exists, same_content, same_meta, secret, content, (user, group, mode))
+    yield from _replace(dest, content, user, group, mode)
 
-    # Same directory as dest, so the final mv is a rename on one filesystem.
+
+def _show_change(dest: str, exists: bool, same_content: bool, same_meta: bool, secret: bool, text: str,
+                 owner: tuple) -> None:
+    """What ``--diff`` shows of a replaced file: its diff, or for a secret only
+    that it changes."""
+    verb = "Will modify" if exists else "Will create"
+    if secret:
+        host.log(f"{verb} {dest} (secret: contents not shown)", logger.info)
+    elif not same_content:
+        host.log(f"{verb} {dest}", logger.info)
+        old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []] if exists else []
+        for line in generate_color_diff(old, text.splitlines(keepends=True)):
+            logger.info("  %s", line)
+    if not same_meta:
+        logger.info("  owner/mode -> %s:%s %s", *owner)
+
+
+def _replace(dest: str, text: str, user: str, group: str, mode: int):
+    """The commands that replace ``dest`` atomically: upload beside it (same
+    directory: the final mv is a rename on one filesystem), owner and mode on the
+    temporary file, then the rename; the temporary file removed on a failure."""
     temp = posixpath.join(posixpath.dirname(dest), f".{posixpath.basename(dest)}.rollout-tmp")
     yield StringCommand("rm", "-f", temp)
-    yield _UploadOrRemove(StringIO(content), temp)
+    yield _UploadOrRemove(StringIO(text), temp)
     yield StringCommand(
         " && ".join(
             [
@@ -319,23 +329,8 @@ def installed_file(
         host.noop(f"{dest} is up to date")
         return
     if state.config.DIFF:
-        verb = "Will modify" if exists else "Will create"
-        if secret:
-            host.log(f"{verb} {dest} (secret: contents not shown)", logger.info)
-        elif not same_content:
-            host.log(f"{verb} {dest}", logger.info)
-            old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []] if exists else []
-            for line in generate_color_diff(old, text.splitlines(keepends=True)):
-                logger.info("  %s", line)
-        if not same_meta:
-            logger.info("  owner/mode -> %s:%s %s", user, group, mode)
-    temp = posixpath.join(posixpath.dirname(dest), f".{posixpath.basename(dest)}.rollout-tmp")
-    yield StringCommand("rm", "-f", temp)
-    yield _UploadOrRemove(StringIO(text), temp)
-    yield StringCommand(
-        f"chown {shlex.quote(user)}:{shlex.quote(group)} {shlex.quote(temp)} && chmod {mode:03d} "
-        f"{shlex.quote(temp)} && mv -f {shlex.quote(temp)} {shlex.quote(dest)} || {{ rm -f {shlex.quote(temp)}; exit 1; }}"
-    )
+        _show_change(dest, exists, same_content, same_meta, secret, text, (user, group, mode))
+    yield from _replace(dest, text, user, group, mode)
 
 
 @operation()

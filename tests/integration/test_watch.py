@@ -119,6 +119,7 @@ def test_watch_drives_an_unattended_progression_and_alerts_each_step_once(fleet,
             output = stop_watch(watch, log)
         received = receiver.received()
     assert watch.returncode == 0, output[-4000:]
+    assert receiver.url not in output and f":{receiver.port}" not in output  # a webhook URL is a secret
     expected = []
     for stage in (10, 25, 50, 100):
         expected += [("stage-started", stage), ("batch-passed", stage), ("batch-passed", stage), ("promoted", stage)]

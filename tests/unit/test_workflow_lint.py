@@ -115,7 +115,8 @@ def test_workflow_rules():
     assert "permissions" in workflow
     assert not [step["run"] for _, step in steps if "${{" in step.get("run", "")]
 
-    gates = [(job, step) for job, step in steps if re.search(r"\brollout\b.*\bcheck\b", step.get("run", ""))]
+    # The rollback-capable step: one tick of the watch (the gate, a rollback on an abort).
+    gates = [(job, step) for job, step in steps if re.search(r"\brollout\b.*\bwatch\b", step.get("run", ""))]
     assert len(gates) == 1, gates
     job, gate = gates[0]
     assert "always()" not in str(gate.get("if", "")) and "always()" not in str(job.get("if", ""))

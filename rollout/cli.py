@@ -37,12 +37,12 @@ import click
 from rollout.alerts import Event, parse_sinks
 from rollout.batches import BatchError
 from rollout.controller import (
-    PENDING_KEPT, Alerts, LocalState, Tick, WatchSettings, default_state_dir, sent_to_keep, tick_failed,
-    tick_succeeded, wait_between,
+    PENDING_KEPT, Alerts, LocalState, Tick, WatchSettings, default_state_dir, tick_failed, tick_succeeded,
+    wait_between,
 )
 from rollout.fleet import Fleet, PyinfraRunner, load_fleet
 from rollout.inputs import (
-    InputError, RolloutOptions, check_batches, check_options, duration, refuse_missing_secrets,
+    InputError, RolloutOptions, check_batches, check_early, check_options, duration, refuse_missing_secrets,
 )
 from rollout.project import DEPLOY_ROOT, find_project, write_starter
 from rollout.orchestrate import (
@@ -204,6 +204,7 @@ def rollout_options(fleet: Fleet, options: dict[str, Any]) -> RolloutOptions:
                             canary=options["canary"] or fleet.setting("canary"), soak=options["soak"],
                             batch_soak=options["batch_soak"], default_soak_s=fleet.setting("soak_s"),
                             default_batch_soak_s=fleet.setting("batch_soak_s"))
+    check_early(options["early"])
     if not options["yes"] and not options["dry"] and not sys.stdin.isatty():
         raise InputError("not a terminal: pass --yes to apply")
     return checked
@@ -225,8 +226,6 @@ def refuse_early(ctx: Context, fleet: Fleet, runner: PyinfraRunner, statuses: di
     record of the change keeps, with the operator."""
     if not current or target <= current:
         return
-    if early is not None and (not early.strip() or "\n" in early):
-        raise InputError("--early needs a reason on one line (it is kept in the hosts' history)")
     left, due = time_left(histories(statuses), current, durations_of(fleet), utcnow())
     if left <= 0:
         return
@@ -467,7 +466,7 @@ def watch(ctx: Context, env: str, interval: str | None, start: bool, soak: str |
     local = LocalState(Path(state_dir) if state_dir else default_state_dir(), fleet.inventory.stem)
     ctx.result["ticks"] = []
     if interval_s is None:
-        code = run_tick(ctx, fleet, settings, local, start)
+        code = run_tick(ctx, fleet, settings, local, start, lambda: False)
         if code != EXIT_OK:
             raise Stop(code, ctx.result["ticks"][-1].get("error") or "the tick failed")
         return
@@ -475,7 +474,7 @@ def watch(ctx: Context, env: str, interval: str | None, start: bool, soak: str |
     first = True
     while not stopping():
         began = time.monotonic()
-        run_tick(ctx, fleet, settings, local, start and first)
+        run_tick(ctx, fleet, settings, local, start and first, stopping)
         first = False
         wait_between(interval_s, stopping, began)
     ctx.say("watch: stopped")
@@ -501,9 +500,10 @@ def stop_on_signals():
     return lambda: bool(asked)
 
 
-def run_tick(ctx: Context, fleet: Fleet, settings: WatchSettings, local: LocalState, start: bool) -> int:
+def run_tick(ctx: Context, fleet: Fleet, settings: WatchSettings, local: LocalState, start: bool,
+             stopping) -> int:
     """One tick with its bookkeeping: this machine's tick lock, the alerts still
-    to deliver, the failed-tick count, the alert keys kept on the hosts."""
+    to deliver (kept here as soon as a sink refuses one), the failed-tick count."""
     began = time.monotonic()
     record: dict[str, Any] = {"time": utcnow().isoformat(timespec="seconds")}
     ctx.result["ticks"] = [*ctx.result["ticks"][-(TICKS_KEPT - 1):], record]  # a loop runs for days
@@ -516,10 +516,12 @@ def run_tick(ctx: Context, fleet: Fleet, settings: WatchSettings, local: LocalSt
         state = local.load()
         token = f"{ctx.operator}:{uuid.uuid4().hex[:12]}"
         runner = ctx.runner(fleet, token)
+        runner.own_session = True  # a signal for the loop must not cut the tick's pyinfra runs
         alerts = ctx.alerts(fleet)
+        alerts.keep_pending = lambda pending: local.save({**state, "pending": pending[-PENDING_KEPT:]})
         alerts.retry_pending(state.get("pending") or [], utcnow())
         tick = Tick(settings, runner, ctx.orchestrator(fleet, runner, alerts=alerts), alerts, ctx.operator,
-                    fleet.project, start, local=str(local.directory.resolve()))
+                    fleet.project, start, local=str(local.directory.resolve()), stopping=stopping)
         ctx.say(f"watch {settings.env}: tick at {record['time']}")
         try:
             code = tick.run()
@@ -531,17 +533,16 @@ def run_tick(ctx: Context, fleet: Fleet, settings: WatchSettings, local: LocalSt
             code = EXIT_FAILED
             record["error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
             ctx.say(f"watch: the tick broke: {record['error']}")
-        if code == EXIT_FAILED:
+        sent = list(alerts.new)
+        if code == EXIT_FAILED and not tick.summary.get("held"):  # a hold is the watch working
             state = tick_failed(state, settings.failing_after, alerts, record.get("error", "failed"))
         else:
             state = tick_succeeded(state, alerts)
-        if alerts.new:
-            kept = {"sent": sent_to_keep(tick.kept, alerts.new)}
-            runner.run(["tasks/watch_state.py"], "watch state", data={"watch_state": kept}, show=False)
         state["pending"] = alerts.pending[-PENDING_KEPT:]
         local.save(state)
+        tick.keep_alerts_after()  # watch failing / recovered: on the hosts too, when they answer
         record.update(tick.summary, exit_code=code, seconds=round(time.monotonic() - began, 1),
-                      alerts=alerts.new)
+                      alerts=sent + [key for key in alerts.new if key not in sent])
         ctx.say(f"watch: tick done in {record['seconds']:.0f}s: {record.get('action', '-')} (exit {code})")
         return code
     finally:

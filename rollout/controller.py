@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rollout.alerts import parse_sinks
 from rollout.batches import plan_batches
 from rollout.orchestrate import EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, Orchestrator, StageChange, Stop
 from rollout.stages import ROLLBACK_STAGE
@@ -123,6 +124,8 @@ class Alerts:
     new: list[str] = field(default_factory=list)
     pending: list[dict] = field(default_factory=list)
     base: str = "-"
+    #: Keeps ``pending`` on this machine as soon as a sink refused an alert.
+    keep_pending: Callable[[list[dict]], None] | None = None
 
     def __call__(self, kind: str, stage: int | None, summary: str, key: str = "") -> None:
         full = f"{kind}:{self.base}:{key}"
@@ -135,6 +138,8 @@ class Alerts:
                  "time": utcnow().isoformat(timespec="seconds")}
         if self.send is not None and not self.send(event):
             self.pending.append(event)
+            if self.keep_pending is not None:
+                self.keep_pending(self.pending)
 
     def retry_pending(self, pending: list[dict], now: datetime) -> None:
         """Send again what earlier ticks could not deliver (the newest, not older than a day)."""
@@ -166,6 +171,8 @@ class WatchSettings:
     confirm_hook_timeout_s: float
     lock_stale_after_s: float
     failing_after: int
+    #: The alert sinks' URL variables: a confirm hook does not get them.
+    secret_env: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, env: str, setting: Callable[[str], Any], soak_s: float | None = None) -> "WatchSettings":
@@ -175,14 +182,25 @@ class WatchSettings:
                    float(setting("batch_soak_s")), float(setting("soak_s")), setting("batches"),
                    setting("canary"), tuple(setting("confirm_hooks") or ()),
                    float(setting("confirm_hook_timeout_s")), float(setting("lock_stale_after_s")),
-                   int(setting("watch_failing_after")))
+                   int(setting("watch_failing_after")),
+                   tuple(sink.url_env for sink in parse_sinks(setting("alert_sinks"))))
 
 
-def run_confirm_hook(command: str, cwd: Path, timeout_s: float) -> tuple[bool, str]:
-    """One confirm hook on this machine: (exited 0 in time, the last line it said)."""
+def _rolled_back(status: Mapping) -> bool:
+    """The host's last change was a rollback (by hand, by a check, by the watch)."""
+    record = status.get("current") or {}
+    return "rollback" in str(record.get("command")) or str(record.get("verdict")).startswith("rolled back") \
+        or "gate failed" in str(record.get("command"))
+
+
+def run_confirm_hook(command: str, cwd: Path, timeout_s: float, hidden: tuple[str, ...] = ()) -> tuple[bool, str]:
+    """One confirm hook on this machine: (exited 0 in time, "exit N: its last
+    line"). ``hidden``: environment variables it does not get (the alert sinks'
+    URLs)."""
+    environment = {k: v for k, v in os.environ.items() if k not in hidden}
     try:
         result = subprocess.run(["bash", "-c", command], cwd=cwd, text=True, capture_output=True,
-                                stdin=subprocess.DEVNULL, timeout=timeout_s)
+                                stdin=subprocess.DEVNULL, timeout=timeout_s, env=environment)
     except subprocess.TimeoutExpired:
         return False, f"no answer within {timeout_s:g}s"
     lines = (result.stdout.strip() or result.stderr.strip()).splitlines()
@@ -194,8 +212,8 @@ class Tick:
 
     def __init__(self, settings: WatchSettings, runner, orchestrator: Orchestrator, alerts: Alerts,
                  operator: str, project: Path, start: bool = False, local: str = "",
-                 confirm: Callable[[str, Path, float], tuple[bool, str]] = run_confirm_hook,
-                 now: Callable[[], datetime] = utcnow):
+                 confirm: Callable[..., tuple[bool, str]] = run_confirm_hook,
+                 now: Callable[[], datetime] = utcnow, stopping: Callable[[], bool] = lambda: False):
         self.settings = settings
         self.runner = runner
         self.orchestrator = orchestrator
@@ -205,13 +223,19 @@ class Tick:
         self.start = start
         self.confirm = confirm
         self.now = now
+        #: True once the operator asked the loop to stop (SIGTERM, Ctrl-C): a run
+        #: that fails then may have been cut by the same signal, so nothing is
+        #: rolled back on it; the next tick judges again.
+        self.stopping = stopping
         self.command = f"rollout watch {settings.env}"
         #: The lock's words: which watch holds it (this machine's state directory:
         #: only a tick that shares it, and so its tick lock, may take it over).
         self.lock_label = f"{self.command} (state {local})" if local else self.command
         self.summary: dict[str, Any] = {}
-        #: The alert keys the hosts keep (watch.json), in order.
+        #: The alert keys the hosts keep (watch.json), in order, once read.
         self.kept: list[str] = []
+        self.read = False
+        self.written = 0
 
     def say(self, message: str) -> None:
         self.runner.say(message)
@@ -220,6 +244,40 @@ class Tick:
 
     def run(self) -> int:
         """The tick's body, after this machine's tick lock. Returns an exit code."""
+        statuses = self._read()
+        if not self._lock_free(statuses):
+            self._keep_alerts()
+            return EXIT_OK
+        place = situation(statuses, self.settings.plan)
+        if place.kind == "settled" and place.stage == ROLLBACK_STAGE and not self.start:
+            self.summary.update(situation=place.kind, action="none: stage 0")
+            self.say("stage 0: nothing to watch (start with `rollout deploy` or `rollout watch --start`)")
+            return EXIT_OK
+        try:
+            self.orchestrator.take_lock(self.lock_label, arbiter=True)
+        except Stop as error:
+            self.say(f"{error}: this tick does nothing")
+            self.summary["action"] = "none: locked"
+            return EXIT_OK
+        try:
+            # Decide from what the hosts say now that no one else may change them:
+            # another tick or an operator may have acted since the first read.
+            statuses = self._read()
+            place = situation(statuses, self.settings.plan)
+            self.summary["situation"] = place.kind
+            histories = {h: s.get("history") or [] for h, s in statuses.items()}
+            since = stage_since(histories, place.stage) if place.stage is not None else None
+            # The alerts' keys tell this stage's time on it from any other: when the
+            # whole fleet reached it, else the newest record (a new drift, a new rollback).
+            newest = max((str((s.get("current") or {}).get("time")) for s in statuses.values()), default="-")
+            self.alerts.base = f"{place.stage}@{since.isoformat() if since else newest}"
+            return self._act(place, statuses, since)
+        finally:
+            self._keep_alerts()
+            self.orchestrator.release_lock(quiet=True)
+
+    def _read(self) -> dict[str, dict]:
+        """Every host's state; a host that cannot be read ends the tick."""
         statuses = self.runner.status()
         missing = sorted(h for h, s in statuses.items() if s is None)
         if missing:
@@ -230,28 +288,23 @@ class Tick:
         for status in statuses.values():
             self.kept += [key for key in (status.get("watch") or {}).get("sent") or [] if key not in self.kept]
         self.alerts.sent.update(self.kept)
-        histories = {h: s.get("history") or [] for h, s in statuses.items()}
-        place = situation(statuses, self.settings.plan)
-        self.summary["situation"] = place.kind
-        stage = place.stage
-        since = stage_since(histories, stage) if stage is not None else None
-        self.alerts.base = f"{stage}@{since.isoformat() if since else '-'}"
-        if not self._lock_free(statuses):
-            return EXIT_OK
-        if place.kind == "settled" and stage == ROLLBACK_STAGE and not self.start:
-            self.summary["action"] = "none: stage 0"
-            self.say("stage 0: nothing to watch (start with `rollout deploy` or `rollout watch --start`)")
-            return EXIT_OK
+        self.read = True
+        return statuses
+
+    def _keep_alerts(self) -> None:
+        """The keys of this tick's alerts, kept on every host with those they had
+        (only once they were read: never a list that would forget them)."""
+        if self.read and len(self.alerts.new) > self.written:
+            self.runner.keep_alerts(sent_to_keep(self.kept, self.alerts.new))
+            self.written = len(self.alerts.new)
+
+    def keep_alerts_after(self) -> None:
+        """After the tick's own bookkeeping (watch failing, recovered): the keys
+        not yet on the hosts; a host that does not answer is said, not fatal."""
         try:
-            self.orchestrator.take_lock(self.lock_label, arbiter=True)
-        except Stop as error:
-            self.say(f"{error}: this tick does nothing")
-            self.summary["action"] = "none: locked"
-            return EXIT_OK
-        try:
-            return self._act(place, stage, since)
-        finally:
-            self.orchestrator.release_lock(quiet=True)
+            self._keep_alerts()
+        except Exception as error:  # the tick is over; its alerts went out
+            self.say(f"alert keys not kept on the hosts: {type(error).__name__}: {error}")
 
     def _lock_free(self, statuses: Mapping[str, Mapping]) -> bool:
         """True when the rollout lock is free, or held only by a tick of this
@@ -263,7 +316,8 @@ class Tick:
                 and lock.get("command") == self.lock_label]
         if len(ours) == len(holders):
             self.say(f"taking over the lock of a tick that died ({ours[0].get('time')})")
-            self.runner.lock("release", force=True, quiet=True)
+            for lock in ours:  # by its own token: never anyone else's lock
+                self.runner.lock("release", quiet=True, token=lock.get("token"))
             return True
         other = next(lock for lock in holders if lock not in ours)
         described = f"{other.get('owner')} since {other.get('time')} ({other.get('command')})"
@@ -277,26 +331,40 @@ class Tick:
             self.alerts.base = saved
         return False
 
-    def _act(self, place, stage: int | None, since: datetime | None) -> int:
+    def _act(self, place, statuses: Mapping[str, Mapping], since: datetime | None) -> int:
+        stage = place.stage
         if place.kind == "drift":
-            self.summary["action"] = "hold: drift"
-            self.alerts("held", stage, f"the watch holds: {place.reason}; settle the fleet with `rollout deploy` "
-                        "or `rollout rollback`", "drift")
-            raise Stop(EXIT_FAILED, f"the fleet has drifted ({place.reason}): the watch holds")
+            return self._hold("drift", stage, f"{place.reason}; settle the fleet with `rollout deploy` or "
+                                              "`rollout rollback`")
         if place.kind == "rollback":
             self.summary["action"] = "finish rollback"
             self.say(f"{place.reason}: finishing it")
             return self._roll_back()
         if place.kind == "promotion":
+            if set(place.started_by) - {self.command} or not self.settings.auto_promote:
+                who = ", ".join(place.started_by) or "unknown"
+                return self._hold("promotion", stage, f"{place.reason}, started by {who}: the watch finishes only "
+                                  "its own promotions (with auto_promote); finish it with `rollout deploy` or roll "
+                                  "back")
             self.summary["action"] = f"resume promotion to {place.target}"
             self.say(f"{place.reason}: finishing it")
-            return self._promote(place.stage, place.target, list(place.remaining), resumed=True)
+            return self._promote(stage, place.target, list(place.remaining), resumed=True)
         # Settled on one stage.
         if stage == ROLLBACK_STAGE:
+            rolled = sorted(h for h, s in statuses.items() if _rolled_back(s))
+            if rolled:
+                self.summary["action"] = "none: rolled back"
+                self.say(f"stage 0 after a rollback ({', '.join(rolled)}): --start never restarts a rolled-back "
+                         f"rollout; start it again with `rollout deploy {self.settings.env} --stage "
+                         f"{self.settings.plan[0]}`")
+                return EXIT_OK
             self.summary["action"] = f"start stage {self.settings.plan[0]}"
             return self._promote(ROLLBACK_STAGE, self.settings.plan[0], list(self.runner.hosts))
         verdicts = self.orchestrator.gate(self.settings.soak_s, None)
         self.say("gate: " + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
+        if self.stopping():
+            raise Stop(EXIT_FAILED, "stopping: this tick's gate is not acted on (a signal may have cut it); "
+                                    "the next tick judges again")
         try:
             self.orchestrator.act_on_gate(verdicts, f"{self.command} (gate failed)", f"stage {stage}")
         except Stop as stop:
@@ -323,14 +391,23 @@ class Tick:
         self.summary["action"] = f"promote to {decision.promote_to}"
         return self._promote(stage, decision.promote_to, list(self.runner.hosts))
 
+    def _hold(self, what: str, stage: int | None, reason: str) -> int:
+        """The watch holds (alerted once): a person must act. Exit 1, but not a
+        failing watch."""
+        self.summary.update(action=f"hold: {what}", held=True)
+        self.alerts("held", stage, f"the watch holds: {reason}", what)
+        raise Stop(EXIT_FAILED, f"the watch holds: {reason}")
+
     def _confirmed(self, stage: int, following: int) -> str | None:
-        """Every confirm hook, in order; the first refusal's words, or None."""
+        """Every confirm hook, in order; the first refusal (its command and exit
+        status: a hook's words stay in this tick's log, never in an alert), or None."""
         for template in self.settings.confirm_hooks:
             command = template.format(env=self.settings.env, stage=stage, next_stage=following)
-            ok, detail = self.confirm(command, self.project, self.settings.confirm_hook_timeout_s)
+            ok, detail = self.confirm(command, self.project, self.settings.confirm_hook_timeout_s,
+                                      self.settings.secret_env)
             self.say(f"confirm hook: {command} -> {detail}")
             if not ok:
-                return f"{command} ({detail})"
+                return f"{command} ({detail.split(':', 1)[0]})"
         return None
 
     def _promote(self, stage: int, target: int, hosts: list[str], resumed: bool = False) -> int:
@@ -346,6 +423,9 @@ class Tick:
         try:
             self.orchestrator.apply_in_batches(change, {})
         except Stop as stop:
+            if self.stopping():
+                raise Stop(EXIT_FAILED, f"{stop}; stopping: nothing rolled back (a signal may have cut the batch); "
+                                        "the next tick finishes or judges it") from None
             self.say(f"{stop}: rolling every host back")
             self._roll_back()  # a rollback that did not complete raises its own Stop
             raise Stop(EXIT_ROLLED_BACK, f"{stop}; every host rolled back") from None

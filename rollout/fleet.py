@@ -179,6 +179,7 @@ def pyinfra(
     limit: list[str] | None = None,
     dry: bool = False,
     stream: bool = False,
+    own_session: bool = False,
 ) -> Run:
     """Run the pyinfra CLI on the fleet: the deploy root's files (importable
     through PYTHONPATH), the defaults then the project's group_data, limited to
@@ -200,7 +201,7 @@ def pyinfra(
         path = os.pathsep.join(filter(None, [str(DEPLOY_ROOT), os.environ.get("PYTHONPATH")]))
         process = subprocess.Popen(command, cwd=reports_dir, text=True, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env={**os.environ, "PYTHONPATH": path})
+                                   env={**os.environ, "PYTHONPATH": path}, start_new_session=own_session)
         lines = []
         assert process.stdout is not None
         for line in process.stdout:
@@ -247,12 +248,14 @@ class PyinfraRunner:
         self.verbose = verbose
         #: Data every run of this runner gets (``override``: promote --early).
         self.extra_data: dict[str, Any] = {}
+        #: Each pyinfra run in a session of its own: a Ctrl-C or SIGTERM meant for
+        #: ``watch --loop`` (which finishes its tick) must not cut the tick's run.
+        self.own_session = False
 
     def run(self, files: list[str], title: str, data: dict[str, Any] | None = None,
             limit: list[str] | None = None, dry: bool = False, show: bool = True) -> Run:
         run = pyinfra(self.fleet, files, data={"operator": self.operator, **self.extra_data, **(data or {})},
-                      limit=limit, dry=dry,
-                      stream=self.verbose)
+                      limit=limit, dry=dry, stream=self.verbose, own_session=self.own_session)
         if show and not self.verbose:  # verbose: already streamed
             for line in summary_lines(run.output):
                 self.say(f"  {line}")
@@ -280,8 +283,8 @@ class PyinfraRunner:
         return {h: s if s and "error" not in s else None for h, s in statuses.items()}
 
     def lock(self, action: str, *, command: str = "", force: bool = False, quiet: bool = False,
-             hosts: list[str] | None = None) -> HostsRun:
-        data = {"lock_action": action, "lock_token": self.token, "command": command, "break_lock": force}
+             hosts: list[str] | None = None, token: str | None = None) -> HostsRun:
+        data = {"lock_action": action, "lock_token": token or self.token, "command": command, "break_lock": force}
         run = self.run(["tasks/lock.py"], "lock" if action == "acquire" else "unlock", data=data, show=not quiet,
                        limit=hosts)
         return self._hosts_run(run, hosts or self.hosts)
@@ -305,6 +308,10 @@ class PyinfraRunner:
     def gate(self, soak_s: float, smoke: bool | None) -> HostsRun:
         data: dict[str, Any] = {"soak_s": soak_s, **_synthetic(smoke)}
         return self._hosts_run(self.run(["tasks/gate.py"], "gate", data=data), self.hosts)
+
+    def keep_alerts(self, sent: list[str]) -> None:
+        """The watch's sent alert keys, on every host (tasks/watch_state.py)."""
+        self.run(["tasks/watch_state.py"], "watch state", data={"watch_state": {"sent": sent}}, show=False)
 
     def hook(self, command: str) -> tuple[bool, str]:
         result = subprocess.run(["bash", "-c", command], cwd=self.fleet.project, text=True, capture_output=True,

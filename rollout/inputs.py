@@ -209,8 +209,8 @@ def _stage_durations(value: Any) -> None:
 
 
 def _confirm_hooks(value: Any) -> None:
-    if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
-        raise ValueError(f"must be a list of commands, got {value!r}")
+    if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() and "\n" not in c for c in value):
+        raise ValueError(f"must be a list of one-line commands, got {value!r}")
     for command in value:
         unknown = unknown_placeholders(command, ("env", "stage", "next_stage"))
         if unknown:
@@ -354,6 +354,12 @@ def check_options(hosts: list[str], *, batches_spec: str, canary: str | None, so
     soak_s = duration("--soak", soak) if soak is not None else float(default_soak_s)
     batch_soak_s = duration("--batch-soak", batch_soak) if batch_soak is not None else float(default_batch_soak_s)
     return RolloutOptions(batches, soak_s, batch_soak_s)
+
+
+def check_early(reason: str | None) -> None:
+    """``--early REASON``: a reason on one line (every host's history keeps it)."""
+    if reason is not None and (not reason.strip() or "\n" in reason or "\r" in reason):
+        raise InputError("--early needs a reason on one line (it is kept in the hosts' history)")
 
 
 def check_batches(hosts: list[str], spec: str, option: str = "--batches") -> list[list[str]]:

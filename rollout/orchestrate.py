@@ -68,9 +68,10 @@ class Runner(Protocol):
         """Every host's status report (None for a host that could not be read)."""
 
     def lock(self, action: str, *, command: str = "", force: bool = False, quiet: bool = False,
-             hosts: list[str] | None = None) -> HostsRun:
-        """``acquire`` (with this rollout's token), ``release`` (ours, or any with
-        ``force``) on every host or on ``hosts``; ``quiet``: show nothing of the run."""
+             hosts: list[str] | None = None, token: str | None = None) -> HostsRun:
+        """``acquire`` (with this rollout's token), ``release`` (ours, the lock of
+        ``token``, or any with ``force``) on every host or on ``hosts``; ``quiet``:
+        show nothing of the run."""
 
     def apply(self, hosts: list[str], stage: int, *, soak_s: float, smoke: bool | None, command: str,
               checks: bool = True) -> HostsRun:
@@ -84,6 +85,9 @@ class Runner(Protocol):
 
     def hook(self, command: str) -> tuple[bool, str]:
         """One batch hook on the control machine: (succeeded, last line of its output)."""
+
+    def keep_alerts(self, sent: list[str]) -> None:
+        """The watch's sent alert keys, kept on every host."""
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ Before the gate, ``situation`` sorts the fleet:
   applies T to the others, in batches, and never redoes a finished one;
 - **rollback**: a rollback stopped half-way (hosts on 0 recorded their move to
   0 after every other host's last record): it is finished first;
-- **drift**: anything else (a failed batch left as it was, a host edited by
-  hand): the watch holds and alerts; a person settles it with deploy or rollback.
+- **drift**: anything else (a failed batch or a failed gate left as it was, a
+  revert stopped half-way, a host edited by hand, a stage outside the plan): the
+  watch holds and alerts; a person settles it with deploy or rollback.
 
 After the gate, ``after_gate`` applies the timetable to a settled stage: due and
 passing -> promote (``auto_promote``) or alert "due"; due and not passing ->
@@ -41,41 +42,73 @@ class Situation:
     target: int | None = None  # promotion: to
     remaining: tuple[str, ...] = ()  # promotion: the hosts still to move
     reason: str = ""
+    #: promotion: the commands the finished hosts recorded (who started it)
+    started_by: tuple[str, ...] = ()
 
 
 def _record(status: Mapping) -> Mapping:
     return status.get("current") or {}
 
 
+def gate_on(status: Mapping, stage: int) -> Mapping:
+    """The host's last gate if it judged ``stage`` in the host's current run on
+    it (after the record of the stage before), else {}: a gate of an earlier
+    time on the same stage says nothing of this one."""
+    last = status.get("gate_last") or {}
+    if last.get("stage") != stage:
+        return {}
+    history = status.get("history") or []
+    before = [r for r in history if r.get("stage") != stage]
+    judged, previous = parse_time(last.get("time")), parse_time(before[-1].get("time")) if before else None
+    if previous is not None and (judged is None or judged <= previous):
+        return {}
+    return last
+
+
 def situation(statuses: Mapping[str, Mapping], plan: Sequence[int]) -> Situation:
     """Sort the fleet (see the module docstring). A host counts as on a stage
     when its file and its process hold it and its record says it moved there (a
     tick killed after the restart but before the record leaves a host to redo:
-    the record starts the stage's clock)."""
+    the record starts the stage's clock). Whatever is not plainly one of the
+    safe cases is drift: the watch holds and a person decides."""
     files = {h: s.get("file_stage") for h, s in statuses.items()}
     if any(stage is None for stage in files.values()):
         unknown = sorted(h for h, stage in files.items() if stage is None)
         return Situation("drift", reason=f"no stage in the env file of {', '.join(unknown)}")
+    outside = sorted(h for h, stage in files.items() if stage not in (ROLLBACK_STAGE, *plan))
+    if outside:
+        return Situation("drift", reason="stages outside the plan: " + ", ".join(f"{h}={files[h]}" for h in outside))
     stages = sorted(set(files.values()))
     lower, upper = stages[0], stages[-1]
+    # A host back on the lower stage whose record still says the upper one moved
+    # down without recording it: a rollback (or a revert) stopped half-way.
+    down = sorted(h for h, s in statuses.items() if lower != upper and files[h] == lower
+                  and _record(s).get("stage") == upper)
     if lower == ROLLBACK_STAGE and upper != ROLLBACK_STAGE:
         # Hosts moved to 0 after every other host's last change: a rollback under way.
         others = [parse_time(_record(s).get("time")) for h, s in statuses.items() if files[h] != lower]
         rolled = [parse_time(_record(s).get("time")) for h, s in statuses.items()
                   if files[h] == lower and _record(s).get("target_stage") == ROLLBACK_STAGE]
-        if rolled and all(others) and all(r and r > max(others) for r in rolled):
+        if down or (rolled and all(others) and all(r and r > max(others) for r in rolled)):
             return Situation("rollback", upper, ROLLBACK_STAGE,
                              tuple(sorted(h for h, stage in files.items() if stage != lower)),
                              "a rollback stopped half-way")
+    if down:
+        return Situation("drift", reason=f"{', '.join(down)} went back to stage {lower} without a record "
+                                         "(a revert stopped half-way)")
     if len(stages) > 2 or (len(stages) == 2 and upper != next_stage(lower, plan)):
         return Situation("drift", reason="hosts are on stages " + ", ".join(
             f"{h}={stage}" for h, stage in sorted(files.items())))
-    failed, remaining = [], []
+    failed, remaining, started_by = [], [], set()
     for host, status in sorted(statuses.items()):
         record, process = _record(status), status.get("process_stage")
-        if files[host] == upper and process == upper and record.get("target_stage") == upper \
+        gate = gate_on(status, upper)
+        if upper != ROLLBACK_STAGE and gate.get("verdict") in ("abort", "error"):
+            failed.append(f"{host} (its last gate on stage {upper}: {gate.get('verdict')})")
+        elif files[host] == upper and process == upper and record.get("target_stage") == upper \
                 and record.get("stage") == upper:
-            if len(stages) == 2 and record.get("verdict") not in CHECKED:
+            started_by.add(str(record.get("command")))
+            if upper != ROLLBACK_STAGE and record.get("verdict") not in CHECKED:
                 failed.append(f"{host} ({record.get('verdict')})")
         elif files[host] == upper or (files[host] == lower and process == lower):
             remaining.append(host)
@@ -87,7 +120,8 @@ def situation(statuses: Mapping[str, Mapping], plan: Sequence[int]) -> Situation
         return Situation("settled", upper)
     origin = lower if len(stages) == 2 else _previous(upper, plan)
     return Situation("promotion", origin, upper, tuple(remaining),
-                     f"a promotion to {upper} stopped half-way ({', '.join(remaining)} still to do)")
+                     f"a promotion to {upper} stopped half-way ({', '.join(remaining)} still to do)",
+                     tuple(sorted(started_by)))
 
 
 def _previous(stage: int, plan: Sequence[int]) -> int:
@@ -101,8 +135,8 @@ def fleet_verdict(statuses: Mapping[str, Mapping], stage: int) -> str:
     order = {"abort": 0, "error": 1, "inconclusive": 2, "pass": 3}
     found = []
     for status in statuses.values():
-        last = status.get("gate_last") or {}
-        if last.get("stage") != stage or last.get("verdict") not in order:
+        last = gate_on(status, stage)
+        if last.get("verdict") not in order:
             return "-"
         found.append(last["verdict"])
     return min(found, key=order.__getitem__) if found else "-"
@@ -161,7 +195,7 @@ def after_gate(stage: int, verdicts: Mapping[str, str], since: datetime | None, 
 
 
 def overdue_alert(stage: int, since: datetime | None, duration: Duration | None, now: datetime) -> Alert | None:
-    """"overdue" for a stage held by a confirm hook or a drift past its maximum."""
+    """"overdue" for a stage whose promotion a confirm hook holds past its maximum."""
     if since is None or duration is None or (now - since).total_seconds() < duration.max_s:
         return None
     return Alert("overdue", f"stage {stage} is overdue: {human((now - since).total_seconds())} past its start, "

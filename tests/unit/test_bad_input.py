@@ -226,6 +226,9 @@ CASES = [
     ("watch-loop-zero", ["watch", "ENV", "--loop", "0"], {}, "--loop needs an interval > 0"),
     ("batches-setting", ["deploy", "ENV", "--stage", "10", "--yes"], {"group_data": {"batches": "0,100%"}},
      "setting batches (host trap-1)"),
+    ("early-blank", ["promote", "ENV", "--yes", "--early", " "], {}, "--early needs a reason on one line"),
+    ("early-two-lines", ["deploy", "ENV", "--stage", "25", "--yes", "--early", "a\nb"], {},
+     "--early needs a reason on one line"),
 ]
 
 

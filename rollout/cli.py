@@ -49,18 +49,22 @@ from rollout.orchestrate import (
     EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE, Orchestrator, StageChange, Stop, drift, fleet_stage,
 )
 from rollout.stages import StageError, check_move, parse_stage
-from rollout.timetable import clock, format_timetable, human, parse_durations, time_left, timetable, utcnow
+from rollout.timetable import (
+    clock, durations_from, format_timetable, histories, human, time_left, timetable, utcnow,
+)
 from rollout.watch import fleet_verdict, lock_holders
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_ROLLED_BACK"]
 
 
-def notifier_of(fleet: Fleet, say):
-    """The alert sinks' sender. Imported here: requests (and with it ssl) must not
-    be imported before pyinfra's CLI has patched them for gevent."""
+def notifier_of(fleet: Fleet, say, sinks=None):
+    """The alert sinks' sender (``sinks``: already parsed). Imported here: requests
+    (and with it ssl) must not be imported before pyinfra's CLI has patched them
+    for gevent."""
     from rollout.notify import Notifier
 
-    return Notifier(parse_sinks(fleet.setting("alert_sinks")), environ=os.environ, say=say,
+    sinks = parse_sinks(fleet.setting("alert_sinks")) if sinks is None else sinks
+    return Notifier(sinks, environ=os.environ, say=say,
                     timeout_s=float(fleet.setting("alert_timeout_s")), retries=int(fleet.setting("alert_retries")))
 
 
@@ -99,7 +103,7 @@ class Context:
         sinks = parse_sinks(fleet.setting("alert_sinks"))
         send = None
         if sinks:
-            notifier = notifier_of(fleet, self.say)
+            notifier = notifier_of(fleet, self.say, sinks)
             for problem in notifier.missing():
                 self.say(f"alerts: {problem}: not sent there")
             send = lambda event: notifier.send(Event(**event))  # noqa: E731
@@ -210,15 +214,6 @@ def rollout_options(fleet: Fleet, options: dict[str, Any]) -> RolloutOptions:
     return checked
 
 
-def histories(statuses: dict[str, dict]) -> dict[str, list]:
-    return {h: s.get("history") or [] for h, s in statuses.items()}
-
-
-def durations_of(fleet: Fleet):
-    plan = fleet.setting("stage_plan")
-    return parse_durations(fleet.setting("stage_durations"), plan, fleet.setting("time_compression"))
-
-
 def refuse_early(ctx: Context, fleet: Fleet, runner: PyinfraRunner, statuses: dict[str, dict], current: int | None,
                  target: int, early: str | None) -> None:
     """Leaving a stage forward before its minimum observation time: refused
@@ -226,7 +221,7 @@ def refuse_early(ctx: Context, fleet: Fleet, runner: PyinfraRunner, statuses: di
     record of the change keeps, with the operator."""
     if not current or target <= current:
         return
-    left, due = time_left(histories(statuses), current, durations_of(fleet), utcnow())
+    left, due = time_left(histories(statuses), current, durations_from(fleet.setting), utcnow())
     if left <= 0:
         return
     when = f"in {human(left)} (due {clock(due)})" if due else "never: no record says when the whole fleet reached it"
@@ -375,7 +370,7 @@ def print_timetable(ctx: Context, fleet: Fleet, statuses: dict[str, dict]) -> No
     verdict so far (the hosts' last gates), when it is due and overdue."""
     now = utcnow()
     current = fleet_stage(statuses)  # drifted: the highest stage a file holds (a promotion under way)
-    rows = timetable(histories(statuses), current, fleet.setting("stage_plan"), durations_of(fleet))
+    rows = timetable(histories(statuses), current, fleet.setting("stage_plan"), durations_from(fleet.setting))
     verdicts = {current: fleet_verdict(statuses, current)} if current else {}
     ctx.say("")
     for line in format_timetable(rows, verdicts, now):
@@ -533,7 +528,6 @@ def run_tick(ctx: Context, fleet: Fleet, settings: WatchSettings, local: LocalSt
             code = EXIT_FAILED
             record["error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
             ctx.say(f"watch: the tick broke: {record['error']}")
-        sent = list(alerts.new)
         if code == EXIT_FAILED and not tick.summary.get("held"):  # a hold is the watch working
             state = tick_failed(state, settings.failing_after, alerts, record.get("error", "failed"))
         else:
@@ -542,7 +536,7 @@ def run_tick(ctx: Context, fleet: Fleet, settings: WatchSettings, local: LocalSt
         local.save(state)
         tick.keep_alerts_after()  # watch failing / recovered: on the hosts too, when they answer
         record.update(tick.summary, exit_code=code, seconds=round(time.monotonic() - began, 1),
-                      alerts=sent + [key for key in alerts.new if key not in sent])
+                      alerts=list(alerts.new))
         ctx.say(f"watch: tick done in {record['seconds']:.0f}s: {record.get('action', '-')} (exit {code})")
         return code
     finally:

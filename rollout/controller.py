@@ -39,7 +39,7 @@ from rollout.alerts import parse_sinks
 from rollout.batches import plan_batches
 from rollout.orchestrate import EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, Orchestrator, StageChange, Stop
 from rollout.stages import ROLLBACK_STAGE
-from rollout.timetable import Duration, human, parse_durations, stage_since, utcnow
+from rollout.timetable import Duration, durations_from, histories, human, stage_since, utcnow
 from rollout.watch import after_gate, is_stale, lock_holders, overdue_alert, situation
 
 #: Alert keys kept on the hosts (the newest).
@@ -177,7 +177,7 @@ class WatchSettings:
     @classmethod
     def of(cls, env: str, setting: Callable[[str], Any], soak_s: float | None = None) -> "WatchSettings":
         plan = tuple(setting("stage_plan"))
-        return cls(env, plan, parse_durations(setting("stage_durations"), plan, setting("time_compression")),
+        return cls(env, plan, durations_from(setting),
                    bool(setting("auto_promote")), float(setting("watch_soak_s") if soak_s is None else soak_s),
                    float(setting("batch_soak_s")), float(setting("soak_s")), setting("batches"),
                    setting("canary"), tuple(setting("confirm_hooks") or ()),
@@ -265,8 +265,7 @@ class Tick:
             statuses = self._read()
             place = situation(statuses, self.settings.plan)
             self.summary["situation"] = place.kind
-            histories = {h: s.get("history") or [] for h, s in statuses.items()}
-            since = stage_since(histories, place.stage) if place.stage is not None else None
+            since = stage_since(histories(statuses), place.stage) if place.stage is not None else None
             # The alerts' keys tell this stage's time on it from any other: when the
             # whole fleet reached it, else the newest record (a new drift, a new rollback).
             newest = max((str((s.get("current") or {}).get("time")) for s in statuses.values()), default="-")

@@ -32,7 +32,7 @@ from rollout.gate import Thresholds
 from rollout.metrics import METRICS
 from rollout.render import check_app_env, reserved_variables
 from rollout.stages import StageError, validate_plan
-from rollout.timetable import parse_durations
+from rollout.timetable import durations_from
 
 
 class InputError(ValueError):
@@ -291,7 +291,7 @@ def check_settings(settings: Mapping[str, Any], host: str | None = None) -> None
     except ValueError as error:
         raise InputError(f"setting app_env{where}: {error}") from None
     try:
-        parse_durations(settings["stage_durations"], settings["stage_plan"], settings["time_compression"])
+        durations_from(settings.get)
     except ValueError as error:
         raise InputError(f"setting stage_durations{where}: {error}") from None
 

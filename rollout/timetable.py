@@ -107,6 +107,16 @@ class StageTime:
     overdue: datetime | None
 
 
+def histories(statuses: Mapping[str, Mapping]) -> dict[str, list]:
+    """Each host's records, from the hosts' status reports."""
+    return {host: list(status.get("history") or []) for host, status in statuses.items()}
+
+
+def durations_from(setting) -> dict[int, Duration]:
+    """The fleet's stage durations from its settings (``setting(key)``)."""
+    return parse_durations(setting("stage_durations"), setting("stage_plan"), setting("time_compression"))
+
+
 def stage_since(histories: Mapping[str, Sequence[Mapping]], stage: int) -> datetime | None:
     """When the whole fleet was on ``stage`` in its current progression: the
     latest of the hosts' entries; None if a host has no entry on it."""

@@ -163,9 +163,6 @@ def after_gate(stage: int, verdicts: Mapping[str, str], since: datetime | None, 
                now: datetime, plan: Sequence[int], auto_promote: bool) -> Decision:
     """The timetable applied to a settled stage whose gate neither aborted nor
     missed a host (those end the tick before this)."""
-    if stage == ROLLBACK_STAGE:
-        return Decision(notes=("stage 0: nothing to watch (start a rollout with `rollout deploy` or "
-                               "`rollout watch --start`)",))
     if since is None or duration is None:
         return Decision(notes=(f"stage {stage}: no record of when the whole fleet reached it: never due",))
     passing = bool(verdicts) and all(v == "pass" for v in verdicts.values())
@@ -187,15 +184,15 @@ def after_gate(stage: int, verdicts: Mapping[str, str], since: datetime | None, 
         alerts.append(Alert("inconclusive-past-due", f"stage {stage} is due (after {human(duration.min_s)}) "
                                                      "but its gate does not pass yet: keep observing"))
     if overdue:
-        alerts.append(Alert("overdue", f"stage {stage} is overdue: {human(elapsed)} past its start, "
-                                       f"maximum {human(duration.max_s)}"))
+        alerts.append(overdue_alert(stage, since, duration, now))
     if not due:
         notes.append(f"due in {human(duration.min_s - elapsed)}")
     return Decision(alerts=tuple(alerts), notes=tuple(notes))
 
 
 def overdue_alert(stage: int, since: datetime | None, duration: Duration | None, now: datetime) -> Alert | None:
-    """"overdue" for a stage whose promotion a confirm hook holds past its maximum."""
+    """"overdue" for a stage past its maximum (not promoted: not passing, a
+    person to promote, a confirm hook holding it); None before."""
     if since is None or duration is None or (now - since).total_seconds() < duration.max_s:
         return None
     return Alert("overdue", f"stage {stage} is overdue: {human((now - since).total_seconds())} past its start, "

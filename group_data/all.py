@@ -212,6 +212,42 @@ gate = {
     "error_rate_floor": 0.005,        # ...or 0.5 % of its requests: below that, no abort
     "domain_p95_min_increase_ms": 5.0,  # a domain P95 increase below this is noise
 }
+# --- Where the gate reads its metrics (rollout/sources.py) ------------------------
+#: "json": the app's metrics endpoint (metrics_path) read on each host over SSH;
+#: "prometheus": the Prometheus server below, asked from the machine the run
+#: executes on. Both feed the same judgement (the side-by-side windowed rules).
+metrics_provider = "json"
+#: The Prometheus provider (docs/monitoring.md). ``url``: the server (credentials
+#: may sit in it, https://user:token@host; no message shows it). ``queries``: PromQL
+#: templates, like Argo Rollouts' AnalysisTemplate: ``{{host}}`` (the inventory
+#: name, which the scrape config must put in a ``host`` label), ``{{implementation}}``
+#: (domain, legacy) and ``{{window}}`` (the gate's window so far, e.g. 93s) filled
+#: in. ``min_window_s``: no read over a shorter window (increase() needs two
+#: scrapes in it: at least 2.5 scrape intervals). An empty result, NaN or a query
+#: error is an unreadable read, never a zero.
+prometheus = {
+    "url": None,
+    "timeout_s": 10,
+    "min_window_s": 40,
+    "queries": {
+        "instance": 'max(camera_api_start_time_seconds{host="{{host}}"})',
+        "scraped_at": 'max(timestamp(camera_api_start_time_seconds{host="{{host}}"}))',
+        "usage_requests": 'sum(increase(camera_api_requests_total{host="{{host}}",forced="false"}[{{window}}]))',
+        "usage_domain": 'sum(increase(camera_api_requests_total{host="{{host}}",forced="false",'
+                        'implementation="domain"}[{{window}}]))',
+        "requests": 'sum(increase(camera_api_requests_total{host="{{host}}",'
+                    'implementation="{{implementation}}"}[{{window}}]))',
+        "errors": 'sum(increase(camera_api_requests_total{host="{{host}}",implementation="{{implementation}}",'
+                  'status_class="5xx"}[{{window}}]))',
+        "latency_buckets": 'sum by (le) (increase(camera_api_request_duration_seconds_bucket{host="{{host}}",'
+                           'implementation="{{implementation}}"}[{{window}}]))',
+    },
+}
+#: node_exporter's textfile directory on the hosts (Debian's
+#: prometheus-node-exporter reads this one): the record and the gate write the
+#: rollout's own state there as metrics (rollout/state_metrics.py), only where the
+#: directory exists. None: never.
+rollout_textfile_dir = "/var/lib/prometheus/node-exporter"
 #: Overrides of some of ``metrics_field_defaults`` (the others are kept), for an
 #: app whose metrics differ, e.g. ``--data 'metrics_fields={"p95_ms": "latency.p95"}'``.
 metrics_fields = {}

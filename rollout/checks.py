@@ -29,8 +29,9 @@ from rollout import verify as v
 from rollout import consistency
 from rollout.catalog import CatalogError, fill, load_catalog, with_force
 from rollout.gate import ABORT, ERROR, INCONCLUSIVE, LATENCY_QUANTILE, PASS, GateRun, Thresholds, format_verdict
-from rollout.metrics import MetricsError, field_paths, parse_metrics
-from rollout.window import Counters, choose_base, keep_cursors
+from rollout.metrics import field_paths
+from rollout.sources import Window, keep_gate, prometheus_has, read_since_restart
+from rollout.state_metrics import GATE_FILE, gate_text
 from rollout.preflight import judge_preflight
 from rollout.probe import ProbeError, probe
 from rollout.reports import now as now_iso, report, say
@@ -41,10 +42,6 @@ Verdicts = dict[str, Any]
 
 def _port(host) -> int:
     return int(host.data.bind_port)
-
-
-def _metric_paths(host) -> dict[str, str]:
-    return field_paths(host.data.metrics_fields, host.data.metrics_field_defaults)
 
 
 def _note(verdicts: Verdicts | None, check: str, value: Any) -> None:
@@ -59,28 +56,6 @@ def _current(host) -> dict:
     if known is None:
         raise ProbeError("the host's state could not be read")
     return known
-
-
-def _cursors_file(host) -> str:
-    return f"{host.data.state_dir}/gate-cursors.json"
-
-
-def read_metrics(host, with_cursors: bool = False) -> tuple[Counters | None, str | None, list | None]:
-    """(Counters, None, cursors) or (None, why not, cursors): one read of the app's
-    cumulative counters; ``with_cursors``: also the gate's cursors kept on the
-    host (None when they were not read)."""
-    cursors: list | None = None
-    try:
-        reply = probe(host, "metrics", {"port": _port(host), "path": host.data.metrics_path, "timeout": 5,
-                                        "cursors_file": _cursors_file(host) if with_cursors else None},
-                      timeout=30)
-        cursors, answer = reply["cursors"], reply["answer"]
-        return (parse_metrics(answer["status"], answer["body"], answer["content_type"], _metric_paths(host)),
-                None, cursors)
-    except (MetricsError, ProbeError) as error:
-        return None, str(error), cursors
-    except (ValueError, KeyError, TypeError):  # not an answer of the probe's shape
-        return None, "the probe's answer to the metrics read is malformed", cursors
 
 
 def _read_paths(host) -> list[str]:
@@ -145,25 +120,6 @@ def traffic(host, seconds: float, stage: int | None = None, count: int | None = 
                     for spec, stop_file in zip(streams, stop_files)], stop_files)
 
 
-def keep_gate(host, stage: int, verdict: str, reason: str, cursor: tuple[Counters, list] | None) -> None:
-    """Keep the gate's verdict on the host (``gate-last.json``: the stage's
-    "verdict so far" of ``rollout status`` and the watch) and, after a pass,
-    where its window ended (``cursor``: the next check of the stage starts
-    there); one probe call, each file replaced atomically."""
-    files = [{"path": f"{host.data.state_dir}/gate-last.json",
-              "content": json.dumps({"stage": stage, "verdict": verdict, "reason": reason, "time": now_iso()}) + "\n"}]
-    if cursor is not None:
-        counters, cursors = cursor
-        new = {"at": time.time(), "stage": stage, "counters": counters.to_json()}
-        kept = keep_cursors(cursors, new, int(host.data.gate_cursors_kept))
-        files.append({"path": _cursors_file(host), "content": json.dumps(kept) + "\n"})
-    try:
-        probe(host, "write", {"files": files}, timeout=30)
-    except ProbeError as error:
-        say(host, f"gate: the verdict and the window's cursor were not kept ({error}): "
-                  "the next check's window starts earlier")
-
-
 # --- preflight ------------------------------------------------------------------------------
 
 
@@ -178,8 +134,11 @@ def preflight(state, host, expected_stage: int | None = None, verdicts: Verdicts
     except ProbeError as error:
         say(host, f"preflight FAIL: {error}", error=True)
         return False
-    checks = judge_preflight(observation, expected_stage, _metric_paths(host), tuple(data.secret_variables),
-                             data.switch_variables)
+    if (data.get("metrics_provider") or "json") == "prometheus":
+        observation["prometheus"] = prometheus_has(host)
+    checks = judge_preflight(observation, expected_stage,
+                             field_paths(data.metrics_fields, data.metrics_field_defaults),
+                             tuple(data.secret_variables), data.switch_variables)
     for check in checks:
         say(host, f"preflight {'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}", error=not check.ok)
     ok = all(c.ok for c in checks)
@@ -317,37 +276,17 @@ def mix(state, host, stage: int | None = None, legacy_proof: bool = False,
 # --- baseline ----------------------------------------------------------------------------------
 
 
-def _window_base(host, now: Counters, cursors: list, stage: int | None) -> Counters | None:
-    """The counters a check's window starts at (see rollout/window.py); a cursor
-    that cannot be read is passed over, never a crash (a gate without a verdict
-    would roll the fleet back)."""
-    if stage is None:
-        return None
-    lookback = host.data.get("gate_lookback_s")
-    usable = []
-    for cursor in cursors:
-        try:
-            Counters.from_json(cursor["counters"])
-            usable.append(cursor)
-        except (TypeError, KeyError, ValueError):
-            pass
-    if len(usable) < len(cursors):
-        say(host, f"gate: {len(cursors) - len(usable)} unreadable cursor(s) in {_cursors_file(host)} passed over")
-    chosen = choose_base(usable, now.instance, stage, time.time(), None if lookback is None else float(lookback))
-    return Counters.from_json(chosen["counters"]) if chosen else None
-
-
 def record_baseline(state, host, from_stage: int | None, to_stage: int) -> bool:
     """Record the P95 the host serves now, before its stage changes, on the host:
     over everything the current stage served since its restart (a baseline wants
     a long window, not a fresh one), topped up with smoke traffic when that holds
     too few requests."""
     thresholds = Thresholds.from_data(host.data.gate)
-    served, error, _ = read_metrics(host)  # cumulative since the restart: the whole stage
+    served, error = read_since_restart(host)  # the whole stage since its restart
     if served is not None and served.combined.requests < thresholds.min_requests:
         # Just the missing requests, back to back: a baseline needs a sample, not a rate.
         traffic(host, 30.0, from_stage, count=thresholds.min_requests - served.combined.requests + 5).join()
-        served, error, _ = read_metrics(host)
+        served, error = read_since_restart(host)
     if served is not None and served.combined.requests < thresholds.min_requests:
         served, error = None, (f"only {served.combined.requests} requests served "
                                f"(fewer than {thresholds.min_requests})")
@@ -381,6 +320,16 @@ def baseline_p95(known: dict, stage: int) -> float | None:
 # --- the gate ----------------------------------------------------------------------------------
 
 
+def gate_metrics(host, stage: int, verdict: str) -> list[dict]:
+    """The verdict as metrics for node_exporter's textfile directory, when set."""
+    directory = host.data.get("rollout_textfile_dir")
+    if not directory:
+        return []
+    return [{"path": f"{directory}/{GATE_FILE}", "if_dir_exists": True,
+             "content": gate_text(host.data.service_name, stage, verdict, time.time())}]
+
+
+
 def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
          verdicts: Verdicts | None = None) -> bool:
     """Read the metrics over the soak window and judge what the window served.
@@ -401,25 +350,27 @@ def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
         say(host, "gate ERROR: the rollout env file holds no stage", error=True)
         return False
     run = GateRun(thresholds, stage, baseline_p95(known, stage))
+    window = Window(host, stage)
     started, deadline = time.time(), time.monotonic() + soak_s
-    cursors: list | None = None
     based = False
     synthetic = traffic(host, soak_s, stage)
     try:
         while True:
-            now, error, fetched = read_metrics(host, with_cursors=cursors is None)
-            cursors = fetched if fetched is not None else cursors
-            if now is not None and not based:  # the window starts where the first good read says
-                run.base, based = _window_base(host, now, cursors or [], stage), True
+            now, error, wait_s = window.read()
+            if wait_s is not None and time.monotonic() + min(wait_s, interval_s) <= deadline:
+                gevent.sleep(min(wait_s, interval_s))  # too early for a first read: not a failed one
+                continue
+            if now is not None and not based:  # the window's base, as its first good read says
+                run.base, based = window.base, True
             if run.observe(now, error) or time.monotonic() + interval_s > deadline:
                 break
             gevent.sleep(interval_s)
     finally:
         synthetic.stop(host)
-    window_note = "window since the previous check" if run.base is not None else "window since the restart"
+    window_note = window.note
     verdict, reason = run.verdict()
-    keep_gate(host, stage, verdict, reason,
-              (run.latest, cursors) if verdict == PASS and cursors is not None else None)
+    keep_gate(host, stage, verdict, reason, window.cursor(run.latest) if verdict == PASS else None,
+              gate_metrics(host, stage, verdict))
     for line in format_verdict(host.name, run, f"{window_note}, {time.time() - started:.0f}s of reads"):
         say(host, line, error=verdict in (ABORT, ERROR))
     if verdict == INCONCLUSIVE:

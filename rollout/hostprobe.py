@@ -294,10 +294,11 @@ def mode_preflight(spec):
 
 
 def mode_metrics(spec):
-    """One read of the metrics, and (when asked) the gate's cursors kept on the host."""
-    answer = call(spec["port"], "GET", spec["path"], timeout=float(spec.get("timeout", 5)))
+    """One read of the metrics (none without a ``path``: another provider reads
+    them), and (when asked) the gate's cursors kept on the host."""
+    answer = call(spec["port"], "GET", spec["path"], timeout=float(spec.get("timeout", 5))) if spec.get("path") else None
     cursors = read_json(spec["cursors_file"]) if spec.get("cursors_file") else None
-    return {"answer": {k: answer[k] for k in ("status", "content_type", "body", "error")},
+    return {"answer": {k: answer[k] for k in ("status", "content_type", "body", "error")} if answer else None,
             "cursors": cursors if isinstance(cursors, list) else []}
 
 
@@ -365,12 +366,16 @@ def mode_stop(spec):
 
 def mode_write(spec):
     """Replace one file (``path``, ``content``, ``mode``) or several (``files``: a
-    list of those), each atomically."""
+    list of those), each atomically. A file marked ``if_dir_exists`` is written
+    only where its directory exists (another package's, e.g. node_exporter's
+    textfile directory: never created here)."""
     written = []
     for one in spec.get("files") or [spec]:
+        if one.get("if_dir_exists") and not os.path.isdir(os.path.dirname(one["path"])):
+            continue
         write_atomic(one["path"], one["content"], one.get("mode", "644"))
         written.append(one["path"])
-    return {"written": written[0] if "files" not in spec else written}
+    return {"written": (written[0] if written else None) if "files" not in spec else written}
 
 
 def mode_lock(spec):
@@ -410,6 +415,11 @@ def mode_record(spec):
     baseline = read_json(spec["baseline_file"])
     record = {**spec["record"], "stage": stages[0] if stages else None,
               "baseline_p95_ms": baseline.get("p95_ms") if isinstance(baseline, dict) else None}
+    # When the host came to this stage: kept from the previous record of the same stage.
+    previous = read_json(os.path.join(directory, "current.json"))
+    same = isinstance(previous, dict) and previous.get("stage") == record["stage"]
+    record["stage_since"] = ((previous.get("stage_since") or previous.get("time")) if same else None) \
+        or record.get("time")
     write_atomic(os.path.join(directory, "current.json"), json.dumps(record) + "\n")
     with open(os.path.join(directory, "history.jsonl"), "a", encoding="utf-8") as history:
         history.write(json.dumps(record) + "\n")

@@ -14,9 +14,12 @@ from __future__ import annotations
 import getpass
 import json
 import socket
+import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
+from rollout import state_metrics
 from rollout.facts import HostState
 from rollout.probe import ProbeError, probe
 from rollout.reports import now, report, say
@@ -205,7 +208,27 @@ def record(state, host, target_stage: int, command: str, verdicts: Mapping[str, 
         say(host, f"record FAIL: {error}", error=True)
         return False
     report(host, "record", answer["record"])
+    keep_stage_metrics(host, answer["record"])
     return True
+
+
+def keep_stage_metrics(host, record: Mapping[str, Any]) -> None:
+    """The recorded stage as metrics in node_exporter's textfile directory
+    (``rollout_textfile_dir``; nothing when unset or absent on the host). Never
+    fails the run: the record is the truth, the metrics its picture."""
+    directory, stage = host.data.get("rollout_textfile_dir"), record.get("stage")
+    if not directory or not isinstance(stage, int):
+        return
+    try:
+        since = datetime.fromisoformat(str(record.get("stage_since") or record.get("time"))).timestamp()
+    except ValueError:
+        since = time.time()
+    text = state_metrics.stage_text(host.data.service_name, stage, stage > 0, since)
+    try:
+        probe(host, "write", {"files": [{"path": f"{directory}/{state_metrics.STAGE_FILE}", "content": text,
+                                         "if_dir_exists": True}]}, timeout=30)
+    except ProbeError as error:
+        say(host, f"stage metrics not written ({error})")
 
 
 def write_status(host, known: Mapping | None) -> None:

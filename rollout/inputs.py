@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from rollout.alerts import parse_sinks
 from rollout.batches import (
@@ -30,6 +31,7 @@ from rollout.catalog import CatalogError, load_catalog
 from rollout.consistency import ConsistencyError, check_spec
 from rollout.gate import Thresholds
 from rollout.metrics import METRICS
+from rollout.promql import PROMETHEUS, PROVIDERS, check_queries
 from rollout.render import check_app_env, reserved_variables
 from rollout.stages import StageError, validate_plan
 from rollout.timetable import durations_from
@@ -108,6 +110,33 @@ def _metrics_field_defaults(value: Any) -> None:
     missing = [name for name in METRICS if name not in value]
     if missing:
         raise ValueError(f"lacks the path of {', '.join(missing)}")
+
+
+def _metrics_provider(value: Any) -> None:
+    if value not in PROVIDERS:
+        raise ValueError(f"must be one of {', '.join(PROVIDERS)}, got {value!r}")
+
+
+def _prometheus(value: Any) -> None:
+    """The provider's server and queries; the URL is never echoed (it may hold
+    credentials)."""
+    if not isinstance(value, dict):
+        raise ValueError("must be a mapping with url, timeout_s, min_window_s and queries")
+    unknown = sorted(set(value) - {"url", "timeout_s", "min_window_s", "queries"})
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} (known: url, timeout_s, min_window_s, queries)")
+    url = value.get("url")
+    if url is not None:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+                or any(c.isspace() for c in url):
+            raise ValueError("url must be an http:// or https:// URL of the server (not shown: it may hold credentials)")
+    for key in ("timeout_s", "min_window_s"):
+        try:
+            _number(0, above=True)(value.get(key))
+        except ValueError as error:
+            raise ValueError(f"{key} {error}") from None
+    check_queries(value.get("queries"))
 
 
 def _env_name(value: Any) -> str:
@@ -260,10 +289,11 @@ SETTINGS: dict[str, Callable[[Any], None]] = {
     "watch_failing_after": _number(1, integral=True),
     "alert_sinks": _alert_sinks, "alert_timeout_s": _number(0, above=True),
     "alert_retries": _number(0, integral=True),
+    "metrics_provider": _metrics_provider, "prometheus": _prometheus, "rollout_textfile_dir": _absolute_path,
 }
 
 #: Settings that may be unset (None).
-OPTIONAL = frozenset({"canary", "batch_hooks", "gate_lookback_s"})
+OPTIONAL = frozenset({"canary", "batch_hooks", "gate_lookback_s", "rollout_textfile_dir"})
 
 
 def settings_of(get: Callable[[str], Any]) -> dict[str, Any]:
@@ -290,6 +320,13 @@ def check_settings(settings: Mapping[str, Any], host: str | None = None) -> None
                                                               settings["secret_variables"]))
     except ValueError as error:
         raise InputError(f"setting app_env{where}: {error}") from None
+    if settings["metrics_provider"] == PROMETHEUS:
+        prometheus = settings["prometheus"]
+        if not prometheus.get("url"):
+            raise InputError(f"setting prometheus{where}: metrics_provider is prometheus but prometheus[\"url\"] is not set")
+        if float(settings["soak_s"]) < float(prometheus["min_window_s"]):
+            raise InputError(f"setting soak_s{where}: {settings['soak_s']} s is shorter than prometheus[\"min_window_s\"] "
+                             f"({prometheus['min_window_s']} s): the gate could never read")
     try:
         durations_from(settings.get)
     except ValueError as error:

@@ -62,11 +62,11 @@ def judge_preflight(
                         f"HTTP {health['status']}" if health.get("status") else health.get("error") or "no answer"))
 
     metrics = observation.get("metrics") or {}
-    try:
-        parse_metrics(metrics.get("status"), metrics.get("body") or "", metrics.get("content_type"), field_paths)
-        checks.append(Check("metrics complete", True, "valid JSON with every gate field"))
-    except MetricsError as error:
-        checks.append(Check("metrics complete", False, str(error)))
+    if "prometheus" in observation:  # metrics_provider = "prometheus": the gate reads the server
+        answer = observation["prometheus"] or {}
+        checks.append(Check("prometheus has the host", bool(answer.get("ok")), answer.get("detail") or "no answer"))
+    else:
+        checks.append(_json_metrics(metrics, field_paths))
 
     cameras = observation.get("cameras") or {}
     if not cameras.get("exists"):
@@ -94,3 +94,11 @@ def judge_preflight(
             checks.append(Check(label, bool(target.get("reachable")),
                                 "yes" if target.get("reachable") else "no: no TCP connection from the host"))
     return checks
+
+
+def _json_metrics(metrics: dict[str, Any], field_paths: dict | None) -> Check:
+    try:
+        parse_metrics(metrics.get("status"), metrics.get("body") or "", metrics.get("content_type"), field_paths)
+        return Check("metrics complete", True, "valid JSON with every gate field")
+    except MetricsError as error:
+        return Check("metrics complete", False, str(error))

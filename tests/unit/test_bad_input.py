@@ -20,6 +20,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
+from rollout.project import defaults  # noqa: E402
+
+#: The Prometheus provider's settings with a server (each case changes one thing).
+PROMETHEUS = {**defaults()["prometheus"], "url": "http://127.0.0.1:9"}
+
 
 class Listener:
     """Counts TCP connections on a loopback port; closes each at once."""
@@ -153,6 +158,28 @@ CASES = [
      {"group_data": {"app_env": {"ROLLOUT_PERCENT": "100"}}}, "app_env may not set ROLLOUT_PERCENT"),
     ("endpoints-empty", ["deploy", "ENV", "--stage", "10", "--yes"], {"group_data": {"endpoints": []}},
      "endpoint catalog must be a non-empty list"),
+    ("provider-unknown", ["check", "ENV"], {"group_data": {"metrics_provider": "graphite"}},
+     "metrics_provider (host trap-1): must be one of json, prometheus, got 'graphite'"),
+    ("prometheus-no-url", ["check", "ENV"], {"group_data": {"metrics_provider": "prometheus"}},
+     "metrics_provider is prometheus but prometheus[\"url\"] is not set"),
+    ("prometheus-url-scheme", ["check", "ENV"],
+     {"group_data": {"prometheus": {**PROMETHEUS, "url": "ftp://ops:s3cret-token@prom"}}},
+     "url must be an http:// or https:// URL of the server (not shown"),
+    ("prometheus-query-no-host", ["check", "ENV"],
+     {"group_data": {"prometheus": {**PROMETHEUS, "queries": {**PROMETHEUS["queries"],
+                                                              "instance": "max(camera_api_start_time_seconds)"}}}},
+     "query instance does not name {{host}}"),
+    ("prometheus-query-missing", ["check", "ENV"],
+     {"group_data": {"prometheus": {**PROMETHEUS, "queries": {k: v for k, v in PROMETHEUS["queries"].items()
+                                                              if k != "errors"}}}},
+     "lacks the query errors"),
+    ("prometheus-query-variable", ["check", "ENV"],
+     {"group_data": {"prometheus": {**PROMETHEUS, "queries": {**PROMETHEUS["queries"],
+                                                              "errors": 'sum(x{host="{{host}}",i="{{impl}}"})'}}}},
+     "query errors uses {{impl}}"),
+    ("prometheus-soak-short", ["deploy", "ENV", "--stage", "10", "--yes"],
+     {"group_data": {"metrics_provider": "prometheus", "prometheus": PROMETHEUS, "soak_s": 10}},
+     "10 s is shorter than prometheus[\"min_window_s\"]"),
     ("metrics-fields", ["check", "ENV"], {"group_data": {"metrics_fields": {"latency": "x.p95"}}},
      "unknown metric(s) 'latency'"),
     ("port", ["status", "ENV"], {"host_data": {"bind_port": 70000}}, "bind_port (host trap-2)"),
@@ -242,6 +269,7 @@ def test_bad_input_is_refused_before_any_host_is_contacted(tmp_path, listener, s
     assert result.returncode == 2, f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
     assert len(lines) == 1 and lines[0].startswith("rollout: ") and expected in lines[0], result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+    assert "s3cret" not in result.stdout + result.stderr  # a server URL's credentials are never shown
     assert listener.count == before, f"a host was contacted for {args}"
 
 

@@ -135,9 +135,15 @@ def test_record_reads_the_stage_and_baseline_on_the_host(host):
             "switch_variables": list(SWITCH.values()),
             "stages": [[rollout_env(stage, SWITCH), stage] for stage in allowed_stages()],
             "baseline_file": str(state_dir / "baseline.json"),
-            "record": {"target_stage": 25, "operator": "me", "verdict": "pass", "command": "rollout deploy"}}
+            "record": {"target_stage": 25, "operator": "me", "verdict": "pass", "command": "rollout deploy",
+                       "time": "2026-11-24T01:00:00+00:00"}}
     answer = run_probe("record", spec)
-    assert answer["record"] == {**spec["record"], "stage": 25, "baseline_p95_ms": 7.5}
+    assert answer["record"] == {**spec["record"], "stage": 25, "baseline_p95_ms": 7.5,
+                                "stage_since": "2026-11-24T01:00:00+00:00"}
+    # A later record of the same stage keeps when the host came to it.
+    later = run_probe("record", {**spec, "record": {**spec["record"], "time": "2026-11-25T01:00:00+00:00"}})
+    assert later["record"]["stage_since"] == "2026-11-24T01:00:00+00:00"
+    answer = later
     assert json.loads((state_dir / "current.json").read_text()) == answer["record"]
     assert json.loads((state_dir / "history.jsonl").read_text().splitlines()[-1]) == answer["record"]
     assert not [p for p in state_dir.iterdir() if p.name.startswith(".probe-")]

@@ -1,0 +1,199 @@
+"""Where the gate's window of counters comes from (``metrics_provider``), inside
+a pyinfra run: thin I/O around rollout/window.py and rollout/promql.py.
+
+- ``json``: the app's metrics endpoint read on the host by the probe; each read
+  is cumulative since the instance started and the window is the difference
+  from its base (the previous passing check's cursor, or the restart).
+- ``prometheus``: the server at ``prometheus["url"]``, asked from this machine
+  for ``increase()`` over the window so far; each read already is the window.
+
+Both end in the same Counters, judged by the same GateRun (rollout/gate.py).
+After a pass the window's end is kept on the host as a cursor
+(``state_dir/gate-cursors.json``), marked with its provider: a cursor of one
+provider is never the base of the other's window.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rollout import prometheus, promql
+from rollout.metrics import MetricsError, field_paths, parse_metrics
+from rollout.probe import ProbeError, probe
+from rollout.reports import say
+from rollout.window import Counters, choose_base, keep_cursors
+
+from rollout.promql import JSON, PROMETHEUS
+
+
+def cursors_file(host) -> str:
+    return f"{host.data.state_dir}/gate-cursors.json"
+
+
+def _provider(host) -> str:
+    return host.data.get("metrics_provider") or JSON
+
+
+def read_json_metrics(host, with_cursors: bool = False) -> tuple[Counters | None, str | None, list | None]:
+    """(Counters, None, cursors) or (None, why not, cursors): one read of the app's
+    cumulative counters; ``with_cursors``: also the gate's cursors kept on the
+    host (None when they were not read)."""
+    cursors: list | None = None
+    try:
+        reply = probe(host, "metrics", {"port": int(host.data.bind_port), "path": host.data.metrics_path,
+                                        "timeout": 5, "cursors_file": cursors_file(host) if with_cursors else None},
+                      timeout=30)
+        cursors, answer = reply["cursors"], reply["answer"]
+        paths = field_paths(host.data.metrics_fields, host.data.metrics_field_defaults)
+        return parse_metrics(answer["status"], answer["body"], answer["content_type"], paths), None, cursors
+    except (MetricsError, ProbeError) as error:
+        return None, str(error), cursors
+    except (ValueError, KeyError, TypeError):  # not an answer of the probe's shape
+        return None, "the probe's answer to the metrics read is malformed", cursors
+
+
+def _read_cursors(host) -> list:
+    reply = probe(host, "metrics", {"path": None, "cursors_file": cursors_file(host)}, timeout=30)
+    return reply["cursors"] if isinstance(reply.get("cursors"), list) else []
+
+
+def _usable(host, cursors: list, provider: str) -> list:
+    """This provider's cursors that can be read; the others passed over with a note."""
+    usable = []
+    for cursor in cursors:
+        if not isinstance(cursor, dict) or (cursor.get("provider") or JSON) != provider:
+            continue
+        try:
+            Counters.from_json(cursor["counters"])
+            usable.append(cursor)
+        except (TypeError, KeyError, ValueError):
+            say(host, f"gate: an unreadable cursor in {cursors_file(host)} passed over")
+    return usable
+
+
+def _lookback(host) -> float | None:
+    lookback = host.data.get("gate_lookback_s")
+    return None if lookback is None else float(lookback)
+
+
+class Window:
+    """The reads of one gate's window on one host. ``read()`` gives (counters,
+    error, wait_s): the counters to fold into the GateRun (cumulative for the
+    JSON provider, whose ``base`` the run subtracts; the window itself for
+    Prometheus), why a read failed, or how long to wait before the first read
+    can be taken (Prometheus: the window needs a few scrapes)."""
+
+    def __init__(self, host, stage: int | None):
+        self.host, self.stage = host, stage
+        self.provider = _provider(host)
+        self.cursors: list | None = None
+        self.base: Counters | None = None
+        self.since_check = False
+        self.last_at: float | None = None
+        self._latest: Counters | None = None
+        self._began = time.time()
+
+    def read(self) -> tuple[Counters | None, str | None, float | None]:
+        if self.provider == PROMETHEUS:
+            return self._read_prometheus()
+        now, error, fetched = read_json_metrics(self.host, with_cursors=self.cursors is None)
+        if fetched is not None:
+            self.cursors = fetched
+        if now is not None and self.last_at is None:  # the window starts where the first good read says
+            self.base = self._json_base(now)
+            self.since_check = self.base is not None
+        if now is not None:
+            self.last_at = time.time()
+        return now, error, None
+
+    def _json_base(self, now: Counters) -> Counters | None:
+        if self.stage is None:
+            return None
+        chosen = choose_base(_usable(self.host, self.cursors or [], JSON), now.instance, self.stage,
+                             time.time(), _lookback(self.host))
+        return Counters.from_json(chosen["counters"]) if chosen else None
+
+    def _read_prometheus(self) -> tuple[Counters | None, str | None, float | None]:
+        settings = self.host.data.prometheus
+        try:
+            if self.cursors is None:
+                self.cursors = _usable(self.host, _read_cursors(self.host), PROMETHEUS)
+            at = time.time()
+            # Only scrapes taken since this window's reads began: an older one may be
+            # of the instance before the restart this run made.
+            read = prometheus.read(settings, self.host.name, self._cursor_at, at, not_before=self._began)
+        except prometheus.TooEarly as early:
+            return None, str(early), early.wait_s
+        except (MetricsError, ProbeError, ValueError) as error:
+            return None, str(error), None
+        # The window grows from a fixed start: an estimate below the previous
+        # read's is the extrapolation's wobble, not a reset.
+        now = promql.at_least(read.counters, self._latest)
+        self._latest, self.last_at = now, read.at
+        self.since_check = read.window_start > read.instance_started
+        return now, None, None
+
+    def _cursor_at(self, instance: str) -> float | None:
+        if self.stage is None:
+            return None
+        chosen = choose_base(self.cursors or [], instance, self.stage, time.time(), _lookback(self.host))
+        return float(chosen["at"]) if chosen else None
+
+    @property
+    def note(self) -> str:
+        where = "window since the previous check" if self.since_check else "window since the restart"
+        return f"{where}, {self.provider}"
+
+    def cursor(self, latest: Counters) -> tuple[dict, list] | None:
+        """The cursor a pass keeps (the window's end) and the cursors read."""
+        if self.cursors is None or self.last_at is None:
+            return None
+        new: dict[str, Any] = {"at": self.last_at, "stage": self.stage, "counters": latest.to_json()}
+        if self.provider != JSON:
+            new["provider"] = self.provider
+        return new, [c for c in self.cursors if isinstance(c, dict)]
+
+
+def keep_gate(host, stage: int, verdict: str, reason: str, cursor: tuple[dict, list] | None,
+              extra_files: list[dict] | None = None) -> None:
+    """Keep the gate's verdict on the host (``gate-last.json``: the stage's
+    "verdict so far" of ``rollout status`` and the watch), after a pass where
+    its window ended (``cursor``: the next check of the stage starts there),
+    and ``extra_files``; one probe call, each file replaced atomically."""
+    from rollout.reports import now as now_iso
+
+    files = [{"path": f"{host.data.state_dir}/gate-last.json",
+              "content": json.dumps({"stage": stage, "verdict": verdict, "reason": reason, "time": now_iso()}) + "\n"}]
+    if cursor is not None:
+        new, cursors = cursor
+        kept = keep_cursors(cursors, new, int(host.data.gate_cursors_kept))
+        files.append({"path": cursors_file(host), "content": json.dumps(kept) + "\n"})
+    files.extend(extra_files or [])
+    try:
+        probe(host, "write", {"files": files}, timeout=30)
+    except ProbeError as error:
+        say(host, f"gate: the verdict and the window's cursor were not kept ({error}): "
+                  "the next check's window starts earlier")
+
+
+def read_since_restart(host) -> tuple[Counters | None, str | None]:
+    """What the host served since its service instance started (a baseline's
+    sample), from the environment's provider."""
+    if _provider(host) == JSON:
+        counters, error, _ = read_json_metrics(host)
+        return counters, error
+    try:
+        return prometheus.read(host.data.prometheus, host.name, None, time.time()).counters, None
+    except (prometheus.TooEarly, MetricsError, ValueError) as error:
+        return None, str(error)
+
+
+def prometheus_has(host) -> dict:
+    """Does the Prometheus server hold the host's series (the preparation check)?"""
+    try:
+        started = prometheus.instance_started(host.data.prometheus, host.name, time.time())
+    except (MetricsError, ValueError) as error:
+        return {"ok": False, "detail": str(error)}
+    return {"ok": True, "detail": f"instance started {time.time() - started:.0f}s ago"}

@@ -350,7 +350,8 @@ def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
         say(host, "gate ERROR: the rollout env file holds no stage", error=True)
         return False
     run = GateRun(thresholds, stage, baseline_p95(known, stage))
-    window = Window(host, stage)
+    # Prometheus: only scrapes of the process running now (this run may have restarted it).
+    window = Window(host, stage, not_before=(known.get("unit") or {}).get("started"))
     started, deadline = time.time(), time.monotonic() + soak_s
     based = False
     synthetic = traffic(host, soak_s, stage)

@@ -112,7 +112,21 @@ def unit_status(unit):
     pid = values.get("MainPID", "")
     return {"active": values.get("ActiveState") or "unknown", "sub": values.get("SubState") or "unknown",
             "enabled": values.get("UnitFileState") or "unknown",
-            "main_pid": int(pid) if pid.isdigit() and pid != "0" else None}
+            "main_pid": int(pid) if pid.isdigit() and pid != "0" else None,
+            "started": process_started(int(pid)) if pid.isdigit() and pid != "0" else None}
+
+
+def process_started(pid):
+    """When a process started (epoch s, from /proc: its start in clock ticks since
+    boot plus the boot time), or None."""
+    if not pid:
+        return None
+    try:
+        ticks = int(open(f"/proc/{pid}/stat", encoding="utf-8").read().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in open("/proc/stat", encoding="utf-8") if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def process_switch(main_pid, names):

@@ -85,7 +85,7 @@ class Window:
     Prometheus), why a read failed, or how long to wait before the first read
     can be taken (Prometheus: the window needs a few scrapes)."""
 
-    def __init__(self, host, stage: int | None):
+    def __init__(self, host, stage: int | None, not_before: float | None = None):
         self.host, self.stage = host, stage
         self.provider = _provider(host)
         self.cursors: list | None = None
@@ -93,7 +93,9 @@ class Window:
         self.since_check = False
         self.last_at: float | None = None
         self._latest: Counters | None = None
-        self._began = time.time()
+        # Prometheus answers only from scrapes taken since then: the service's
+        # start when the host said it, else the window's first read.
+        self.not_before = not_before if not_before is not None else time.time()
 
     def read(self) -> tuple[Counters | None, str | None, float | None]:
         if self.provider == PROMETHEUS:
@@ -121,9 +123,7 @@ class Window:
             if self.cursors is None:
                 self.cursors = _usable(self.host, _read_cursors(self.host), PROMETHEUS)
             at = time.time()
-            # Only scrapes taken since this window's reads began: an older one may be
-            # of the instance before the restart this run made.
-            read = prometheus.read(settings, self.host.name, self._cursor_at, at, not_before=self._began)
+            read = prometheus.read(settings, self.host.name, self._cursor_at, at, not_before=self.not_before)
         except prometheus.TooEarly as early:
             return None, str(early), early.wait_s
         except (MetricsError, ProbeError, ValueError) as error:

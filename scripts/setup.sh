@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 APT_PACKAGES=(systemd-container mmdebstrap openssh-client postgresql redis-server iproute2 curl python3-venv
-              nginx-light)
+              nginx-light prometheus prometheus-alertmanager chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -18,6 +18,7 @@ import click
 
 from rollout_sandbox import fleet
 from rollout_sandbox import lb as lb_mod
+from rollout_sandbox import monitoring
 from rollout_sandbox.settings import SandboxError, max_hosts
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -138,5 +139,11 @@ def status(count: int) -> None:
         mix = ", ".join(f"{name} {n}" for name, n in sorted(row["mix"].items())) or "-"
         click.echo(f"{row['host']:<10} {row['address']:<14} {str(row['file_stage']):>5} "
                    f"{str(row['process_stage']):>8} {str(row['health']):>7}  {mix}")
+    where = fleet.load_fleet().get("monitoring") or {}
+    if where:
+        alive = monitoring.running()
+        click.echo(f"prometheus {where['prometheus_url']} ({'running' if alive['prometheus'] else 'NOT running'}), "
+                   f"alertmanager {where['alertmanager_url']} ({'running' if alive['alertmanager'] else 'NOT running'}), "
+                   f"alerts in {where['alert_log']}")
     if any(r["file_stage"] != r["process_stage"] or r["health"] != 200 for r in rows):
         sys.exit(EXIT_FAILED)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from rollout.project import DEPLOY_ROOT
 from rollout_sandbox import lb as lb_mod
+from rollout_sandbox import monitoring
 from rollout_sandbox.image import base_image, wheelhouse
 from rollout_sandbox.procs import children, cmdline, run, wait_gone, wait_port
 from rollout_sandbox.services import (
@@ -303,7 +304,7 @@ def _owner() -> dict:
     return read_json(RUN_DIR / "owner.json")
 
 
-def _record(hosts: list[Host], key: Path, wheels: Path | None) -> None:
+def _record(hosts: list[Host], key: Path, wheels: Path | None, monitoring: dict | None = None) -> None:
     fleet = {
         "bridge": BRIDGE,
         "gateway": gateway(),
@@ -312,6 +313,7 @@ def _record(hosts: list[Host], key: Path, wheels: Path | None) -> None:
         "ssh_config": str(STATE_DIR / "ssh_config"),
         "wheelhouse": str(wheels) if wheels else None,
         "hosts": [{"name": h.name, "address": h.address, "pid": h.pid, "light": h.light} for h in hosts],
+        "monitoring": monitoring if monitoring is not None else load_fleet().get("monitoring"),
     }
     write_json(STATE_DIR / "fleet.json", fleet)
     write_json(RUN_DIR / "owner.json", {"state_dir": str(STATE_DIR), "hosts": fleet["hosts"]})
@@ -340,6 +342,7 @@ def up(count: int = 3, install: bool = True, lb: bool = False, light: bool = Fal
         log(f"bridge {BRIDGE} is held by the fleet of {owner.get('state_dir')}: stopping it first")
         _stop_hosts([Host.of(h) for h in owner.get("hosts", [])])
         lb_mod.stop()
+        monitoring.stop()
         stop_redis()
         stop_postgres()
         owner = {}
@@ -389,6 +392,14 @@ def up(count: int = 3, install: bool = True, lb: bool = False, light: bool = Fal
     _record(wanted, key, wheels)
     if install:
         install_service(light)
+    if light:
+        monitoring.stop()
+        _record(wanted, key, wheels, monitoring={})
+    else:
+        where = monitoring.start([{"name": h.name, "address": h.address} for h in wanted])
+        _record(wanted, key, wheels, monitoring=where)
+        log(f"Prometheus on {where['prometheus_url']}, Alertmanager on {where['alertmanager_url']}, "
+            f"alerts logged to {where['alert_log']}")
     if not lb:
         if lb_mod.stop():  # `up` makes the fleet it is asked for: no --lb, no balancer
             log("load balancer (nginx) stopped")
@@ -468,6 +479,9 @@ def down() -> None:
         hosts = [Host.of(h) for h in load_fleet().get("hosts", [])]
     if lb_mod.stop():
         log("load balancer (nginx) stopped")
+    stopped = monitoring.stop()
+    if stopped:
+        log(f"monitoring stopped: {', '.join(stopped)}")
     _stop_hosts(hosts)
     for leftover in sorted((RUN_DIR / "hosts").glob("*")):
         if os.path.ismount(leftover):  # a light host's overlay left by an `up` that died

@@ -17,7 +17,7 @@ from rollout_sandbox.settings import APP_SOURCE, CACHE_DIR, STATE_DIR, log
 SUITE = "bookworm"
 PACKAGES = (
     "systemd,systemd-sysv,dbus,openssh-server,python3,python3-venv,"
-    "iproute2,curl,sudo,procps"
+    "iproute2,curl,sudo,procps,prometheus-node-exporter"
 )
 
 

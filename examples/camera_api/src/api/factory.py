@@ -3,13 +3,14 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from .errors import ServiceError
 from .faults import Faults, FaultSwitch
 from .metrics import Metrics
 from .middleware import RolloutMiddleware
+from .prom import PrometheusMetrics
 from .routes import alerts, cameras, monitoring
 from .services.domain import DomainImplementation
 from .services.legacy import LegacyImplementation
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings) -> FastAPI:
     store = Store(settings)
     metrics = Metrics(settings.runtime_directory)
+    prometheus = PrometheusMetrics(settings.runtime_directory, settings.use_domain_service,
+                                   settings.rollout_percent)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -42,7 +45,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.faults = faults
     app.state.implementations = {"legacy": LegacyImplementation(store, faults),
                                  "domain": DomainImplementation(store, faults)}
-    app.add_middleware(RolloutMiddleware, settings=settings, metrics=metrics)
+    app.state.prometheus = prometheus
+    app.add_middleware(RolloutMiddleware, settings=settings, metrics=metrics, prometheus=prometheus)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics():
+        body, content_type = await run_in_threadpool(prometheus.exposition)
+        return Response(body, media_type=content_type)
 
     @app.exception_handler(ServiceError)
     async def service_error(_request: Request, exc: ServiceError):

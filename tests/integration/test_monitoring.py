@@ -1,0 +1,96 @@
+"""Issue 13 on a real fleet: the sandbox's Prometheus scrapes every host's app
+and node_exporter; a fault makes the repo's alert rules fire and Alertmanager
+deliver the alert to the receiver, naming the host and the implementation."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from fleetlib import ROOT, wait_until
+from test_side_by_side import HEALTH, clear_faults, set_drop_in
+
+
+@pytest.fixture(scope="module")
+def monitoring(fleet) -> dict:
+    where = json.loads((ROOT / ".sandbox" / "fleet.json").read_text()).get("monitoring") or {}
+    assert where.get("prometheus_url") and where.get("alertmanager_url"), "rollout-sandbox up started no monitoring"
+    return where
+
+
+def query(url: str, promql: str) -> list[dict]:
+    answer = requests.get(f"{url}/api/v1/query", params={"query": promql}, timeout=10).json()
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def test_every_host_is_scraped_app_and_node(fleet, monitoring):
+    names = {h.name for h in fleet}
+
+    def healthy_targets():
+        targets = requests.get(f"{monitoring['prometheus_url']}/api/v1/targets", timeout=10).json()
+        up = {(t["labels"]["job"], t["labels"]["host"]) for t in targets["data"]["activeTargets"]
+              if t["health"] == "up"}
+        return up == {(job, n) for job in ("camera-api", "node") for n in names}
+    wait_until(healthy_targets, 60, "every host's app and node_exporter up in Prometheus", interval_s=1)
+    series = query(monitoring["prometheus_url"], "camera_api_requests_total")
+    assert {r["metric"]["host"] for r in series} == names
+    # every combination exists from the start (an absent series is an error for the gate, not a zero)
+    per_host = {(r["metric"]["implementation"], r["metric"]["status_class"], r["metric"]["forced"])
+                for r in series if r["metric"]["host"] == fleet[0].name}
+    assert len(per_host) == 2 * 4 * 2
+    assert requests.get(f"{monitoring['alertmanager_url']}/-/ready", timeout=5).status_code == 200
+    rules = requests.get(f"{monitoring['prometheus_url']}/api/v1/rules", timeout=10).json()
+    loaded = [rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]]
+    assert len(loaded) >= 3, loaded  # the repo's monitoring/rules.yml
+
+
+def alerts_in(log: Path, since: int) -> list[dict]:
+    """The alerts Alertmanager delivered after the log's first ``since`` lines."""
+    if not log.exists():
+        return []
+    lines = log.read_text().splitlines()[since:]
+    return [alert for line in lines for alert in json.loads(line)["alerts"]]
+
+
+def test_a_domain_fault_reaches_the_receiver_naming_host_and_implementation(fleet, monitoring):
+    host = fleet[-1]
+    log = Path(monitoring["alert_log"])
+    before = len(log.read_text().splitlines()) if log.exists() else 0
+    set_drop_in([host], "DOMAIN_ERROR_RATE=0.3")
+    host.testinfra.check_output("systemctl restart camera-api")
+    wait_until(lambda: host.testinfra.run(HEALTH).rc == 0, 60, f"{host.name} healthy")
+    stop = threading.Event()
+
+    def traffic():  # forced to the domain, so its errors count at any stage
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    session.get(host.url("/api/v1/alerts/rules?force_domain=true"), timeout=5)
+                except requests.RequestException:
+                    pass
+                time.sleep(0.03)
+    sender = threading.Thread(target=traffic, daemon=True)
+    sender.start()
+    started = time.monotonic()
+    try:
+        firing = wait_until(
+            lambda: [a for a in alerts_in(log, before) if a["status"] == "firing"
+                     and a["labels"].get("host") == host.name and a["labels"].get("implementation") == "domain"],
+            180, f"a firing alert for {host.name}'s domain implementation at the receiver", interval_s=1)
+    finally:
+        stop.set()
+        sender.join(10)
+        clear_faults([host])
+    print(f"alert delivered {time.monotonic() - started:.0f}s after the fault's traffic began: "
+          f"{sorted({a['labels']['alertname'] for a in firing})}")
+    alert = firing[0]
+    assert host.name in alert["annotations"]["summary"] and "domain" in alert["annotations"]["summary"]
+    # only the faulty host and implementation
+    others = [a for a in alerts_in(log, before) if a["status"] == "firing"
+              and (a["labels"].get("host") != host.name or a["labels"].get("implementation") != "domain")]
+    assert not others, others

@@ -39,7 +39,7 @@ class Uvicorn:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "src.api.app:app", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", "2"],
-            cwd=ROOT, env={**os.environ, **env, "RUNTIME_DIRECTORY": runtime, "USE_DOMAIN_SERVICE": "true",
+            cwd=ROOT, env={**{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}, **env, "RUNTIME_DIRECTORY": runtime, "USE_DOMAIN_SERVICE": "true",
                            "ROLLOUT_PERCENT": "25"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"

@@ -17,6 +17,7 @@ Every label combination exists from the start, at 0: an absent series is an erro
 reader, never a zero.
 """
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,8 +49,10 @@ class PrometheusMetrics:
         base = Path(runtime_directory or Path(tempfile.gettempdir()) / "camera_api-metrics")
         directory = base / f"prometheus-{pid}-{_process_start_ticks(pid)}"
         directory.mkdir(parents=True, exist_ok=True)
-        # The first app of a process fixes the directory (prometheus_client reads it once).
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(directory))
+        # The first app of a process fixes the directory (prometheus_client reads it once,
+        # when imported); an inherited value would be another instance's.
+        if "prometheus_client.values" not in sys.modules:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
         self._registry = CollectorRegistry()

@@ -39,7 +39,8 @@ class Uvicorn:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "src.api.app:app", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", "2"],
-            cwd=ROOT, env={**{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}, **env, "RUNTIME_DIRECTORY": runtime, "USE_DOMAIN_SERVICE": "true",
+            # An inherited PROMETHEUS_MULTIPROC_DIR (this process's) must not be used.
+            cwd=ROOT, env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(ROOT), **env, "RUNTIME_DIRECTORY": runtime, "USE_DOMAIN_SERVICE": "true",
                            "ROLLOUT_PERCENT": "25"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"

@@ -397,3 +397,13 @@ autopilot_alert_env = []
 autopilot_interval = "1min"
 #: Upper bound of one tick (it may promote in batches); then it is killed.
 autopilot_timeout = "1h"
+
+# --- Alert rules (rollout rules ENV > rules.yml; monitoring/rules.yml is the defaults') ---
+#: The seed's alert rules for Prometheus, rendered from ``gate`` above (one source
+#: of thresholds) by rollout/alert_rules.py. ``window``: the rate window of every
+#: rule; ``latency_for``: how long the domain's P95 must stay above the bound (a
+#: P95 over a short window is noisy; the error and success rules fire at once,
+#: as the seed asks); ``min_requests_per_s``: an implementation's traffic below
+#: which a host's rules stay quiet (one failed request of one is not a page);
+#: ``severity``: the alerts' label.
+alert_rules = {"window": "1m", "latency_for": "2m", "min_requests_per_s": 0.5, "severity": "page"}

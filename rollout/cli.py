@@ -365,6 +365,22 @@ def status(ctx: Context, env: str) -> None:
     print_timetable(ctx, fleet, statuses)
 
 
+@main.command()
+@click.argument("env", required=False)
+@command
+def rules(ctx: Context, env: str | None) -> None:
+    """Print the seed's alert rules for Prometheus, from ENV's gate thresholds
+    (without ENV: the defaults, monitoring/rules.yml). No host is contacted."""
+    from rollout.alert_rules import render
+    from rollout.project import defaults
+
+    settings = ctx.fleet(env).setting if env else defaults().get
+    text = render(settings("gate"), settings("alert_rules"))
+    ctx.result["rules"] = text
+    if not ctx.as_json:
+        click.echo(text, nl=False)
+
+
 def print_timetable(ctx: Context, fleet: Fleet, statuses: dict[str, dict]) -> None:
     """Every stage of the plan: since when the whole fleet is on it, the
     verdict so far (the hosts' last gates), when it is due and overdue."""

@@ -191,9 +191,16 @@ def read_since_restart(host) -> tuple[Counters | None, str | None]:
 
 
 def prometheus_has(host) -> dict:
-    """Does the Prometheus server hold the host's series (the preparation check)?"""
-    try:
-        started = prometheus.instance_started(host.data.prometheus, host.name, time.time())
-    except (MetricsError, ValueError) as error:
-        return {"ok": False, "detail": str(error)}
-    return {"ok": True, "detail": f"instance started {time.time() - started:.0f}s ago"}
+    """Does the Prometheus server hold the host's series (the preparation check)?
+    Right after a restart it may not yet (a failed scrape marks them stale): asked
+    again until ``min_window_s`` has passed."""
+    settings = host.data.prometheus
+    deadline = time.monotonic() + float(settings["min_window_s"])
+    while True:
+        try:
+            started = prometheus.instance_started(settings, host.name, time.time())
+            return {"ok": True, "detail": f"the instance's series are there (started {time.time() - started:.0f}s ago)"}
+        except (MetricsError, ValueError) as error:
+            if time.monotonic() >= deadline:
+                return {"ok": False, "detail": str(error)}
+        time.sleep(1.0)  # gevent-patched inside a pyinfra run

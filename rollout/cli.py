@@ -42,6 +42,7 @@ from rollout.controller import (
 )
 from rollout.fleet import Fleet, PyinfraRunner, load_fleet
 from rollout.inputs import (
+    check_dashboard,
     InputError, RolloutOptions, check_batches, check_early, check_options, duration, refuse_missing_secrets,
 )
 from rollout.project import DEPLOY_ROOT, find_project, write_starter
@@ -379,6 +380,35 @@ def rules(ctx: Context, env: str | None) -> None:
     ctx.result["rules"] = text
     if not ctx.as_json:
         click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("env")
+@click.option("--port", default=8765, show_default=True, type=int, help="Port on 127.0.0.1 (0: any free one).")
+@click.option("--refresh", default="10s", show_default=True, help="How often the page and its data refresh.")
+@click.option("--range", "range_", default="1h", show_default=True, help="How far back the charts reach.")
+@click.option("--rate-window", default="1m", show_default=True,
+              help="The rate window of the charts (at least two scrape intervals).")
+@command
+def dashboard(ctx: Context, env: str, port: int, refresh: str, range_: str, rate_window: str) -> None:
+    """Serve a local web page (127.0.0.1 only, no login: reach it through an SSH
+    tunnel) with the error rate, response time and domain usage per host and
+    implementation, the stage changes and each host's gate verdict; from
+    Prometheus when prometheus["url"] is set, else from the hosts' records."""
+    options = check_dashboard(port, refresh, range_, rate_window)
+    fleet = ctx.fleet(env)
+    from rollout import dashboard as board  # requests: imported after pyinfra's patching, as notify
+
+    url = (fleet.setting("prometheus") or {}).get("url")
+    if url:
+        source = board.PrometheusSource(url, options.range_s, options.rate_window,
+                                        float(fleet.setting("prometheus")["timeout_s"]))
+    else:
+        runner = ctx.runner(fleet)
+        source = board.RecordsSource(lambda: {h: s for h, s in runner.status().items() if s is not None})
+    ctx.say(f"dashboard of {env}: {'Prometheus' if url else 'the hosts records'}; Ctrl-C stops it")
+    board.serve(board.Cache(source, options.refresh_s), env, options.port, options.refresh_s,
+                ready=lambda where: ctx.say(f"serving on {where} (loopback only)"))
 
 
 def print_timetable(ctx: Context, fleet: Fleet, statuses: dict[str, dict]) -> None:

@@ -373,6 +373,29 @@ def duration(option: str, text: str | int | float) -> float:
 
 
 @dataclass(frozen=True)
+class DashboardOptions:
+    """The checked options of ``rollout dashboard``."""
+
+    port: int
+    refresh_s: float
+    range_s: float
+    rate_window: str
+
+
+def check_dashboard(port: int, refresh: str, range_: str, rate_window: str) -> DashboardOptions:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+        raise InputError(f"--port {port!r}: a TCP port 1..65535 (0: any free one)")
+    refresh_s, range_s = duration("--refresh", refresh), duration("--range", range_)
+    if refresh_s < 1:
+        raise InputError(f"--refresh {refresh!r}: at least 1s (every browser polls at that pace)")
+    if range_s < 60:
+        raise InputError(f"--range {range_!r}: at least 1m")
+    if not re.fullmatch(r"[1-9][0-9]*[smh]", rate_window):
+        raise InputError(f"--rate-window {rate_window!r}: a Prometheus duration like 30s or 1m")
+    return DashboardOptions(port, refresh_s, range_s, rate_window)
+
+
+@dataclass(frozen=True)
 class RolloutOptions:
     """The checked options of a stage change (deploy, promote)."""
 

@@ -94,3 +94,43 @@ def test_a_domain_fault_reaches_the_receiver_naming_host_and_implementation(flee
     others = [a for a in alerts_in(log, before) if a["status"] == "firing"
               and (a["labels"].get("host") != host.name or a["labels"].get("implementation") != "domain")]
     assert not others, others
+
+
+def test_the_dashboard_shows_the_fleet_from_prometheus_in_a_real_browser(fleet, monitoring):
+    """`rollout dashboard sandbox` on the real Prometheus, in headless Chromium:
+    no console error, the three charts with data, every host's verdict row."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from browser import Browser
+    from fleetlib import start_rollout
+
+    with requests.Session() as session:  # unforced traffic: every chart has something to draw
+        for host in fleet:
+            for _ in range(100):
+                session.get(host.url("/api/v1/alerts/rules"), timeout=10)
+    names = {h.name for h in fleet}
+    wait_until(lambda: {r["metric"]["host"] for r in query(
+        monitoring["prometheus_url"], 'sum by (host) (rate(camera_api_requests_total{forced="false"}[20s])) > 0')}
+        == names, 60, "the traffic in Prometheus", interval_s=1)
+    board = start_rollout("dashboard", "sandbox", "--port", "0", "--range", "10m", "--rate-window", "20s")
+    try:
+        url = None
+        for line in board.stdout:
+            if "serving on " in line:
+                url = line.split("serving on ")[1].split()[0]
+                break
+        assert url and url.startswith("http://127.0.0.1:"), board.stderr.read() if board.poll() is not None else url
+        with Browser() as browser:
+            browser.open(url)
+            browser.wait_for("document.body.dataset.ready === 'yes' && document.body.dataset.charts === '3'", 60,
+                             "the three charts drawn with data")
+            rows = browser.evaluate("[...document.querySelectorAll('#verdicts tbody tr')]"
+                                    ".map(r => r.firstChild.innerText)")
+            source = browser.evaluate("document.getElementById('meta').textContent")
+            browser.drain(0.5)
+        assert browser.errors == []
+        assert set(rows) == names and "source: prometheus" in source
+    finally:
+        board.send_signal(2)  # Ctrl-C: the server stops cleanly
+        assert board.wait(30) == 0

@@ -243,6 +243,11 @@ prometheus = {
                            'implementation="{{implementation}}"}[{{window}}]))',
     },
 }
+#: The app's Prometheus metric names, for the alert rules (rollout rules) and the
+#: dashboard: a counter of requests labelled implementation, status_class (2xx..5xx)
+#: and forced, and a latency histogram in seconds labelled implementation.
+prometheus_metric_names = {"requests": "camera_api_requests_total",
+                           "latency": "camera_api_request_duration_seconds"}
 #: node_exporter's textfile directory on the hosts (Debian's
 #: prometheus-node-exporter reads this one): the record and the gate write the
 #: rollout's own state there as metrics (rollout/state_metrics.py), only where the

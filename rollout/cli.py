@@ -376,7 +376,7 @@ def rules(ctx: Context, env: str | None) -> None:
     from rollout.project import defaults
 
     settings = ctx.fleet(env).setting if env else defaults().get
-    text = render(settings("gate"), settings("alert_rules"))
+    text = render(settings("gate"), settings("alert_rules"), settings("prometheus_metric_names"))
     ctx.result["rules"] = text
     if not ctx.as_json:
         click.echo(text, nl=False)
@@ -401,7 +401,8 @@ def dashboard(ctx: Context, env: str, port: int, refresh: str, range_: str, rate
 
     url = (fleet.setting("prometheus") or {}).get("url")
     if url:
-        source = board.PrometheusSource(url, options.range_s, options.rate_window,
+        source = board.PrometheusSource(url, fleet.setting("prometheus_metric_names"), options.range_s,
+                                        options.rate_window,
                                         float(fleet.setting("prometheus")["timeout_s"]))
     else:
         runner = ctx.runner(fleet)

@@ -30,8 +30,9 @@ PAGE = Path(__file__).with_name("static") / "dashboard.html"
 class PrometheusSource:
     """The charts from Prometheus' query_range, over the last ``range_s``."""
 
-    def __init__(self, url: str, range_s: float, rate_window: str, timeout_s: float = 10):
+    def __init__(self, url: str, names: dict[str, str], range_s: float, rate_window: str, timeout_s: float = 10):
         self.url, self.range_s, self.rate_window, self.timeout_s = url.rstrip("/"), range_s, rate_window, timeout_s
+        self.names = names
 
     def _get(self, path: str, params: dict, what: str) -> Any:
         try:
@@ -51,7 +52,7 @@ class PrometheusSource:
         for name, (title, unit, queries) in shape.CHARTS.items():
             lines = []
             for query, legend in queries:
-                answer = self._get("/api/v1/query_range", {"query": query.format(window=self.rate_window), **span},
+                answer = self._get("/api/v1/query_range", {"query": query.format(window=self.rate_window, **self.names), **span},
                                    f"the {name} chart")
                 lines += shape.series(answer, legend, f"the {name} chart")
             charts[name] = {"title": title, "unit": unit, "series": lines}

@@ -16,22 +16,23 @@ import math
 from datetime import datetime
 from typing import Any, Mapping
 
-#: chart -> (title, unit, [(series query, legend template)]); ``{window}`` is the rate window.
+#: chart -> (title, unit, [(series query, legend template)]); ``{window}`` is the rate
+#: window, ``{requests}`` and ``{latency}`` the app's metric names (``prometheus_metric_names``).
 CHARTS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "errors": ("Error rate (5xx share)", "ratio", [
-        ('sum by (host, implementation) (rate(camera_api_requests_total{{status_class="5xx"}}[{window}]))'
-         " / sum by (host, implementation) (rate(camera_api_requests_total[{window}]))",
+        ('sum by (host, implementation) (rate({requests}{{status_class="5xx"}}[{window}]))'
+         " / sum by (host, implementation) (rate({requests}[{window}]))",
          "{host} {implementation}"),
     ]),
     "latency": ("Response time (P95 solid, P50 dotted)", "seconds", [
         ("histogram_quantile(0.95, sum by (host, implementation, le) "
-         "(rate(camera_api_request_duration_seconds_bucket[{window}])))", "{host} {implementation} p95"),
+         "(rate({latency}_bucket[{window}])))", "{host} {implementation} p95"),
         ("histogram_quantile(0.5, sum by (host, implementation, le) "
-         "(rate(camera_api_request_duration_seconds_bucket[{window}])))", "{host} {implementation} p50"),
+         "(rate({latency}_bucket[{window}])))", "{host} {implementation} p50"),
     ]),
     "usage": ("Domain service usage (share of unforced requests)", "ratio", [
-        ('sum by (host) (rate(camera_api_requests_total{{forced="false",implementation="domain"}}[{window}]))'
-         ' / sum by (host) (rate(camera_api_requests_total{{forced="false"}}[{window}]))', "{host} domain"),
+        ('sum by (host) (rate({requests}{{forced="false",implementation="domain"}}[{window}]))'
+         ' / sum by (host) (rate({requests}{{forced="false"}}[{window}]))', "{host} domain"),
     ]),
 }
 STAGE_QUERY = "max by (host) (rollout_stage_percent)"

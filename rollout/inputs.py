@@ -32,6 +32,7 @@ from rollout.consistency import ConsistencyError, check_spec
 from rollout.gate import Thresholds
 from rollout.metrics import METRICS
 from rollout.alert_rules import check as check_alert_rules
+from rollout.alert_rules import check_names as check_metric_names
 from rollout.promql import PROMETHEUS, PROVIDERS, check_queries
 from rollout.render import check_app_env, reserved_variables
 from rollout.stages import StageError, validate_plan
@@ -291,7 +292,7 @@ SETTINGS: dict[str, Callable[[Any], None]] = {
     "alert_sinks": _alert_sinks, "alert_timeout_s": _number(0, above=True),
     "alert_retries": _number(0, integral=True),
     "metrics_provider": _metrics_provider, "prometheus": _prometheus, "rollout_textfile_dir": _absolute_path,
-    "alert_rules": check_alert_rules,
+    "alert_rules": check_alert_rules, "prometheus_metric_names": check_metric_names,
 }
 
 #: Settings that may be unset (None).

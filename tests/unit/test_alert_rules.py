@@ -23,7 +23,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_the_committed_rules_are_the_render_of_the_gate_thresholds():
     settings = defaults()
-    assert RULES.read_text() == render(settings["gate"], settings["alert_rules"]), \
+    assert RULES.read_text() == render(settings["gate"], settings["alert_rules"], settings["prometheus_metric_names"]), \
         "monitoring/rules.yml is stale: run `rollout rules > monitoring/rules.yml`"
 
 
@@ -46,7 +46,8 @@ def test_the_tests_fail_when_a_threshold_moves(tmp_path, change, failing):
     """The same tests against rules rendered from other thresholds: they fail,
     so they do test the thresholds the gate uses."""
     settings = defaults()
-    (tmp_path / "rules.yml").write_text(render({**settings["gate"], **change}, settings["alert_rules"]))
+    (tmp_path / "rules.yml").write_text(render({**settings["gate"], **change}, settings["alert_rules"],
+                                                  settings["prometheus_metric_names"]))
     shutil.copy(TESTS, tmp_path / TESTS.name)
     result = promtool("test", "rules", TESTS.name, cwd=tmp_path)
     assert result.returncode != 0 and failing in result.stdout + result.stderr, result.stdout
@@ -55,8 +56,8 @@ def test_the_tests_fail_when_a_threshold_moves(tmp_path, change, failing):
 def test_the_minimum_traffic_keeps_a_lone_failure_quiet(tmp_path):
     """With no minimum worth the name, the 'too little traffic' case pages."""
     settings = defaults()
-    (tmp_path / "rules.yml").write_text(render(settings["gate"], {**settings["alert_rules"],
-                                                                  "min_requests_per_s": 0.001}))
+    (tmp_path / "rules.yml").write_text(render(settings["gate"], {**settings["alert_rules"], "min_requests_per_s": 0.001},
+                                               settings["prometheus_metric_names"]))
     shutil.copy(TESTS, tmp_path / TESTS.name)
     result = promtool("test", "rules", TESTS.name, cwd=tmp_path)
     assert result.returncode != 0 and "camera-3" in result.stdout + result.stderr, result.stdout

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from rollout import dashboard, dashboard_data
+from rollout.project import defaults
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from browser import Browser  # noqa: E402
@@ -131,7 +132,7 @@ def served():
 
     def start(broken: bool = False) -> str:
         prometheus = FakePrometheus(broken)
-        cache = dashboard.Cache(dashboard.PrometheusSource(prometheus.url, 3600, "1m"), 1.0)
+        cache = dashboard.Cache(dashboard.PrometheusSource(prometheus.url, defaults()["prometheus_metric_names"], 3600, "1m"), 1.0)
         stop, where = threading.Event(), []
         thread = threading.Thread(target=dashboard.serve, args=(cache, "sandbox", 0, 1.0),
                                   kwargs={"ready": where.append, "stop": stop}, daemon=True)

@@ -84,8 +84,9 @@ def main(out: str) -> int:
         first = None
         for line in alert_log.read_text().splitlines()[alerts_before:]:
             for alert in json.loads(line)["alerts"]:
-                if alert["status"] == "firing" and alert["labels"].get("host") == faulty:
-                    at = datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00")).timestamp()
+                at = datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00")).timestamp()
+                # this fault's alert (a notification also lists the group's older alerts)
+                if alert["status"] == "firing" and alert["labels"].get("host") == faulty and at >= fault_at - 2:
                     first = at if first is None else min(first, at)
         if first is not None:
             print(f"first alert for {faulty} fired {first - fault_at:.0f}s after the fault began")

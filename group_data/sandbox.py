@@ -16,13 +16,3 @@ time_compression = 7 * 86400
 #: synthetic traffic (500 requests of each implementation per host).
 auto_promote = True
 watch_soak_s = 20
-
-# --- Monitoring: the sandbox's own Prometheus (rollout-sandbox up) -----------------
-#: The gate reads the app's JSON endpoint unless an inventory says
-#: metrics_provider = "prometheus"; the server is the fleet's (on the bridge,
-#: scraping every 2 s), so a window of 6 s holds three scrapes.
-import rollout.project as _project  # noqa: E402
-from rollout_sandbox.fleet import load_fleet as _load_fleet  # noqa: E402
-
-prometheus = {**_project.defaults()["prometheus"],
-              "url": (_load_fleet().get("monitoring") or {}).get("prometheus_url"), "min_window_s": 6}

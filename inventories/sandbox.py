@@ -11,6 +11,7 @@ import os as _os
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.hiddenvalue import HiddenValue
 
+import rollout.project as _project
 from rollout_sandbox import lb as _lb
 from rollout_sandbox.fleet import load_fleet as _load_fleet
 from rollout_sandbox.services import service_urls as _service_urls
@@ -18,6 +19,14 @@ from rollout_sandbox.services import service_urls as _service_urls
 _fleet = _load_fleet()
 if not _fleet.get("hosts"):
     raise PyinfraError("no sandbox fleet is up: run `rollout-sandbox up` first")
+
+# The gate reads the app's JSON endpoint unless an inventory says
+# metrics_provider = "prometheus"; this is the fleet's own Prometheus (on the
+# bridge, scraping every 2 s, started by `rollout-sandbox up`), so a window of
+# 6 s holds three scrapes. Host data here, not group_data/sandbox.py: group data
+# is read by tools that have no fleet (and no rollout_sandbox) to ask.
+_prometheus = {**_project.defaults()["prometheus"],
+               "url": (_fleet.get("monitoring") or {}).get("prometheus_url"), "min_window_s": 6}
 
 # Wrapped so that pyinfra prints *MASKED* should it ever print host data.
 _urls = {key: HiddenValue(value) for key, value in _service_urls().items()}
@@ -34,6 +43,7 @@ camera_api = [
             # The reference service's wheels (rollout_sandbox/install_app.py).
             "wheelhouse_dir": _fleet["wheelhouse"],
             **_urls,
+            "prometheus": _prometheus,
         },
     )
     for host in _fleet["hosts"]

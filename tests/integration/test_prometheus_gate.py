@@ -12,8 +12,8 @@ import requests
 from fleetlib import ROOT, run_pyinfra, run_rollout, stages, wait_until
 from test_side_by_side import clear_faults, set_drop_in, set_stage
 
-#: The sandbox inventory, its hosts' gate reading Prometheus. Named sandbox.py
-#: so its hosts stay in group sandbox (group_data/sandbox.py: the server's URL).
+#: The sandbox inventory (its host data name the fleet's Prometheus), its hosts'
+#: gate reading Prometheus. Named sandbox.py so its hosts stay in group sandbox.
 INVENTORY = """import runpy
 _base = runpy.run_path({base!r})
 camera_api = [(n, {{**d, {extra}}}) for n, d in _base['camera_api']]

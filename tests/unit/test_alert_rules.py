@@ -39,8 +39,9 @@ def test_every_rule_fires_and_stays_quiet_where_it_should():
 
 @pytest.mark.parametrize("change, failing", [
     ({"error_rate_abort_above": 0.5}, "CameraApiErrorRateHigh"),    # the 10 % fault no longer pages
-    ({"success_rate_abort_below": 0.7}, "CameraApiSuccessRateLow"),  # nor the 80 % success
+    ({"success_rate_abort_below": 0.7}, "CameraApiSuccessRateLow"),  # nor the 90 % success
     ({"p95_max_ratio": 20.0}, "CameraApiDomainLatencyUp"),           # nor a 10x slower domain
+    ({"domain_p95_min_increase_ms": 10.0}, "CameraApiDomainLatencyUp"),  # nor camera-4's +5.25 ms
 ])
 def test_the_tests_fail_when_a_threshold_moves(tmp_path, change, failing):
     """The same tests against rules rendered from other thresholds: they fail,

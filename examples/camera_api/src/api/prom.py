@@ -6,8 +6,10 @@ directory, and a scrape sums them. The directory is per service instance (the uv
 master's pid and start time, under the runtime directory systemd empties at each start),
 so a restarted service starts from zero, as a Prometheus counter reset should.
 
-prometheus_client picks its multiprocess value class when it is first imported (from
-PROMETHEUS_MULTIPROC_DIR), so this module imports it only once that variable is set.
+prometheus_client keeps one set of value files per process (opened on first use) and
+picks its value class when it is first imported: the directory is therefore chosen once
+per process, and the multiprocess value class is put in place even when something else
+in the process imported prometheus_client first (a test run, a plugin).
 
 - camera_api_requests_total{implementation, status_class, forced}: every rollout request
 - camera_api_request_duration_seconds{implementation}: its latency (the JSON buckets)
@@ -17,7 +19,7 @@ Every label combination exists from the start, at 0: an absent series is an erro
 reader, never a zero.
 """
 import os
-import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -43,20 +45,43 @@ def instance_started(pid: int) -> float:
         return time.time()
 
 
+_directory: Path | None = None  # this process's multiprocess directory, once chosen
+
+
+def multiprocess_directory(runtime_directory: str | None) -> Path:
+    """The directory this process's workers share (chosen once per process).
+
+    Per service instance: the master's pid and start time, under the runtime directory
+    (systemd empties it at each start); in the temporary-directory fallback, the
+    directories of instances no longer running are removed."""
+    global _directory
+    if _directory is not None:
+        return _directory
+    pid = master_pid()
+    base = Path(runtime_directory or Path(tempfile.gettempdir()) / "camera_api-metrics")
+    directory = base / f"prometheus-{pid}-{_process_start_ticks(pid)}"
+    directory.mkdir(parents=True, exist_ok=True)
+    for other in base.glob("prometheus-*-*"):
+        _, other_pid, ticks = other.name.split("-", 2)
+        if other != directory and other_pid.isdigit() and _process_start_ticks(int(other_pid)) != ticks:
+            shutil.rmtree(other, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    from prometheus_client import values
+
+    if not getattr(values.ValueClass, "_multiprocess", False):  # imported before the variable was set
+        values.ValueClass = values.MultiProcessValue()
+    _directory = directory
+    return directory
+
+
 class PrometheusMetrics:
     def __init__(self, runtime_directory: str | None, use_domain_service: bool, rollout_percent: int):
         pid = master_pid()
-        base = Path(runtime_directory or Path(tempfile.gettempdir()) / "camera_api-metrics")
-        directory = base / f"prometheus-{pid}-{_process_start_ticks(pid)}"
-        directory.mkdir(parents=True, exist_ok=True)
-        # The first app of a process fixes the directory (prometheus_client reads it once,
-        # when imported); an inherited value would be another instance's.
-        if "prometheus_client.values" not in sys.modules:
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+        directory = multiprocess_directory(runtime_directory)
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
         self._registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(self._registry)
+        multiprocess.MultiProcessCollector(self._registry, path=str(directory))
         # registry=None: in multiprocess mode the collector reads the files, not the objects.
         self.requests = Counter("camera_api_requests", "Rollout requests by implementation, status class "
                                 "and whether force_domain chose the implementation.",

@@ -7,7 +7,8 @@ page (rollout/static/dashboard.html, no external script) polls ``/data``; the
 data come from Prometheus when ``prometheus["url"]`` is set, else from what the
 hosts recorded (read at most once per refresh period, whatever the number of
 browsers). A source that fails is shown on the page as an error, never as an
-empty chart.
+empty chart. A request whose Host header is not a loopback name is refused: a
+web page elsewhere could otherwise read the dashboard through DNS rebinding.
 """
 
 from __future__ import annotations
@@ -23,8 +24,20 @@ from typing import Any
 import requests
 
 from rollout import dashboard_data as shape
+from rollout.inputs import InputError
 
 PAGE = Path(__file__).with_name("static") / "dashboard.html"
+#: The names a browser on this machine (or at an SSH tunnel's end) uses for it.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def loopback_host(header: str | None) -> bool:
+    """Whether a Host header names this machine's loopback (any port: a tunnel may
+    map another local port to ours)."""
+    if not header:
+        return False
+    name = header.rsplit(":", 1)[0] if not header.endswith("]") else header
+    return name.lower() in LOOPBACK_NAMES
 
 
 class PrometheusSource:
@@ -105,6 +118,9 @@ def serve(cache: Cache, env: str, port: int, refresh_s: float, ready: Callable[[
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
+            if not loopback_host(self.headers.get("Host")):
+                self.send_error(403, "reach the dashboard as http://127.0.0.1:PORT/ (an SSH tunnel keeps that name)")
+                return
             if self.path == "/" or self.path.startswith("/?"):
                 body, kind = page.encode(), "text/html; charset=utf-8"
             elif self.path == "/data":
@@ -122,7 +138,10 @@ def serve(cache: Cache, env: str, port: int, refresh_s: float, ready: Callable[[
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as error:
+        raise InputError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({error.strerror or error})") from None
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -15,6 +15,7 @@ The pure part (``prometheus_config``, ``alertmanager_config``) is unit-tested.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,7 +165,10 @@ def start(hosts: list[dict]) -> dict[str, str]:
     if pid is not None and changed:
         os.kill(pid, signal.SIGHUP)
     if pid is None:
-        (RUN_DIR / "alertmanager-data").mkdir(exist_ok=True)
+        # A fresh state: the notification log of an earlier fleet would hold back a new
+        # firing of the same alert (same host and implementation) for its repeat interval.
+        shutil.rmtree(RUN_DIR / "alertmanager-data", ignore_errors=True)
+        (RUN_DIR / "alertmanager-data").mkdir()
         _start("alertmanager", ["/usr/bin/prometheus-alertmanager", f"--config.file={am_config}",
                                 f"--storage.path={RUN_DIR / 'alertmanager-data'}",
                                 f"--web.listen-address={address}:{ALERTMANAGER_PORT}",

@@ -123,7 +123,12 @@ def test_watch_drives_an_unattended_progression_and_alerts_each_step_once(fleet,
     expected = []
     for stage in (10, 25, 50, 100):
         expected += [("stage-started", stage), ("batch-passed", stage), ("batch-passed", stage), ("promoted", stage)]
-    assert kinds(receiver) == expected + [("completed", 100)], output[-4000:]
+    # A due stage whose tick found too little traffic yet is inconclusive: the watch may
+    # say so (at most once per stage) and promotes at a later tick; nothing else may differ.
+    past_due = [k for k in kinds(receiver) if k[0] == "inconclusive-past-due"]
+    assert len(set(past_due)) == len(past_due) and {s for _, s in past_due} <= {10, 25, 50, 100}, past_due
+    assert [k for k in kinds(receiver) if k[0] != "inconclusive-past-due"] == expected + [("completed", 100)], \
+        output[-4000:]
     keys = [r["body"]["key"] for r in received]
     assert len(set(keys)) == len(keys)
     for name, host_status in status()["hosts"].items():

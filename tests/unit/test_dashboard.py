@@ -186,3 +186,28 @@ def test_an_unreachable_source_shows_an_error_not_empty_charts(served):
     assert any("a probe of the collector" in e for e in browser.errors)  # the error check can fail
     assert "HTTP 503" in message and "No data" in banner
     assert ready == ""
+
+
+def test_a_foreign_host_header_is_refused(served):
+    """DNS rebinding: a page at evil.example whose name now points at 127.0.0.1
+    must not read the dashboard; the loopback names (any port: a tunnel) may."""
+    import requests
+
+    url = served()
+    assert requests.get(url + "data", headers={"Host": "evil.example:8765"}, timeout=10).status_code == 403
+    assert requests.get(url, headers={"Host": "rebind.evil.example"}, timeout=10).status_code == 403
+    for name in ("localhost:9000", "127.0.0.1:8765", "[::1]:8765"):
+        assert requests.get(url + "data", headers={"Host": name}, timeout=10).status_code == 200, name
+
+
+def test_a_port_in_use_is_one_clear_line():
+    import socket
+
+    from rollout.inputs import InputError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InputError, match=rf"--port {port}: cannot listen on 127.0.0.1:{port}"):
+            dashboard.serve(dashboard.Cache(dashboard.RecordsSource(dict), 1.0), "sandbox", port, 1.0)

@@ -403,7 +403,7 @@ def dashboard(ctx: Context, env: str, port: int, refresh: str, range_: str, rate
     if url:
         source = board.PrometheusSource(url, fleet.setting("prometheus_metric_names"), options.range_s,
                                         options.rate_window,
-                                        float(fleet.setting("prometheus")["timeout_s"]))
+                                        float(fleet.setting("prometheus")["timeout_s"]), hosts=list(fleet.hosts))
     else:
         runner = ctx.runner(fleet)
         source = board.RecordsSource(lambda: {h: s for h, s in runner.status().items() if s is not None})

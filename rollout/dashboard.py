@@ -43,9 +43,11 @@ def loopback_host(header: str | None) -> bool:
 class PrometheusSource:
     """The charts from Prometheus' query_range, over the last ``range_s``."""
 
-    def __init__(self, url: str, names: dict[str, str], range_s: float, rate_window: str, timeout_s: float = 10):
+    def __init__(self, url: str, names: dict[str, str], range_s: float, rate_window: str, timeout_s: float = 10,
+                 hosts: list[str] | None = None):
         self.url, self.range_s, self.rate_window, self.timeout_s = url.rstrip("/"), range_s, rate_window, timeout_s
-        self.names = names
+        self.names, self.hosts = names, hosts
+        self.only = shape.host_matcher(hosts)  # the environment's hosts, not all the server scrapes
 
     def _get(self, path: str, params: dict, what: str) -> Any:
         try:
@@ -65,15 +67,17 @@ class PrometheusSource:
         for name, (title, unit, queries) in shape.CHARTS.items():
             lines = []
             for query, legend in queries:
-                answer = self._get("/api/v1/query_range", {"query": query.format(window=self.rate_window, **self.names), **span},
-                                   f"the {name} chart")
+                promql = query.format(window=self.rate_window, only=self.only, **self.names)
+                answer = self._get("/api/v1/query_range", {"query": promql, **span}, f"the {name} chart")
                 lines += shape.series(answer, legend, f"the {name} chart")
             charts[name] = {"title": title, "unit": unit, "series": lines}
-        stages = self._get("/api/v1/query_range", {"query": shape.STAGE_QUERY, **span}, "the stages")
-        instant = {key: self._get("/api/v1/query", {"query": query, "time": f"{now:.3f}"}, "the verdicts")
+        stages = self._get("/api/v1/query_range", {"query": shape.STAGE_QUERY.format(only=self.only), **span},
+                           "the stages")
+        instant = {key: self._get("/api/v1/query", {"query": query.format(only=self.only), "time": f"{now:.3f}"},
+                                  "the verdicts")
                    for key, query in shape.VERDICT_QUERIES.items()}
         return {"source": "prometheus", "now": now, "start": start, "charts": charts,
-                "markers": shape.markers(stages), "verdicts": shape.verdicts(instant)}
+                "markers": shape.markers(stages), "verdicts": shape.verdicts(instant, self.hosts)}
 
 
 class RecordsSource:
@@ -114,7 +118,9 @@ def serve(cache: Cache, env: str, port: int, refresh_s: float, ready: Callable[[
           stop: threading.Event | None = None) -> None:
     """Serve the page and ``/data`` on 127.0.0.1:``port`` until ``stop`` is set
     (or Ctrl-C)."""
-    page = PAGE.read_text().replace("__ENV__", json.dumps(env)).replace("__REFRESH_MS__", str(int(refresh_s * 1000)))
+    # The name goes into a script: "<" escaped, so a name holding "</script>" stays a string.
+    page = (PAGE.read_text().replace("__ENV__", json.dumps(env).replace("<", "\\u003c"))
+            .replace("__REFRESH_MS__", str(int(refresh_s * 1000))))
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):

@@ -13,32 +13,44 @@ line, never a zero.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Any, Mapping
 
 #: chart -> (title, unit, [(series query, legend template)]); ``{window}`` is the rate
-#: window, ``{requests}`` and ``{latency}`` the app's metric names (``prometheus_metric_names``).
+#: window, ``{requests}`` and ``{latency}`` the app's metric names (``prometheus_metric_names``),
+#: ``{only}`` the matcher of the environment's hosts (``host_matcher``): a team's Prometheus
+#: may scrape other environments' hosts too.
 CHARTS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "errors": ("Error rate (5xx share)", "ratio", [
-        ('sum by (host, implementation) (rate({requests}{{status_class="5xx"}}[{window}]))'
-         " / sum by (host, implementation) (rate({requests}[{window}]))",
+        ('sum by (host, implementation) (rate({requests}{{status_class="5xx",{only}}}[{window}]))'
+         " / sum by (host, implementation) (rate({requests}{{{only}}}[{window}]))",
          "{host} {implementation}"),
     ]),
     "latency": ("Response time (P95 solid, P50 dotted)", "seconds", [
         ("histogram_quantile(0.95, sum by (host, implementation, le) "
-         "(rate({latency}_bucket[{window}])))", "{host} {implementation} p95"),
+         "(rate({latency}_bucket{{{only}}}[{window}])))", "{host} {implementation} p95"),
         ("histogram_quantile(0.5, sum by (host, implementation, le) "
-         "(rate({latency}_bucket[{window}])))", "{host} {implementation} p50"),
+         "(rate({latency}_bucket{{{only}}}[{window}])))", "{host} {implementation} p50"),
     ]),
     "usage": ("Domain service usage (share of unforced requests)", "ratio", [
-        ('sum by (host) (rate({requests}{{forced="false",implementation="domain"}}[{window}]))'
-         ' / sum by (host) (rate({requests}{{forced="false"}}[{window}]))', "{host} domain"),
+        ('sum by (host) (rate({requests}{{forced="false",implementation="domain",{only}}}[{window}]))'
+         ' / sum by (host) (rate({requests}{{forced="false",{only}}}[{window}]))', "{host} domain"),
     ]),
 }
-STAGE_QUERY = "max by (host) (rollout_stage_percent)"
-VERDICT_QUERIES = {"verdict": "rollout_gate_verdict == 1", "stage": "max by (host) (rollout_gate_stage_percent)",
-                   "at": "max by (host) (rollout_gate_timestamp_seconds)",
-                   "current": "max by (host) (rollout_stage_percent)"}
+STAGE_QUERY = "max by (host) (rollout_stage_percent{{{only}}})"
+VERDICT_QUERIES = {"verdict": "rollout_gate_verdict{{{only}}} == 1",
+                   "stage": "max by (host) (rollout_gate_stage_percent{{{only}}})",
+                   "at": "max by (host) (rollout_gate_timestamp_seconds{{{only}}})",
+                   "current": "max by (host) (rollout_stage_percent{{{only}}})"}
+
+
+def host_matcher(hosts: list[str] | None) -> str:
+    """A PromQL label matcher for exactly these hosts (None: any host)."""
+    if not hosts:
+        return 'host=~".+"'
+    # RE2 takes Python's escapes of punctuation; a PromQL string doubles each backslash.
+    return 'host=~"' + "|".join(re.escape(h).replace("\\", "\\\\") for h in sorted(hosts)) + '"'
 
 
 class SourceError(RuntimeError):
@@ -96,9 +108,10 @@ def markers(answer: Any) -> list[dict]:
     return sorted(found, key=lambda m: (m["t"], m["host"] or ""))
 
 
-def verdicts(answers: Mapping[str, Any]) -> list[dict]:
-    """Per host: the last gate's verdict, the stage it judged, when, and the stage now."""
-    rows: dict[str, dict] = {}
+def verdicts(answers: Mapping[str, Any], hosts: list[str] | None = None) -> list[dict]:
+    """Per host: the last gate's verdict, the stage it judged, when, and the stage now;
+    a row for each of ``hosts`` even when Prometheus has nothing of it (all None)."""
+    rows: dict[str, dict] = {host: {} for host in hosts or ()}
     for one in _matrix(answers["verdict"], "the verdicts"):
         labels = one.get("metric") or {}
         if labels.get("host"):

@@ -73,6 +73,7 @@ class FakePrometheus:
 
     def __init__(self, broken: bool = False):
         outer = self
+        self.queries: list[str] = []
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
@@ -97,6 +98,7 @@ class FakePrometheus:
 
     def answer(self, path: str, params: dict) -> dict:
         query = params["query"]
+        self.queries.append(query)
         if path.endswith("/query"):
             if "rollout_gate_verdict" in query:
                 return vector(({"host": "camera-1", "verdict": "pass"}, "1"), ({"host": "camera-2", "verdict": "abort"}, "1"))
@@ -109,7 +111,7 @@ class FakePrometheus:
 
         def values(f):
             return [[t, str(f(t))] for t in times]
-        if query.startswith("max by (host) (rollout_stage_percent)"):
+        if query.startswith("max by (host) (rollout_stage_percent"):
             return matrix(({"host": "camera-1"}, values(lambda t: 25 if t > start + 60 else 10)),
                           ({"host": "camera-2"}, values(lambda t: 0 if t > fault + 30 else 25 if t > start + 60 else 10)))
         if "histogram_quantile" in query:
@@ -211,3 +213,42 @@ def test_a_port_in_use_is_one_clear_line():
         port = taken.getsockname()[1]
         with pytest.raises(InputError, match=rf"--port {port}: cannot listen on 127.0.0.1:{port}"):
             dashboard.serve(dashboard.Cache(dashboard.RecordsSource(dict), 1.0), "sandbox", port, 1.0)
+
+
+def test_prometheus_is_asked_for_the_environment_s_hosts_only():
+    """A team's Prometheus scrapes other environments too: every query is limited
+    to the inventory's hosts, and a host Prometheus knows nothing of still has its row."""
+    prometheus = FakePrometheus()
+    try:
+        source = dashboard.PrometheusSource(prometheus.url, defaults()["prometheus_metric_names"], 3600, "1m",
+                                            hosts=["camera-1", "camera-2", "camera-9"])
+        data = source.read()
+    finally:
+        prometheus.close()
+    only = 'host=~"camera\\\\-1|camera\\\\-2|camera\\\\-9"'
+    assert prometheus.queries and all(q.count("host=~") == q.count("{") for q in prometheus.queries), prometheus.queries
+    assert all(only in q for q in prometheus.queries), prometheus.queries
+    rows = {row["host"]: row for row in data["verdicts"]}
+    assert set(rows) == {"camera-1", "camera-2", "camera-9"}
+    assert rows["camera-9"]["verdict"] is None and rows["camera-9"]["current_stage"] is None
+    assert rows["camera-2"]["verdict"] == "abort"
+
+
+def test_an_environment_name_cannot_end_the_page_s_script():
+    import requests
+
+    stop, where = threading.Event(), []
+    env = "prod</script><script>document.title='owned'</script>"
+    thread = threading.Thread(target=dashboard.serve, args=(dashboard.Cache(dashboard.RecordsSource(dict), 1.0), env, 0, 1.0),
+                              kwargs={"ready": where.append, "stop": stop}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not where:
+            assert time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.05)
+        page = requests.get(where[0], timeout=10).text
+    finally:
+        stop.set()
+        thread.join(10)
+    assert "<script>document.title" not in page and "prod\\u003c/script>" in page

@@ -83,9 +83,9 @@ class Context:
     def say(self, message: str = "") -> None:
         click.echo(message, err=self.as_json)
 
-    def fleet(self, env: str) -> Fleet:
+    def fleet(self, env: str, connecting: bool = True) -> Fleet:
         """The inventory ENV of the project, loaded and every setting checked."""
-        return load_fleet(env, find_project(self.project))
+        return load_fleet(env, find_project(self.project), connecting)
 
     def runner(self, fleet: Fleet, token: str | None = None) -> PyinfraRunner:
         return PyinfraRunner(fleet, self.say, self.operator, token or self.token, self.verbose)
@@ -375,7 +375,7 @@ def rules(ctx: Context, env: str | None) -> None:
     from rollout.alert_rules import render
     from rollout.project import defaults
 
-    settings = ctx.fleet(env).setting if env else defaults().get
+    settings = ctx.fleet(env, connecting=False).setting if env else defaults().get
     text = render(settings("gate"), settings("alert_rules"), settings("prometheus_metric_names"))
     ctx.result["rules"] = text
     if not ctx.as_json:

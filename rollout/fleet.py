@@ -97,10 +97,11 @@ def _check_ssh_files(name: str, data) -> None:
             raise InputError(f"{key} {value} of host {name} does not exist")
 
 
-def load_fleet(env: str, project: Path | None = None) -> Fleet:
+def load_fleet(env: str, project: Path | None = None, connecting: bool = True) -> Fleet:
     """Hosts and data of an inventory, through pyinfra's loader (the defaults,
     then the project's group_data), every setting checked: no host is contacted
-    here."""
+    here. ``connecting=False``: for a command that only reads settings (``rollout
+    rules``), the SSH key and known-hosts files need not be on this machine."""
     from pyinfra.api import State
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
@@ -128,7 +129,8 @@ def load_fleet(env: str, project: Path | None = None) -> Fleet:
         missing[host.name] = missing_secrets(settings["secret_variables"], host.data.get)
         if settings["write_secrets"]:
             refuse_missing_secrets(missing[host.name], host.name)
-        _check_ssh_files(host.name, host.data)
+        if connecting:
+            _check_ssh_files(host.name, host.data)
         # Only settings and connection details: never the secrets.
         data[host.name] = {**settings, **{key: host.data.get(key) for key in _CONNECTION_KEYS}}
     fleet = Fleet(inventory, hosts, data, project, missing)

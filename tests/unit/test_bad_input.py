@@ -289,3 +289,15 @@ def test_the_trap_sees_a_command_that_does_contact_the_hosts(tmp_path, listener,
     assert result.returncode == 1, result.stderr
     assert "trap-1" in result.stderr and "Traceback" not in result.stderr
     assert json.loads(result.stdout)["exit_code"] == 1
+
+
+def test_rules_need_no_ssh_key_and_contact_no_host(tmp_path, listener):
+    """`rollout rules ENV` only reads settings: it runs where the deploy key is not
+    (a monitoring repo's CI), and the trap sees no connection."""
+    path = write_inventory(tmp_path, listener.port, Path("/nonexistent/id_deploy"),
+                           group_data={"gate": {**defaults()["gate"], "error_rate_abort_above": 0.02}})
+    before = listener.count
+    result = rollout("rules", str(path))
+    assert result.returncode == 0, result.stderr
+    assert ") > 0.02\n" in result.stdout and "alert above 2%" in result.stdout
+    assert listener.count == before

@@ -3,7 +3,8 @@
 (`rollout-sandbox up --hosts 4` first): stage 10, then for each case (healthy;
 3 % domain errors on every host, a systemd drop-in the tool does not manage)
 `rollout check` is run in turns through the JSON provider and the Prometheus
-provider, ``--no-rollback`` so that both judge the same service instance.
+provider, ``--no-rollback``, each on a freshly restarted instance (independent
+windows: a check judges since the restart).
 Prints one row per provider and case: the hosts' gate verdicts (a healthy
 domain's aborts are false alarms; a faulty one's passes are misses) and the
 check's duration.
@@ -73,10 +74,11 @@ def main() -> int:
         deployed = rollout("deploy", "sandbox", "--stage", "10", "--yes", "--batches", "100%", "--soak", "20s")
         print(f"stage 10: exit {deployed.returncode}", flush=True)
         for case, environment in CASES.items():
-            set_case(environment)
-            time.sleep(5)
             for trial in range(options.trials):
                 for provider, inventory in inventories.items():
+                    # A fresh instance for every check: with no passing gate to leave a cursor
+                    # (a fault), a window since the restart would hold the earlier checks' traffic.
+                    set_case(environment)
                     began = time.monotonic()
                     result = rollout("--json", "check", inventory, "--no-rollback", "--yes", "--soak", options.soak)
                     seconds = time.monotonic() - began

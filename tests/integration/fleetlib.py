@@ -45,6 +45,24 @@ class FleetHost:
         return known["process_switch"] or {}
 
 
+#: The sandbox inventory with some host data changed. Named sandbox.py so its hosts
+#: stay in group sandbox (group_data/sandbox.py).
+SANDBOX_INVENTORY = """import runpy
+_base = runpy.run_path({base!r})
+camera_api = [(n, {{**d, {extra}}}) for n, d in _base['camera_api']]
+"""
+
+
+def sandbox_inventory(directory: Path, **extra) -> str:
+    """Write that inventory into ``directory``, each of ``extra`` (literal values)
+    replacing a host data key; its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "sandbox.py"
+    fields = ", ".join(f"{k!r}: {v!r}" for k, v in extra.items())
+    path.write_text(SANDBOX_INVENTORY.format(base=str(ROOT / "inventories" / "sandbox.py"), extra=fields))
+    return str(path)
+
+
 def run_pyinfra(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     yes = [] if "--dry" in args else ["-y"]
     return subprocess.run(

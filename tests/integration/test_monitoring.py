@@ -165,18 +165,18 @@ def test_the_dashboard_shows_the_fleet_from_prometheus_in_a_real_browser(fleet, 
 def test_without_prometheus_the_dashboard_shows_what_the_hosts_recorded(fleet, tmp_path):
     """No prometheus["url"]: the page's data come from the hosts' records over SSH:
     every host's current stage and last verdict, no series (and says why)."""
-    from fleetlib import stages, start_rollout
+    from fleetlib import sandbox_inventory, stages, start_rollout
+    from rollout.project import defaults
 
-    inventory = tmp_path / "sandbox.py"  # named so its hosts stay in group sandbox
-    inventory.write_text("import runpy\n"
-                         f"_base = runpy.run_path({str(ROOT / 'inventories' / 'sandbox.py')!r})\n"
-                         "camera_api = [(n, {**d, 'prometheus': {**d['prometheus'], 'url': None}})"
-                         " for n, d in _base['camera_api']]\n")
-    board = start_rollout("dashboard", str(inventory), "--port", "0", "--refresh", "2s")
+    inventory = sandbox_inventory(tmp_path, prometheus={**defaults()["prometheus"], "url": None})
+    board = start_rollout("dashboard", inventory, "--port", "0", "--refresh", "2s")
+
+    def recorded() -> dict | None:
+        data = requests.get(f"{url}/data", timeout=60).json()
+        return data if data.get("verdicts") else None
     try:
         url = serving_url(board)
-        data = wait_until(lambda: (lambda d: d if d.get("verdicts") else None)(
-            requests.get(f"{url}/data", timeout=60).json()), 120, "the hosts' records on the page", interval_s=2)
+        data = wait_until(recorded, 120, "the hosts' records on the page", interval_s=2)
     finally:
         board.send_signal(2)
         assert board.wait(30) == 0

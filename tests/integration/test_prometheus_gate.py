@@ -10,22 +10,8 @@ import time
 import pytest
 import requests
 from fleetlib import ROOT, run_pyinfra, run_rollout, stages, wait_until
+from fleetlib import sandbox_inventory as inventory
 from test_side_by_side import clear_faults, set_drop_in, set_stage
-
-#: The sandbox inventory (its host data name the fleet's Prometheus), its hosts'
-#: gate reading Prometheus. Named sandbox.py so its hosts stay in group sandbox.
-INVENTORY = """import runpy
-_base = runpy.run_path({base!r})
-camera_api = [(n, {{**d, {extra}}}) for n, d in _base['camera_api']]
-"""
-
-
-def inventory(directory, **extra) -> str:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "sandbox.py"
-    fields = ", ".join(f"{k!r}: {v!r}" for k, v in extra.items())
-    path.write_text(INVENTORY.format(base=str(ROOT / "inventories" / "sandbox.py"), extra=fields))
-    return str(path)
 
 
 @pytest.fixture(scope="module")

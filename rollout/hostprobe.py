@@ -150,22 +150,79 @@ def read_json(path):
         return None
 
 
-def write_atomic(path, content, mode="644"):
-    """Replace a file atomically: write beside it, sync, then rename over it."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=".probe-")
+class Refused(Exception):
+    """A mode could not do what it was asked: one line on stderr, exit 1."""
+
+
+def _owner_ids(user, group):
+    try:
+        uid = pwd.getpwnam(user).pw_uid if user else -1
+    except KeyError:
+        raise Refused(f"unknown user {user!r}") from None
+    try:
+        gid = grp.getgrnam(group).gr_gid if group else -1
+    except KeyError:
+        raise Refused(f"unknown group {group!r}") from None
+    return uid, gid
+
+
+def make_directory(path, owner):
+    """The directory a file goes into, created when missing: private while it is
+    made (umask 077), then given ``owner`` (user, group, mode); parents above it
+    are created as root's 0755 ones."""
+    parent = os.path.dirname(path.rstrip("/"))
+    if parent and not os.path.isdir(parent):
+        make_directory(parent, {"mode": "755"})
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    uid, gid = _owner_ids(owner.get("user"), owner.get("group"))
+    os.chown(path, uid, gid)
+    os.chmod(path, int(str(owner.get("mode", "755")), 8))
+
+
+def write_atomic(path, content, mode="644", user=None, group=None, directory=None):
+    """Replace a file atomically: a private temporary file beside it (mkstemp:
+    0600, root's, an unpredictable name), written and synced, given its owner
+    and mode, then renamed over ``path``; removed on any failure. The directory
+    is created when missing (``directory``: its owner and mode)."""
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        make_directory(parent, directory or {"mode": "755"})
+    uid, gid = _owner_ids(user, group)
+    fd, temp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp, int(mode, 8))
+            if uid != -1 or gid != -1:
+                os.fchown(handle.fileno(), uid, gid)
+            os.fchmod(handle.fileno(), int(str(mode), 8))
         os.replace(temp, path)
     except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
+        remove(temp)
         raise
+    try:  # the rename itself survives a crash
+        directory_fd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
+    except OSError:
+        pass
+
+
+def remove_leftovers(path):
+    """What earlier versions of the tool may have left of a file they wrote: the
+    upload beside it (``.NAME.rollout-tmp``) and pyinfra's staged copy of that
+    upload in the temporary directory (``pyinfra-<sha1 of its path>``, written
+    by SFTP as the SSH user before ``sudo cp``)."""
+    beside = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.rollout-tmp")
+    staged = os.path.join(tempfile.gettempdir(), "pyinfra-" + hashlib.sha1(beside.encode()).hexdigest())
+    for leftover in (beside, staged):
+        remove(leftover)
 
 
 def _name(lookup, number):
@@ -379,15 +436,27 @@ def mode_stop(spec):
 
 
 def mode_write(spec):
-    """Replace one file (``path``, ``content``, ``mode``) or several (``files``: a
-    list of those), each atomically. A file marked ``if_dir_exists`` is written
-    only where its directory exists (another package's, e.g. node_exporter's
-    textfile directory: never created here)."""
+    """Replace one file (``path``, ``content``, ``mode``, and optionally ``user``,
+    ``group`` and ``directory``: the owner and mode of its directory when it must
+    be created) or several (``files``: a list of those), each atomically. The
+    spec comes on stdin, so a file's content (a secret) is never on a command
+    line nor in a file another user can read. A file marked ``if_dir_exists`` is
+    written only where its directory exists (another package's, e.g.
+    node_exporter's textfile directory: never created here)."""
+    os.umask(0o077)  # whatever this process creates is private until it is given its mode
     written = []
     for one in spec.get("files") or [spec]:
         if one.get("if_dir_exists") and not os.path.isdir(os.path.dirname(one["path"])):
             continue
-        write_atomic(one["path"], one["content"], one.get("mode", "644"))
+        try:
+            write_atomic(one["path"], one["content"], one.get("mode", "644"), one.get("user"), one.get("group"),
+                         one.get("directory"))
+        except OSError as error:
+            raise Refused(f"writing {one['path']} failed: {error.strerror or error}; the old file is "
+                          "untouched and no temporary file is left") from None
+        except Refused as error:
+            raise Refused(f"writing {one['path']} failed: {error}; nothing was written") from None
+        remove_leftovers(one["path"])
         written.append(one["path"])
     return {"written": (written[0] if written else None) if "files" not in spec else written}
 
@@ -456,7 +525,12 @@ def main(argv):
     else:
         print(f"usage: probe.py {{{'|'.join(MODES)}}} [SPEC] (or the spec on stdin)", file=sys.stderr)
         return 2
-    json.dump(MODES[mode](spec), sys.stdout)
+    try:
+        answer = MODES[mode](spec)
+    except Refused as error:
+        print(f"camera-rollout-probe {mode}: {error}", file=sys.stderr)
+        return 1
+    json.dump(answer, sys.stdout)
     sys.stdout.write("\n")
     return 0
 

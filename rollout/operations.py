@@ -11,18 +11,17 @@ decide from what was there before it.
 from __future__ import annotations
 
 import hashlib
-import posixpath
 import shlex
 from collections.abc import Sequence
-from io import StringIO
 
 from pyinfra import host, logger, state
-from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
+from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import FileContents
 
 from rollout import checks, hoststate
+from rollout.probe import probe_command
 
 
 def when(*conditions):
@@ -31,37 +30,6 @@ def when(*conditions):
     (``apply_stage(0, _if=[failed])`` must skip every one of its operations)."""
     inherited = (host.current_deploy_kwargs or {}).get("_if") or []
     return [*(inherited if isinstance(inherited, list) else [inherited]), *conditions]
-
-
-class _UploadOrRemove(FileUploadCommand):
-    """The upload of atomic_file's temporary file; if it fails (a full disk, a
-    dropped connection) the partial file is removed, so nothing half-written is
-    left beside ``dest`` (which is untouched: the rename never ran)."""
-
-    def execute(self, state, host, connector_arguments):
-        try:
-            ok = super().execute(state, host, dict(connector_arguments))
-        except Exception as error:
-            self._remove(host, connector_arguments, error)
-            raise
-        if not ok:
-            self._remove(host, connector_arguments, None)
-        return ok
-
-    def _remove(self, host, connector_arguments, error: Exception | None) -> None:
-        """Remove the partial file; say why the upload failed when the host can
-        tell (SFTP reports a full disk only as "Failure")."""
-        directory = posixpath.dirname(self.dest)
-        script = f"rm -f {shlex.quote(self.dest)}; df -Pk {shlex.quote(directory)} | awk 'NR==2 {{print $4}}'"
-        try:
-            ok, output = host.run_shell_command(StringCommand("sh", "-c", shlex.quote(script)),
-                                                **connector_arguments)
-        except Exception:  # the connection itself is gone: the next run's rm -f removes it
-            return
-        free_kb = output.stdout.strip() if ok else ""
-        cause = "No space left on device" if free_kb == "0" else f"{free_kb or '?'} KB free"
-        host.log(f"writing {self.dest} failed ({error or 'upload refused'}; {directory}: {cause}); "
-                 "temporary file removed, the old file is untouched", logger.error)
 
 
 def _state(known: dict | None, secrets_checksum: bool | None = None) -> dict | None:
@@ -82,17 +50,20 @@ def atomic_file(
     group: str = "root",
     mode: int = 644,
     secret: bool = False,
+    directory: tuple[str, str, int] | None = None,
     known: dict | None = None,
 ):
     """
-    Install ``content`` at ``dest`` atomically: upload beside it, set owner and
-    mode on the temporary file, then ``mv`` it over ``dest`` (a rename within one
-    directory), so a reader or a crash never sees a half-written file.
+    Install ``content`` at ``dest`` atomically: a private temporary file beside
+    it, given its owner and mode, renamed over ``dest``, so a reader or a crash
+    never sees a half-written file; the content travels on the stdin of one
+    root-side command (``_replace``), never through a file another user can read.
 
     + dest: remote path (one of the files HostState reads, with its checksum)
     + content: full text of the file
     + user/group/mode: owner and permissions (mode as in ``chmod``, e.g. 640)
     + secret: never show the content, not even with ``--diff``
+    + directory: (user, group, mode) of ``dest``'s directory if it must be created
     + known: the host's state read before this run changed anything (None: read now)
     """
     remote = hoststate.path_state(_state(known, secrets_checksum=secret or None), dest)
@@ -109,7 +80,7 @@ def atomic_file(
 
     if state.config.DIFF:
         _show_change(dest, exists, same_content, same_meta, secret, content, (user, group, mode))
-    yield from _replace(dest, content, user, group, mode)
+    yield from _replace(dest, content, user, group, mode, directory)
 
 
 def _show_change(dest: str, exists: bool, same_content: bool, same_meta: bool, secret: bool, text: str,
@@ -128,23 +99,19 @@ def _show_change(dest: str, exists: bool, same_content: bool, same_meta: bool, s
         logger.info("  owner/mode -> %s:%s %s", *owner)
 
 
-def _replace(dest: str, text: str, user: str, group: str, mode: int):
-    """The commands that replace ``dest`` atomically: upload beside it (same
-    directory: the final mv is a rename on one filesystem), owner and mode on the
-    temporary file, then the rename; the temporary file removed on a failure."""
-    temp = posixpath.join(posixpath.dirname(dest), f".{posixpath.basename(dest)}.rollout-tmp")
-    yield StringCommand("rm", "-f", temp)
-    yield _UploadOrRemove(StringIO(text), temp)
-    yield StringCommand(
-        " && ".join(
-            [
-                f"chown {shlex.quote(user)}:{shlex.quote(group)} {shlex.quote(temp)}",
-                f"chmod {mode:03d} {shlex.quote(temp)}",
-                f"mv -f {shlex.quote(temp)} {shlex.quote(dest)}",
-            ]
-        )
-        + f" || {{ rm -f {shlex.quote(temp)}; exit 1; }}"
-    )
+def _replace(dest: str, text: str, user: str, group: str, mode: int, directory: tuple | None = None):
+    """The command that replaces ``dest`` atomically: one call of the on-host
+    probe (rollout/hostprobe.py, mode ``write``, as root under ``_sudo``), the
+    content on its stdin. Nothing goes through a file another user could read
+    or predict: pyinfra's upload would stage it by SFTP, as the SSH user, in a
+    world-readable ``/tmp/pyinfra-<sha1>`` before ``sudo cp``. The probe writes a
+    private temporary file beside ``dest`` (mkstemp, umask 077), gives it its
+    owner and mode, renames it over ``dest`` and removes it on any failure; it
+    creates the directory when missing (``directory``: user, group, mode)."""
+    spec: dict = {"path": dest, "content": text, "user": user, "group": group, "mode": f"{mode:03d}"}
+    if directory is not None:
+        spec["directory"] = dict(zip(("user", "group", "mode"), (*directory[:2], f"{directory[2]:03d}")))
+    yield probe_command("write", stdin=spec)
 
 
 @operation()

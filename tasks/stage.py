@@ -34,6 +34,13 @@ def _secret(data, name: str):
     return value.unmask() if hasattr(value, "unmask") else value
 
 
+def env_directory(data) -> tuple[str, str, int]:
+    """Owner and mode of the env directory: made by ``apply_stage``, and by any
+    write of a file into it when it is missing (``rollout write-secrets`` on a
+    fresh host)."""
+    return ("root", data.service_group, 750)
+
+
 def render_rollout_env(data, stage: int) -> str:
     """The rollout env file of ``stage`` (``data``: host.data, or a dict of settings)."""
     switch_variables = data.get("switch_variables")
@@ -98,12 +105,13 @@ def apply_stage(stage: int, known: dict | None = None):
     """
     data = host.data
 
+    user, group, mode = env_directory(data)
     directory(
         name=f"Env directory {data.env_dir}",
         path=data.env_dir,
-        user="root",
-        group=data.service_group,
-        mode=750,
+        user=user,
+        group=group,
+        mode=mode,
         known=known,
     )
     unit = atomic_file(
@@ -123,6 +131,7 @@ def apply_stage(stage: int, known: dict | None = None):
         content=render_rollout_env(data, stage),
         group=data.service_group,
         mode=640,
+        directory=env_directory(data),
         known=known,
     )
     secrets = [write_secrets_file(known)] if data.write_secrets else []
@@ -151,6 +160,7 @@ def write_secrets_file(known: dict | None = None):
         group=data.service_group,
         mode=640,
         secret=True,
+        directory=env_directory(data),
         known=known,
     )
 

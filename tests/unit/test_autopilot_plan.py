@@ -130,14 +130,18 @@ control = [("@fake/control", {"fake_responses": {"uname -s": "Linux", "useradd":
 """
 
 
-def pyinfra(tmp_path: Path, *args: str, environ: dict | None = None) -> subprocess.CompletedProcess:
-    """The pyinfra CLI from a directory of its own (a pyinfra-debug.log lands there)."""
+def pyinfra(tmp_path: Path, *args: str, environ: dict | None = None, stdin_logged: bool = False
+            ) -> subprocess.CompletedProcess:
+    """The pyinfra CLI from a directory of its own (a pyinfra-debug.log lands there);
+    ``stdin_logged``: with the fake connector logging the files written through
+    stdin (tests/unit/fake_pyinfra.py)."""
     (tmp_path / "control.py").write_text(FAKE_INVENTORY)
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0",
            **(ENVIRON if environ is None else environ)}
     yes = [] if "--dry" in args else ["-y"]
-    return subprocess.run([sys.executable, "-m", "pyinfra", *yes, "control.py", str(ROOT / "tasks" / "autopilot.py"),
+    cli = [str(ROOT / "tests" / "unit" / "fake_pyinfra.py")] if stdin_logged else ["-m", "pyinfra"]
+    return subprocess.run([sys.executable, *cli, *yes, "control.py", str(ROOT / "tasks" / "autopilot.py"),
                            *args], cwd=tmp_path, env=env, text=True, capture_output=True, timeout=120)
 
 
@@ -209,14 +213,17 @@ def test_neither_the_key_nor_an_alert_url_is_ever_printed(tmp_path, local, flags
 
 
 def test_files_are_replaced_by_rename_and_the_install_marked_after_pip(tmp_path, local):
-    result = pyinfra(tmp_path, "--debug", *data(local))
+    result = pyinfra(tmp_path, "--debug", *data(local), stdin_logged=True)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    temp = "/etc/rollout-watch/.alerts.env.rollout-tmp"
-    assert f"chown root:rollout-watch {temp} && chmod 640 {temp} && mv -f {temp} /etc/rollout-watch/alerts.env" \
-        in output
-    key_temp = "/var/lib/rollout-watch/.ssh/.id_rollout.rollout-tmp"
-    assert f"chmod 600 {key_temp} && mv -f {key_temp} /var/lib/rollout-watch/.ssh/id_rollout" in output
+    # Each file by one root-side write, its content on stdin (logged here as a checksum), never uploaded.
+    written = {one["path"]: one for line in output.splitlines() if "[fake] stdin on " in line
+               for one in json.loads(line.split(": ", 1)[1])}
+    assert {k: written["/etc/rollout-watch/alerts.env"][k] for k in ("user", "group", "mode")} == \
+        {"user": "root", "group": "rollout-watch", "mode": "640"}
+    assert {k: written["/var/lib/rollout-watch/.ssh/id_rollout"][k] for k in ("user", "group", "mode")} == \
+        {"user": "rollout-watch", "group": "rollout-watch", "mode": "600"}
+    assert KEY_BODY not in output
     assert "--no-index --find-links /var/lib/rollout-watch/wheelhouse --force-reinstall camera-rollout " \
            "&& echo" in output
 

@@ -85,12 +85,33 @@ def test_plan_with_checks_judges_then_rolls_back_only_on_failure():
     assert positions == sorted(positions)
 
 
-def test_env_file_is_replaced_by_rename():
-    result = pyinfra("-vvv", INVENTORY, "deploy.py", "--data", "stage=50", *SECRET_DATA)
-    assert result.returncode == 0, result.stderr
+def test_env_files_go_to_a_root_side_writer_on_stdin_never_by_upload():
+    """Every file of a run is written by one probe call whose stdin holds its
+    content (tests/unit/fake_pyinfra.py logs that spec, content as a checksum):
+    nothing is uploaded (pyinfra stages an upload under sudo in a world-readable
+    /tmp/pyinfra-<sha1>), and a missing env directory is made root:camera-api 750."""
+    env = dict(os.environ, PYINFRA_FAKE_DELAY="0", PYINFRA_FAKE_DELAY_JITTER="0")
+    result = subprocess.run(
+        [sys.executable, "tests/unit/fake_pyinfra.py", "-y", "--debug", INVENTORY, "deploy.py", "--data", "stage=50",
+         *SECRET_DATA], cwd=ROOT, env=env, text=True, capture_output=True, timeout=120)
     output = result.stdout + result.stderr
-    tmp = "/etc/camera-api/.rollout.env.rollout-tmp"
-    assert f"chmod 640 {tmp} && mv -f {tmp} /etc/camera-api/rollout.env" in output
+    assert result.returncode == 0, output[-3000:]
+    assert "simulating put_file" not in output
+    written = {}
+    for line in output.splitlines():
+        if "[fake] stdin on @fake/api-1: " in line:
+            for one in json.loads(line.split(": ", 1)[1]):
+                written[one["path"]] = one
+    env_dir = {"user": "root", "group": "camera-api", "mode": "750"}
+    assert written["/etc/camera-api/rollout.env"] == {
+        "path": "/etc/camera-api/rollout.env", "user": "root", "group": "camera-api", "mode": "640",
+        "directory": env_dir, "content_sha256": written["/etc/camera-api/rollout.env"]["content_sha256"],
+        "content_length": written["/etc/camera-api/rollout.env"]["content_length"]}
+    secrets = written["/etc/camera-api/secrets.env"]
+    assert (secrets["user"], secrets["group"], secrets["mode"], secrets["directory"]) == \
+        ("root", "camera-api", "640", env_dir)
+    assert written["/etc/systemd/system/camera-api.service"]["mode"] == "644"
+    assert DB_TOKEN not in output and REDIS_TOKEN not in output
 
 
 def test_rollback_task_plans_stage_zero():

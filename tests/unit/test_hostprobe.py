@@ -210,3 +210,73 @@ def test_traffic_stops_when_its_gate_says_so_and_retries_only_server_errors(tmp_
         assert not os.path.exists(stop_file)  # the traffic removed it on its way out
     finally:
         server.shutdown()
+
+
+# --- write: the one way a run puts a file on a host ----------------------------------------------
+
+
+def write(spec, env=None):
+    """The probe's write, its spec on stdin (as operations._replace sends it)."""
+    return subprocess.run(probe_argv("write"), input=json.dumps(spec), capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+def owner_mode(path):
+    import grp
+    import pwd
+
+    info = os.stat(path)
+    return pwd.getpwuid(info.st_uid).pw_name, grp.getgrgid(info.st_gid).gr_name, oct(info.st_mode & 0o777)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives files another group: needs root")
+def test_write_makes_a_missing_directory_with_its_owner_and_the_file_with_its_own(tmp_path):
+    etc = tmp_path / "etc" / "camera-api"
+    result = write({"path": str(etc / "secrets.env"), "content": f"DATABASE_URL={SECRET}\n", "user": "root",
+                    "group": "daemon", "mode": "640", "directory": {"user": "root", "group": "daemon", "mode": "750"}})
+    assert result.returncode == 0, result.stderr
+    assert (etc / "secrets.env").read_text() == f"DATABASE_URL={SECRET}\n"
+    assert owner_mode(etc / "secrets.env") == ("root", "daemon", "0o640")
+    assert owner_mode(etc) == ("root", "daemon", "0o750")
+    assert owner_mode(etc.parent) == ("root", "root", "0o755")
+    assert sorted(os.listdir(etc)) == ["secrets.env"]  # no temporary file left
+
+
+def test_write_removes_what_earlier_versions_left_beside_the_file_and_in_the_temp_directory(tmp_path):
+    """The upload of old versions: ``.NAME.rollout-tmp`` beside the file, and
+    pyinfra's staged copy of it, ``$TMPDIR/pyinfra-<sha1 of its path>``."""
+    import hashlib
+
+    etc, temp = tmp_path / "etc", tmp_path / "tmp"
+    etc.mkdir()
+    temp.mkdir()
+    beside = etc / ".secrets.env.rollout-tmp"
+    staged = temp / f"pyinfra-{hashlib.sha1(str(beside).encode()).hexdigest()}"
+    for leftover in (beside, staged):
+        leftover.write_text(f"DATABASE_URL={SECRET}\n")
+    result = write({"path": str(etc / "secrets.env"), "content": "A=1\n", "mode": "600"},
+                   env={**os.environ, "TMPDIR": str(temp)})
+    assert result.returncode == 0, result.stderr
+    assert not beside.exists() and not staged.exists()
+    assert sorted(os.listdir(etc)) == ["secrets.env"] and oct((etc / "secrets.env").stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("spoil, expected", [
+    ("directory", "writing {path} failed: Is a directory; the old file is untouched and no temporary file is left"),
+    ("group", "writing {path} failed: unknown group 'no-such-group-rollout'; nothing was written"),
+])
+def test_a_failed_write_says_one_line_and_leaves_no_copy_of_the_content(tmp_path, spoil, expected):
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    path = etc / "secrets.env"
+    spec = {"path": str(path), "content": f"DATABASE_URL={SECRET}\n", "mode": "640"}
+    if spoil == "directory":
+        path.mkdir()  # the rename over it fails after the temporary file was written
+    else:
+        spec["group"] = "no-such-group-rollout"
+    result = write(spec)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"camera-rollout-probe write: {expected.format(path=path)}"]
+    assert SECRET not in result.stdout + result.stderr
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert leftovers == []

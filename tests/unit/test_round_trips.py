@@ -14,6 +14,8 @@ from fake_inventory import host_state
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = "tests/unit/fake_inventory.py"
 SIMULATED = re.compile(r"\[fake\] simulating (command|put_file) on @fake/api-1:? (.*)$")
+#: What a command got on stdin (tests/unit/fake_pyinfra.py): a probe write's files, content as a checksum.
+STDIN = re.compile(r"\[fake\] stdin on @fake/api-1: (.*)$")
 PROBE_MODE = re.compile(r"camera-rollout-probe (\w+)")
 LEGACY = {"status": 200, "implementation": "legacy", "body": "{}", "content_type": "application/json",
           "error": None}
@@ -32,21 +34,28 @@ def responses(state: dict, **more) -> dict:
 
 def run(files: list[str], state: dict, *data: str, **more) -> tuple[subprocess.CompletedProcess, list[str]]:
     """Run pyinfra on the fake hosts; the commands (and uploads) of host api-1,
-    a probe call named by its mode (``probe state``)."""
+    a probe call named by its mode (``probe state``), a probe write by what it
+    writes (``probe write /etc/camera-api/rollout.env root:camera-api 640``)."""
     env = dict(os.environ, PYINFRA_FAKE_DELAY="0", PYINFRA_FAKE_DELAY_JITTER="0")
     result = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", "--debug", INVENTORY, *files,
+        [sys.executable, "tests/unit/fake_pyinfra.py", "-y", "--debug", INVENTORY, *files,
          "--data", f"fake_responses={json.dumps(responses(state, **more))}", *data],
         cwd=ROOT, env=env, text=True, capture_output=True, timeout=120,
     )
-    commands = []
+    commands: list[str] = []
+    stdin = ""  # logged just before the command that gets it
     for line in (result.stdout + result.stderr).splitlines():
+        written = STDIN.search(line)
+        if written:
+            stdin = "".join(f" {w['path']} {w.get('user')}:{w.get('group')} {w.get('mode')}"
+                            for w in json.loads(written.group(1)))
         match = SIMULATED.search(line)
         if match:
             kind, text = match.groups()
             probe = PROBE_MODE.search(text)
-            commands.append(f"probe {probe.group(1)}" if kind == "command" and probe else
-                            f"{kind} {text}" if kind == "put_file" else text)
+            commands.append(f"probe {probe.group(1)}{stdin if probe.group(1) == 'write' else ''}"
+                            if kind == "command" and probe else f"{kind} {text}" if kind == "put_file" else text)
+            stdin = ""
     return result, commands
 
 
@@ -59,21 +68,20 @@ def test_the_same_stage_again_costs_two_round_trips():
     assert len(commands) <= 3
 
 
-def test_a_rollback_writes_the_switch_restarts_and_proves_legacy_in_eleven_round_trips():
+def test_a_rollback_writes_the_switch_restarts_and_proves_legacy_in_nine_round_trips():
     """The CLI's rollback (it takes the lock in the run). It was 21 round trips
-    on @fake hosts (22 on a real one, whose health is not 200 right after a restart)."""
+    on @fake hosts (22 on a real one, whose health is not 200 right after a
+    restart), then 11 while a file went up by upload, owner and rename."""
     result, commands = run(["tasks/rollback.py"], host_state(10), "--data", "take_lock=true",
                            "--data", "lock_token=T")
     assert result.returncode == 0, result.stderr[-3000:]
-    temp = "/etc/camera-api/.rollout.env.rollout-tmp"
     assert commands[:2] == ["probe state", "probe lock"]
-    assert commands[2:5] == [f"rm -f {temp}", f"put_file {temp}",
-                             f"chown root:camera-api {temp} && chmod 640 {temp} && mv -f {temp} "
-                             f"/etc/camera-api/rollout.env || {{ rm -f {temp}; exit 1; }}"]
-    assert commands[5].endswith("systemctl restart camera-api.service")
-    assert "until curl" in commands[6]  # restarted: the health seen before says nothing
-    assert commands[7:] == ["probe requests", "probe requests", "probe record", "probe unlock"]
-    assert len(commands) == 11
+    assert commands[2] == "probe write /etc/camera-api/rollout.env root:camera-api 640"
+    assert commands[3].endswith("systemctl restart camera-api.service")
+    assert "until curl" in commands[4]  # restarted: the health seen before says nothing
+    assert commands[5:] == ["probe requests", "probe requests", "probe record", "probe unlock"]
+    assert not [c for c in commands if c.startswith("put_file")]  # nothing staged by SFTP
+    assert len(commands) == 9
 
 
 def test_a_status_read_is_one_round_trip():
@@ -105,9 +113,9 @@ def test_a_fresh_host_gets_every_file_then_a_restart():
     result, commands = run(["deploy.py"], host_state(), "--data", "stage=10", "--data", "checks=false")
     assert result.returncode == 0, result.stderr[-3000:]
     assert commands[1].startswith("mkdir -p /etc/camera-api && chown root:camera-api /etc/camera-api")
-    assert [c for c in commands if c.startswith("put_file")] == [
-        "put_file /etc/systemd/system/.camera-api.service.rollout-tmp",
-        "put_file /etc/camera-api/.rollout.env.rollout-tmp"]
+    assert [c for c in commands if c.startswith(("put_file", "probe write"))] == [
+        "probe write /etc/systemd/system/camera-api.service root:root 644",
+        "probe write /etc/camera-api/rollout.env root:camera-api 640"]
     assert "systemctl daemon-reload" in commands
     assert commands[-4].endswith("systemctl restart camera-api.service") and "until curl" in commands[-3]
     # Restarted and healthy: running, so only the enabling is left.

@@ -36,7 +36,9 @@ camera_api = [
         host["name"],
         {
             "ssh_hostname": host["address"],
-            "ssh_user": "root",
+            # root, or a non-root sudoer with root's login refused (`rollout-sandbox ssh-login deploy`).
+            "ssh_user": _fleet.get("ssh_user") or "root",
+            "_sudo": (_fleet.get("ssh_user") or "root") != "root",
             "ssh_key": _fleet["ssh_key"],
             "ssh_known_hosts_file": _fleet["known_hosts"],
             "ssh_strict_host_key_checking": "yes",

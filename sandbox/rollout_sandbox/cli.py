@@ -5,6 +5,7 @@
     rollout-sandbox status                                 where every host stands
     rollout-sandbox lb drain|enable HOST...|status|stop    its load balancer (nginx on loopback)
     rollout-sandbox power-off|power-on HOST                cut and restore a host's power (drills)
+    rollout-sandbox ssh-login deploy|root                  reach the hosts as a sudoer, root's login refused
     rollout-sandbox down                                   stop exactly what it started
 
 Exit codes: 0 done, 1 a step failed, 2 usage error.
@@ -109,6 +110,14 @@ def lb_status() -> None:
 def lb_stop() -> None:
     """Stop the load balancer (by its own pid)."""
     click.echo("load balancer stopped" if lb_mod.stop() else "load balancer was not running")
+
+
+@main.command("ssh-login")
+@click.argument("user", type=click.Choice(["root", fleet.SUDO_USER]))
+def ssh_login(user: str) -> None:
+    """Reach the fleet as USER: root, or the non-root sudoer with root's login
+    refused by every host (a production fleet's shape)."""
+    _call(fleet.ssh_login, user, failed="ssh-login failed: ")
 
 
 @main.command("power-off")

@@ -21,6 +21,7 @@ line first; nothing is killed by pattern.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -201,6 +202,7 @@ def _prepare_rootfs(host: Host, image: Path, public_key: str) -> str:
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     (ssh_dir / "authorized_keys").write_text(public_key)
     os.chmod(ssh_dir / "authorized_keys", 0o600)
+    _add_sudo_user(host, public_key)
     (host.rootfs / "etc/hostname").write_text(f"{host.name}\n")
     hosts_file = host.rootfs / "etc/hosts"
     hosts_file.write_text(f"127.0.0.1 localhost\n127.0.1.1 {host.name}\n")
@@ -219,6 +221,28 @@ def _prepare_rootfs(host: Host, image: Path, public_key: str) -> str:
     return f"{host.address} {key[0]} {key[1]}\n"
 
 
+#: The hosts' non-root SSH user: a sudoer without a password, as a production
+#: fleet's deploy user is (inventories/prod.py); root's login can be refused
+#: (``ssh_login``) so that every change goes through ``sudo``.
+SUDO_USER = "deploy"
+#: The sshd drop-in that refuses root's login while the fleet is reached as SUDO_USER.
+ROOT_LOGIN_FILE = "/etc/ssh/sshd_config.d/10-rollout-sandbox-root-login.conf"
+
+
+def _add_sudo_user(host: Host, public_key: str) -> None:
+    """SUDO_USER on the host's disk (before it boots): a login shell, the fleet's
+    key, and ``sudo`` without a password."""
+    run(["chroot", str(host.rootfs), "useradd", "--create-home", "--shell", "/bin/bash", SUDO_USER])
+    home = host.rootfs / "home" / SUDO_USER
+    (home / ".ssh").mkdir(mode=0o700, exist_ok=True)
+    (home / ".ssh" / "authorized_keys").write_text(public_key)
+    os.chmod(home / ".ssh" / "authorized_keys", 0o600)
+    run(["chroot", str(host.rootfs), "chown", "-R", f"{SUDO_USER}:{SUDO_USER}", f"/home/{SUDO_USER}/.ssh"])
+    sudoers = host.rootfs / "etc" / "sudoers.d" / SUDO_USER
+    sudoers.write_text(f"{SUDO_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+    os.chmod(sudoers, 0o440)
+
+
 def _boot(host: Host) -> int:
     logfile = open(RUN_DIR / f"{host.name}.log", "ab")
     process = subprocess.Popen(
@@ -231,7 +255,16 @@ def _boot(host: Host) -> int:
     return process.pid
 
 
+def ssh_user() -> str:
+    """Who the fleet is reached as: root, or SUDO_USER (``ssh_login``)."""
+    return load_fleet().get("ssh_user") or "root"
+
+
 def _ssh(host: Host, command: str, timeout: float) -> subprocess.CompletedProcess:
+    """``command`` on the host as root: directly, or through ``sudo`` when the
+    fleet is reached as SUDO_USER."""
+    if ssh_user() != "root":
+        command = f"sudo -n sh -c {shlex.quote(command)}"
     return subprocess.run(
         ["ssh", "-F", str(STATE_DIR / "ssh_config"), host.name, command],
         text=True, capture_output=True, timeout=timeout,
@@ -271,13 +304,13 @@ def _host_alive(host: Host) -> bool:
     )
 
 
-def _write_ssh_files(hosts: list[Host], key: Path) -> None:
+def _write_ssh_files(hosts: list[Host], key: Path, user: str = "root") -> None:
     lines = []
     for host in hosts:
         lines += [
             f"Host {host.name}",
             f"  HostName {host.address}",
-            "  User root",
+            f"  User {user}",
             f"  IdentityFile {key}",
             "  IdentitiesOnly yes",
             f"  UserKnownHostsFile {STATE_DIR / 'known_hosts'}",
@@ -304,8 +337,10 @@ def _owner() -> dict:
     return read_json(RUN_DIR / "owner.json")
 
 
-def _record(hosts: list[Host], key: Path, wheels: Path | None, monitoring: dict | None = None) -> None:
+def _record(hosts: list[Host], key: Path, wheels: Path | None, monitoring: dict | None = None,
+            user: str | None = None) -> None:
     fleet = {
+        "ssh_user": user or load_fleet().get("ssh_user") or "root",
         "bridge": BRIDGE,
         "gateway": gateway(),
         "ssh_key": str(key),
@@ -372,6 +407,11 @@ def up(count: int = 3, install: bool = True, lb: bool = False, light: bool = Fal
         for line in known_hosts.read_text().splitlines():
             if line.strip():
                 known[line.split()[0]] = line + "\n"
+    if ssh_user() != "root":  # `up` is a reset: the fleet is reached as root again
+        try:
+            ssh_login("root")
+        except SandboxError as error:  # a host that is not running gets a fresh disk below
+            log(f"root's login not restored everywhere ({error}): hosts that do not answer are made again")
     _write_ssh_files(wanted, key)
     to_boot = []
     for host in wanted:
@@ -492,6 +532,36 @@ def down() -> None:
     for path in (RUN_DIR / "owner.json", STATE_DIR / "fleet.json"):
         path.unlink(missing_ok=True)
     log(f"fleet stopped ({len(hosts)} host(s)), bridge {BRIDGE} removed")
+
+
+# --- how the fleet is reached ---------------------------------------------------------------------
+
+
+def ssh_login(user: str) -> None:
+    """Reach the fleet as ``user``: ``root``, or SUDO_USER with root's login
+    refused by every host's sshd (a production fleet's shape: every change goes
+    through ``sudo``). The SSH config, ``fleet.json`` (and so
+    ``inventories/sandbox.py``: ``ssh_user``, ``_sudo``) follow; connections
+    kept open for the other user are closed, so none outlives the change."""
+    if user not in ("root", SUDO_USER):
+        raise SandboxError(f"ssh login {user!r}: root or {SUDO_USER}")
+    fleet = load_fleet()
+    if not fleet.get("hosts"):
+        raise SandboxError("no sandbox fleet is up (rollout-sandbox up)")
+    hosts = [Host.of(h) for h in fleet["hosts"]]
+    change = (f"rm -f {ROOT_LOGIN_FILE}" if user == "root"
+              else f"echo 'PermitRootLogin no' > {ROOT_LOGIN_FILE}") + " && systemctl reload ssh"
+    for host in hosts:
+        result = _ssh(host, change, timeout=30)
+        if result.returncode != 0:
+            raise SandboxError(f"{host.name}: {result.stderr.strip() or 'sshd not reloaded'}")
+    for host in hosts:  # the master connections (ControlPersist) of the old user
+        subprocess.run(["ssh", "-F", str(STATE_DIR / "ssh_config"), "-O", "exit", host.name],
+                       capture_output=True, timeout=30)
+    _write_ssh_files(hosts, Path(fleet["ssh_key"]), user)
+    _record(hosts, Path(fleet["ssh_key"]), Path(fleet["wheelhouse"]) if fleet.get("wheelhouse") else None,
+            user=user)
+    log(f"the fleet is reached as {user}" + ("" if user == "root" else " (sudo); root's login is refused"))
 
 
 # --- power (fault drills) ---------------------------------------------------------------------------

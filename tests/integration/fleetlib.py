@@ -28,7 +28,10 @@ class FleetHost:
 
     @property
     def testinfra(self):
-        return testinfra.get_host(f"ssh://{self.name}", ssh_config=self.ssh_config)
+        """The host as root: directly, or through sudo while the fleet is reached
+        as its non-root sudoer (``rollout-sandbox ssh-login deploy``)."""
+        user = json.loads((ROOT / ".sandbox" / "fleet.json").read_text()).get("ssh_user") or "root"
+        return testinfra.get_host(f"ssh://{self.name}", ssh_config=self.ssh_config, sudo=user != "root")
 
     def url(self, path: str) -> str:
         return f"http://{self.address}:8000{path}"

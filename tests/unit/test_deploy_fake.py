@@ -174,7 +174,8 @@ def test_writing_secrets_without_every_value_is_refused(task, given):
 
 
 def test_the_secrets_task_writes_only_the_secrets_file_then_restarts_on_change():
-    names = plan_names("tasks/secrets.py", *SECRET_DATA[:4])
+    responses = {"camera-rollout-probe state": json.dumps(host_state(10))}
+    names = plan_names("tasks/secrets.py", *SECRET_DATA[:4], "--data", f"fake_responses={json.dumps(responses)}")
     assert names == [
         "Lock | Rollout lock is free or ours",
         "Secrets env file (contents never shown)",
@@ -182,6 +183,15 @@ def test_the_secrets_task_writes_only_the_secrets_file_then_restarts_on_change()
         "Health of camera-api.service",
         "Keep camera-api.service enabled and running",
     ]
+
+
+def test_the_secrets_task_on_a_fresh_host_writes_the_file_and_starts_nothing():
+    """No rollout env file yet: no stage for the service to run (deploy starts it)."""
+    result = pyinfra(INVENTORY, "tasks/secrets.py", *SECRET_DATA[:4], "--data", "checks=false")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "no stage on this host yet (/etc/camera-api/rollout.env is missing): not restarted" in output
+    assert "Restart camera-api.service" not in output
 
 
 def test_a_host_whose_secrets_file_lacks_a_variable_is_refused_before_any_write():

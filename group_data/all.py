@@ -24,6 +24,16 @@ bind_host = "0.0.0.0"
 bind_port = 8000
 workers = 2
 
+# --- Reaching the hosts (pyinfra's SSH connector) ----------------------------
+#: Host-key checking of every connection (pyinfra's own default is
+#: "accept-new"): "yes" refuses a host whose key is not already in the
+#: known-hosts file (``ssh_known_hosts_file``, else ~/.ssh/known_hosts), so a
+#: first connection, e.g. the ``write-secrets`` of a new host, never trusts
+#: whoever answers. Weakening it is a choice made by this name, per inventory or
+#: host: "accept-new" (trust on first use) or "no"; ``rollout status`` then says
+#: so on every run.
+ssh_strict_host_key_checking = "yes"
+
 # --- The service's contract ---------------------------------------------------
 # What the app reads and answers; the code reads these, never repeats them.
 #: The switch the app reads at start-up: ``enabled`` names the variable that turns
@@ -318,11 +328,21 @@ batch_soak_s = 60
 #: The first batch's host; None: the first host by name.
 canary = None
 #: Commands run on the control machine before and after each batch, in order,
-#: with {hosts} (space separated), {stage} and {batch} filled in; a failing
+#: with {hosts} (each shell-quoted, space separated), {stage} and {batch} filled
+#: in (never put a placeholder inside quotes of your own); a failing
 #: command fails the batch. E.g. drain the hosts from a load balancer before
 #: their restart and put them back after:
 #:   batch_hooks = {"before": ["lb-drain {hosts}"], "after": ["lb-enable {hosts}"]}
 batch_hooks = {}
+#: Upper bound of one batch hook; then it is killed (with its process group) and
+#: fails its batch.
+batch_hook_timeout_s = 600
+#: Hooks of every kind (batch hooks, confirm hooks) run with a minimal
+#: environment: PATH, HOME, USER, LOGNAME, LANG, LC_*, TZ, TMPDIR. Nothing else of
+#: this machine's environment reaches them, not the secrets an inventory reads nor
+#: the alert sinks' webhook URLs, unless named here, e.g. ``["LB_API_TOKEN_FILE"]``
+#: (an alert sink's URL variable is refused).
+hook_env = []
 #: Batches of `rollout rollback`: every host at once unless a load balancer needs
 #: some hosts serving while others restart (then e.g. "50%", with the hooks above).
 rollback_batches = "100%"

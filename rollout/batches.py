@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 import string
 
 
@@ -66,9 +67,22 @@ def unknown_placeholders(command: str, known) -> list[str]:
     return [f for f in fields if f not in known]
 
 
+def fill(template: str, **values: object) -> str:
+    """``template`` with each ``{placeholder}`` replaced by its value quoted for
+    the shell; a list or tuple becomes its items, each quoted, space separated.
+    A ``{placeholder}`` with no value raises KeyError (settings are checked for
+    unknown ones at load, rollout/inputs.py)."""
+    def quoted(value: object) -> str:
+        if isinstance(value, (list, tuple)):
+            return " ".join(shlex.quote(str(item)) for item in value)
+        return shlex.quote(str(value))
+
+    return string.Formatter().vformat(template, (), {key: quoted(v) for key, v in values.items()})
+
+
 def hook_commands(hooks: dict | None, when: str, hosts: list[str], stage: int, batch: int) -> list[str]:
-    """The ``before``/``after`` commands of a batch with ``{hosts}`` (space
-    separated), ``{stage}`` and ``{batch}`` filled in."""
+    """The ``before``/``after`` commands of a batch with ``{hosts}`` (each
+    quoted, space separated), ``{stage}`` and ``{batch}`` filled in."""
     if not hooks:
         return []
     unknown = set(hooks) - {"before", "after"}
@@ -85,4 +99,4 @@ def hook_commands(hooks: dict | None, when: str, hosts: list[str], stage: int, b
         if unknown:
             raise BatchError(f"batch_hooks.{when}: unknown placeholder {unknown[0]!r} in {command!r} "
                              "(hosts, stage, batch)")
-    return [c.format(hosts=" ".join(hosts), stage=stage, batch=batch) for c in commands]
+    return [fill(c, hosts=list(hosts), stage=stage, batch=batch) for c in commands]

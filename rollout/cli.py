@@ -361,8 +361,12 @@ def status(ctx: Context, env: str) -> None:
     """One row per host: stage in the file and in the process, health, last change."""
     fleet = ctx.fleet(env)
     statuses = read_status(ctx, ctx.runner(fleet))
-    ctx.result.update({"hosts": statuses, "drift": drift(statuses)})
+    weak = fleet.weak_host_keys()
+    ctx.result.update({"hosts": statuses, "drift": drift(statuses), "weak_host_keys": weak})
     print_status(ctx, statuses)
+    for policy, hosts in sorted(weak.items()):
+        ctx.say(f"HOST KEYS not checked strictly: ssh_strict_host_key_checking={policy} on {', '.join(hosts)} "
+                "(a new or changed host key is trusted; \"yes\" refuses it)")
     print_timetable(ctx, fleet, statuses)
 
 

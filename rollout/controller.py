@@ -27,7 +27,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,8 +34,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rollout.alerts import parse_sinks
-from rollout.batches import plan_batches
+from rollout import hooks
+from rollout.batches import fill, plan_batches
 from rollout.orchestrate import EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, Orchestrator, StageChange, Stop
 from rollout.stages import ROLLBACK_STAGE
 from rollout.timetable import Duration, durations_from, histories, human, stage_since, utcnow
@@ -171,8 +170,8 @@ class WatchSettings:
     confirm_hook_timeout_s: float
     lock_stale_after_s: float
     failing_after: int
-    #: The alert sinks' URL variables: a confirm hook does not get them.
-    secret_env: tuple[str, ...] = ()
+    #: The environment variables a hook gets beyond the minimal ones (rollout/hooks.py).
+    hook_env: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, env: str, setting: Callable[[str], Any], soak_s: float | None = None) -> "WatchSettings":
@@ -182,8 +181,7 @@ class WatchSettings:
                    float(setting("batch_soak_s")), float(setting("soak_s")), setting("batches"),
                    setting("canary"), tuple(setting("confirm_hooks") or ()),
                    float(setting("confirm_hook_timeout_s")), float(setting("lock_stale_after_s")),
-                   int(setting("watch_failing_after")),
-                   tuple(sink.url_env for sink in parse_sinks(setting("alert_sinks"))))
+                   int(setting("watch_failing_after")), tuple(setting("hook_env") or ()))
 
 
 def _rolled_back(status: Mapping) -> bool:
@@ -193,18 +191,11 @@ def _rolled_back(status: Mapping) -> bool:
         or "gate failed" in str(record.get("command"))
 
 
-def run_confirm_hook(command: str, cwd: Path, timeout_s: float, hidden: tuple[str, ...] = ()) -> tuple[bool, str]:
-    """One confirm hook on this machine: (exited 0 in time, "exit N: its last
-    line"). ``hidden``: environment variables it does not get (the alert sinks'
-    URLs)."""
-    environment = {k: v for k, v in os.environ.items() if k not in hidden}
-    try:
-        result = subprocess.run(["bash", "-c", command], cwd=cwd, text=True, capture_output=True,
-                                stdin=subprocess.DEVNULL, timeout=timeout_s, env=environment)
-    except subprocess.TimeoutExpired:
-        return False, f"no answer within {timeout_s:g}s"
-    lines = (result.stdout.strip() or result.stderr.strip()).splitlines()
-    return result.returncode == 0, f"exit {result.returncode}: {lines[-1] if lines else ''}"
+def run_confirm_hook(command: str, cwd: Path, timeout_s: float, passthrough: tuple[str, ...] = ()
+                     ) -> tuple[bool, str]:
+    """One confirm hook on this machine (rollout/hooks.py: the minimal
+    environment and ``hook_env``, bounded): (exited 0 in time, one line)."""
+    return hooks.run(command, cwd, timeout_s, passthrough)
 
 
 class Tick:
@@ -401,9 +392,9 @@ class Tick:
         """Every confirm hook, in order; the first refusal (its command and exit
         status: a hook's words stay in this tick's log, never in an alert), or None."""
         for template in self.settings.confirm_hooks:
-            command = template.format(env=self.settings.env, stage=stage, next_stage=following)
+            command = fill(template, env=self.settings.env, stage=stage, next_stage=following)
             ok, detail = self.confirm(command, self.project, self.settings.confirm_hook_timeout_s,
-                                      self.settings.secret_env)
+                                      self.settings.hook_env)
             self.say(f"confirm hook: {command} -> {detail}")
             if not ok:
                 return f"{command} ({detail.split(':', 1)[0]})"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from rollout import hooks
 from rollout.inputs import InputError, check_settings, missing_secrets, refuse_missing_secrets, settings_of
 from rollout.orchestrate import HostsRun
 from rollout.project import DEPLOY_ROOT, find_project
@@ -68,6 +69,16 @@ class Fleet:
             raise InputError(f"hosts disagree on {key}: set it for the whole inventory")
         value = self.data[self.hosts[0]].get(key)
         return default if value is None else value
+
+    def weak_host_keys(self) -> dict[str, list[str]]:
+        """The hosts whose host-key checking is weakened on purpose, by policy
+        (``ssh_strict_host_key_checking`` other than "yes")."""
+        weak: dict[str, list[str]] = {}
+        for host in self.hosts:
+            policy = self.data[host].get("ssh_strict_host_key_checking")
+            if policy != "yes":
+                weak.setdefault(str(policy), []).append(host)
+        return weak
 
     def check_names(self, names: list[str], what: str = "host") -> None:
         unknown = [n for n in names if n not in self.hosts]
@@ -143,7 +154,7 @@ def load_fleet(env: str, project: Path | None = None, connecting: bool = True) -
 FLEET_WIDE = ("stage_plan", "canary", "soak_s", "batch_hooks", "rollback_batches", "batches", "batch_soak_s",
               "stage_durations", "time_compression", "auto_promote", "watch_soak_s", "confirm_hooks",
               "confirm_hook_timeout_s", "lock_stale_after_s", "watch_failing_after", "alert_sinks",
-              "alert_timeout_s", "alert_retries")
+              "alert_timeout_s", "alert_retries", "batch_hook_timeout_s", "hook_env")
 
 
 _CONNECTION_KEYS = ("ssh_hostname", "ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file",
@@ -316,10 +327,8 @@ class PyinfraRunner:
         self.run(["tasks/watch_state.py"], "watch state", data={"watch_state": {"sent": sent}}, show=False)
 
     def hook(self, command: str) -> tuple[bool, str]:
-        result = subprocess.run(["bash", "-c", command], cwd=self.fleet.project, text=True, capture_output=True,
-                                stdin=subprocess.DEVNULL)
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        return result.returncode == 0, f"{result.returncode}: {detail[-1] if detail else ''}"
+        return hooks.run(command, self.fleet.project, float(self.fleet.setting("batch_hook_timeout_s")),
+                         self.fleet.setting("hook_env"))
 
     def dry_run(self, stage: int) -> tuple[bool, list[str]]:
         """deploy.py under --dry --diff: what would change per host (no secret)."""

@@ -72,6 +72,15 @@ def _absolute_path(value: Any) -> None:
         raise ValueError(f"must be an absolute path, got {value!r}")
 
 
+#: ssh_strict_host_key_checking: "yes", or a weakening named on purpose.
+HOST_KEY_POLICIES = ("yes", "accept-new", "no")
+
+
+def _host_key_policy(value: Any) -> None:
+    if value not in HOST_KEY_POLICIES:
+        raise ValueError(f"must be one of {', '.join(HOST_KEY_POLICIES)}, got {value!r}")
+
+
 def _url_path(value: Any) -> None:
     if not isinstance(value, str) or not value.startswith("/") or any(c.isspace() for c in value):
         raise ValueError(f"must be a URL path starting with /, got {value!r}")
@@ -260,9 +269,17 @@ def _alert_sinks(value: Any) -> None:
     parse_sinks(value)
 
 
+def _hook_env(value: Any) -> None:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of environment variable names, got {value!r}")
+    for name in value:
+        _env_name(name)
+
+
 #: Every setting of group_data/all.py a run reads, with its check. Unset (None)
 #: means "not given" and is refused for every key but those in OPTIONAL.
 SETTINGS: dict[str, Callable[[Any], None]] = {
+    "ssh_strict_host_key_checking": _host_key_policy,
     "service_name": _name, "service_user": _name, "service_group": _name,
     "app_dir": _absolute_path, "venv_dir": _absolute_path, "app_module": _require_str,
     "bind_host": _require_str, "bind_port": _port, "workers": _number(1, integral=True),
@@ -284,6 +301,7 @@ SETTINGS: dict[str, Callable[[Any], None]] = {
     "gate_cursors_kept": _number(1, integral=True), "consistency_checks": _consistency_checks,
     "verify_retries": _number(0, integral=True),
     "canary": _canary, "batch_hooks": _batch_hooks, "rollback_batches": _batches,
+    "batch_hook_timeout_s": _number(0, above=True), "hook_env": _hook_env,
     "batches": _batches, "batch_soak_s": _number(0),
     "stage_durations": _stage_durations, "time_compression": _number(0, above=True),
     "auto_promote": _flag, "watch_soak_s": _number(0), "confirm_hooks": _confirm_hooks,
@@ -334,6 +352,10 @@ def check_settings(settings: Mapping[str, Any], host: str | None = None) -> None
         durations_from(settings.get)
     except ValueError as error:
         raise InputError(f"setting stage_durations{where}: {error}") from None
+    urls = {sink.url_env for sink in parse_sinks(settings["alert_sinks"])} & set(settings["hook_env"])
+    if urls:
+        raise InputError(f"setting hook_env{where}: {sorted(urls)[0]} holds an alert sink's URL (a secret): "
+                         "no hook may get it")
 
 
 def _has_value(value: Any) -> bool:

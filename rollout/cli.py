@@ -491,7 +491,8 @@ def check(ctx: Context, env: str, soak: str, no_rollback: bool, smoke: bool | No
                    "rollback to 0 is never restarted).")
 @click.option("--soak", help="Gate window of a tick (default: group data watch_soak_s; 0: one read).")
 @click.option("--state-dir", type=click.Path(file_okay=False), envvar="ROLLOUT_STATE_DIR",
-              help="This machine's watch state: tick lock, failed ticks, undelivered alerts "
+              help="This machine's watch state: tick lock, failed ticks, alerts sent and undelivered, "
+                   "the promotion a tick started (only that one is resumed) "
                    "(default: $XDG_STATE_HOME/rollout or ~/.local/state/rollout).")
 @command
 def watch(ctx: Context, env: str, interval: str | None, start: bool, soak: str | None,
@@ -567,7 +568,7 @@ def run_tick(ctx: Context, fleet: Fleet, settings: WatchSettings, local: LocalSt
         alerts.keep_pending = lambda pending: local.save({**state, "pending": pending[-PENDING_KEPT:]})
         alerts.retry_pending(state.get("pending") or [], utcnow())
         tick = Tick(settings, runner, ctx.orchestrator(fleet, runner, alerts=alerts), alerts, ctx.operator,
-                    fleet.project, start, local=str(local.directory.resolve()), stopping=stopping)
+                    fleet.project, start, local=str(local.directory.resolve()), stopping=stopping, state=local)
         ctx.say(f"watch {settings.env}: tick at {record['time']}")
         try:
             code = tick.run()

@@ -18,8 +18,14 @@ A tick is safe to run every minute and to kill at any point:
    host; due and passing -> confirm hooks -> promote in batches; the timetable's
    alerts (due, inconclusive past due, overdue, complete);
 5. each alert goes out once: its key (kind, stage, when the stage began) is kept
-   on the hosts (``watch.json``); an alert a sink did not take is kept on this
-   machine and sent again by the next tick.
+   on this machine and on the hosts (``watch.json``); an alert a sink did not take
+   is kept on this machine and sent again by the next tick.
+
+What a host says is trusted only as far as one host cannot steer the fleet: a
+half-way promotion is resumed only when this machine's state directory says one
+of its ticks started it (a marker kept before the first batch), and only after
+the stage's time, the gate and the confirm hooks, as a new one; an alert key
+counts as sent when this machine sent it or every host keeps it.
 """
 
 from __future__ import annotations
@@ -38,10 +44,10 @@ from rollout import hooks
 from rollout.batches import fill, plan_batches
 from rollout.orchestrate import EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, Orchestrator, StageChange, Stop
 from rollout.stages import ROLLBACK_STAGE
-from rollout.timetable import Duration, durations_from, histories, human, stage_since, utcnow
+from rollout.timetable import Duration, durations_from, histories, human, parse_time, stage_since, utcnow
 from rollout.watch import after_gate, is_stale, lock_holders, overdue_alert, situation
 
-#: Alert keys kept on the hosts (the newest).
+#: Alert keys kept on the hosts and on this machine (the newest).
 SENT_KEPT = 300
 #: Alerts a sink did not take, kept here for the next tick (the newest), and for how long.
 PENDING_KEPT = 100
@@ -59,13 +65,17 @@ def default_state_dir() -> Path:
 
 class LocalState:
     """The watch's state on this control machine, per inventory: the tick lock,
-    the failed-tick count and the alerts still to deliver. Nothing of the
-    rollout itself (that is on the hosts)."""
+    the failed-tick count and the alerts still to deliver (``watch-ENV.json``,
+    run_tick's); and what this machine's ticks did themselves, which no host can
+    forge (``watch-ENV.own.json``, the tick's): the promotion a tick started and
+    has not finished, the alert keys sent from here. The rollout itself is on the
+    hosts."""
 
     def __init__(self, directory: Path, env: str):
         self.directory = directory
         self.lock_path = directory / f"watch-{env}.lock"
         self.path = directory / f"watch-{env}.json"
+        self.own_path = directory / f"watch-{env}.own.json"
         self._lock_file = None
 
     def try_lock(self) -> bool:
@@ -97,24 +107,68 @@ class LocalState:
             self._lock_file = None
 
     def load(self) -> dict:
+        return self._load(self.path)
+
+    def save(self, data: dict) -> None:
+        self._save(self.path, data)
+
+    @staticmethod
+    def _load(path: Path) -> dict:
         try:
-            data = json.loads(self.path.read_text())
+            data = json.loads(path.read_text())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
 
-    def save(self, data: dict) -> None:
-        """Replaced atomically: a tick killed while writing leaves the old file."""
+    def _save(self, path: Path, data: dict) -> None:
+        """Replaced atomically and on disk before it returns: a tick killed while
+        writing (or a power cut after) leaves the old file or the new one."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_suffix(f".tmp-{os.getpid()}")
-        temp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(temp, self.path)
+        temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        with open(temp, "w") as handle:
+            handle.write(json.dumps(data, indent=1, sort_keys=True))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+        directory = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    # --- what this machine's ticks did (the tick's own file) ------------------------------------
+
+    def _own(self, **changes) -> None:
+        """Change fields of the own file (one writer: the tick holding the tick lock)."""
+        data = {**self._load(self.own_path), **changes}
+        self._save(self.own_path, {k: v for k, v in data.items() if v is not None})
+
+    def promotion(self) -> dict | None:
+        """The promotion a tick of this state directory started and did not finish."""
+        marker = self._load(self.own_path).get("promotion")
+        return marker if isinstance(marker, dict) else None
+
+    def start_promotion(self, marker: dict) -> None:
+        self._own(promotion=marker)
+
+    def end_promotion(self) -> None:
+        if self.promotion() is not None:
+            self._own(promotion=None)
+
+    def sent(self) -> list[str]:
+        """The alert keys sent from this machine (the newest ``SENT_KEPT``)."""
+        keys = self._load(self.own_path).get("sent")
+        return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+    def keep_sent(self, new: list[str]) -> None:
+        self._own(sent=sent_to_keep(self.sent(), new))
 
 
 @dataclass
 class Alerts:
-    """The tick's alerts: each key sent once (``sent``: the keys the hosts keep),
-    what a sink did not take kept in ``pending`` for the next tick."""
+    """The tick's alerts: each key sent once (``sent``: the keys this machine
+    sent, and those every host keeps), what a sink did not take kept in
+    ``pending`` for the next tick."""
 
     env: str
     send: Callable[[dict], bool] | None  # the event's JSON -> delivered to every sink?
@@ -204,7 +258,8 @@ class Tick:
     def __init__(self, settings: WatchSettings, runner, orchestrator: Orchestrator, alerts: Alerts,
                  operator: str, project: Path, start: bool = False, local: str = "",
                  confirm: Callable[..., tuple[bool, str]] = run_confirm_hook,
-                 now: Callable[[], datetime] = utcnow, stopping: Callable[[], bool] = lambda: False):
+                 now: Callable[[], datetime] = utcnow, stopping: Callable[[], bool] = lambda: False,
+                 state: LocalState | None = None):
         self.settings = settings
         self.runner = runner
         self.orchestrator = orchestrator
@@ -223,10 +278,18 @@ class Tick:
         #: only a tick that shares it, and so its tick lock, may take it over).
         self.lock_label = f"{self.command} (state {local})" if local else self.command
         self.summary: dict[str, Any] = {}
-        #: The alert keys the hosts keep (watch.json), in order, once read.
+        #: What this machine's ticks did (the promotion they started, the alert
+        #: keys they sent): trusted over the hosts' word. None: nothing kept here,
+        #: so no half-way promotion is ever resumed.
+        self.state = state
+        self.own_sent = state.sent() if state is not None else []
+        self.alerts.sent.update(self.own_sent)
+        #: The alert keys that count as sent (this machine's, then those every
+        #: host keeps in watch.json), in order, once read: written back to the hosts.
         self.kept: list[str] = []
         self.read = False
         self.written = 0
+        self.saved = 0
 
     def say(self, message: str) -> None:
         self.runner.say(message)
@@ -243,6 +306,7 @@ class Tick:
         if place.kind == "settled" and place.stage == ROLLBACK_STAGE and not self.start:
             self.summary.update(situation=place.kind, action="none: stage 0")
             self.say("stage 0: nothing to watch (start with `rollout deploy` or `rollout watch --start`)")
+            self._forget_promotion()
             return EXIT_OK
         try:
             self.orchestrator.take_lock(self.lock_label, arbiter=True)
@@ -261,7 +325,17 @@ class Tick:
             # whole fleet reached it, else the newest record (a new drift, a new rollback).
             newest = max((str((s.get("current") or {}).get("time")) for s in statuses.values()), default="-")
             self.alerts.base = f"{place.stage}@{since.isoformat() if since else newest}"
-            return self._act(place, statuses, since)
+            if place.kind in ("settled", "rollback"):
+                self._forget_promotion()  # none half-way: whatever was started is over
+            try:
+                code = self._act(place, statuses, since)
+            except Stop as stop:
+                if stop.code == EXIT_ROLLED_BACK:
+                    self._forget_promotion()
+                raise
+            if code == EXIT_ROLLED_BACK:
+                self._forget_promotion()
+            return code
         finally:
             self._keep_alerts()
             self.orchestrator.release_lock(quiet=True)
@@ -275,15 +349,19 @@ class Tick:
                                     "nothing judged, nothing changed")
         self.say("fleet: " + ", ".join(f"{h} {s.get('file_stage')}/{s.get('process_stage')}"
                                        for h, s in sorted(statuses.items())) + " (stage in file/process)")
-        for status in statuses.values():
-            self.kept += [key for key in (status.get("watch") or {}).get("sent") or [] if key not in self.kept]
+        agreed = agreed_keys(statuses)
+        self.kept = list(dict.fromkeys([*self.kept, *(k for k in self.own_sent if k not in agreed), *agreed]))
         self.alerts.sent.update(self.kept)
         self.read = True
         return statuses
 
     def _keep_alerts(self) -> None:
-        """The keys of this tick's alerts, kept on every host with those they had
-        (only once they were read: never a list that would forget them)."""
+        """The keys of this tick's alerts, kept on this machine, and on every host
+        with those that count as sent (only once they were read: never a list
+        that would forget them)."""
+        if self.state is not None and len(self.alerts.new) > self.saved:
+            self.state.keep_sent(self.alerts.new[self.saved:])
+            self.saved = len(self.alerts.new)
         if self.read and len(self.alerts.new) > self.written:
             self.runner.keep_alerts(sent_to_keep(self.kept, self.alerts.new))
             self.written = len(self.alerts.new)
@@ -331,14 +409,15 @@ class Tick:
             self.say(f"{place.reason}: finishing it")
             return self._roll_back()
         if place.kind == "promotion":
-            if set(place.started_by) - {self.command} or not self.settings.auto_promote:
-                who = ", ".join(place.started_by) or "unknown"
-                return self._hold("promotion", stage, f"{place.reason}, started by {who}: the watch finishes only "
-                                  "its own promotions (with auto_promote); finish it with `rollout deploy` or roll "
-                                  "back")
-            self.summary["action"] = f"resume promotion to {place.target}"
-            self.say(f"{place.reason}: finishing it")
-            return self._promote(stage, place.target, list(place.remaining), resumed=True)
+            refusal = self._not_resumable(place, since)
+            if refusal:
+                return self._hold("promotion", stage, refusal)
+            if stage == ROLLBACK_STAGE:  # a --start: nothing to observe before it, as when it began
+                self.summary["action"] = f"resume promotion to {place.target}"
+                self.say(f"{place.reason}: finishing it")
+                return self._promote(stage, place.target, list(place.remaining), resumed=True)
+            self.say(f"{place.reason}: started by this watch; judged as a new promotion would be")
+            return self._judge(stage, since, place)
         # Settled on one stage.
         if stage == ROLLBACK_STAGE:
             rolled = sorted(h for h, s in statuses.items() if _rolled_back(s))
@@ -350,6 +429,44 @@ class Tick:
                 return EXIT_OK
             self.summary["action"] = f"start stage {self.settings.plan[0]}"
             return self._promote(ROLLBACK_STAGE, self.settings.plan[0], list(self.runner.hosts))
+        return self._judge(stage, since)
+
+    def _not_resumable(self, place, since: datetime | None) -> str | None:
+        """Why the half-way promotion ``place`` is not this watch's to finish (a
+        one-line reason), or None. The hosts' word (their records say ``rollout
+        watch``) is not enough: one host can forge it; this machine's state
+        directory must hold the promotion, started by one of its ticks."""
+        env, target = self.settings.env, place.target
+        finish = f"finish it with `rollout deploy {env} --stage {target}` or `rollout rollback {env}`"
+        who = ", ".join(place.started_by) or "unknown"
+        if not self._started_here(place, since):
+            where = self.state.directory if self.state is not None else "none"
+            return (f"{place.reason}, recorded as started by {who}: not a promotion started from this watch's state "
+                    f"directory ({where}), which the watch never resumes; {finish}")
+        if set(place.started_by) - {self.command}:
+            return f"{place.reason}, started by {who}: the watch finishes only its own promotions; {finish}"
+        if not self.settings.auto_promote:
+            return f"{place.reason}: the watch finishes its own promotions only with auto_promote; {finish}"
+        return None
+
+    def _started_here(self, place, since: datetime | None) -> bool:
+        """This state directory's marker is of this promotion: the same stages,
+        kept after the fleet reached the stage it leaves (the tick that kept it
+        judged that stage due by the same records: an older marker is of an
+        earlier time on it, left by a tick whose promotion someone else settled)."""
+        marker = self.state.promotion() if self.state is not None else None
+        if not marker or (marker.get("env"), marker.get("from"), marker.get("to")) != \
+                (self.settings.env, place.stage, place.target):
+            return False
+        if place.stage == ROLLBACK_STAGE or since is None:  # a --start; or never due (the timetable holds it)
+            return True
+        started = parse_time(marker.get("time"))
+        return started is not None and since <= started
+
+    def _judge(self, stage: int, since: datetime | None, resume=None) -> int:
+        """The gate, the timetable and the confirm hooks on ``stage``, then the
+        next stage: on every host, or (``resume``, a half-way promotion of this
+        watch) on the hosts still to move, without redoing a finished batch."""
         verdicts = self.orchestrator.gate(self.settings.soak_s, None)
         self.say("gate: " + ", ".join(f"{h} {v}" for h, v in verdicts.items()))
         if self.stopping():
@@ -368,7 +485,7 @@ class Tick:
         for alert in decision.alerts:
             self.alerts(alert.kind, stage, alert.summary)
         if decision.promote_to is None:
-            self.summary["action"] = "observe"
+            self.summary["action"] = "observe" if resume is None else f"observe: promotion to {resume.target} half-way"
             return EXIT_OK
         refusal = self._confirmed(stage, decision.promote_to)
         if refusal:
@@ -378,6 +495,9 @@ class Tick:
             if late:
                 self.alerts(late.kind, stage, late.summary)
             return EXIT_OK
+        if resume is not None:  # its target is the stage after ``stage`` (rollout/watch.py situation)
+            self.summary["action"] = f"resume promotion to {resume.target}"
+            return self._promote(stage, resume.target, list(resume.remaining), resumed=True)
         self.summary["action"] = f"promote to {decision.promote_to}"
         return self._promote(stage, decision.promote_to, list(self.runner.hosts))
 
@@ -410,6 +530,7 @@ class Tick:
                  + " | ".join(", ".join(b) for b in batches))
         change = StageChange(target, batches, self.settings.last_soak_s, self.settings.batch_soak_s, None, "stop",
                              self.command, from_stage=stage, resumed=resumed)
+        self._remember_promotion(stage, target)  # before any host moves: a tick killed later is resumed
         try:
             self.orchestrator.apply_in_batches(change, {})
         except Stop as stop:
@@ -419,7 +540,21 @@ class Tick:
             self.say(f"{stop}: rolling every host back")
             self._roll_back()  # a rollback that did not complete raises its own Stop
             raise Stop(EXIT_ROLLED_BACK, f"{stop}; every host rolled back") from None
+        self._forget_promotion()  # every host on the target
         return EXIT_OK
+
+    def _remember_promotion(self, stage: int, target: int) -> None:
+        """The promotion this tick starts (or resumes), kept on this machine
+        before the first batch: what lets a later tick of this state directory
+        resume it."""
+        if self.state is not None:
+            self.state.start_promotion({"env": self.settings.env, "from": stage, "to": target,
+                                        "token": str(getattr(self.runner, "token", "")),
+                                        "time": self.now().isoformat()})
+
+    def _forget_promotion(self) -> None:
+        if self.state is not None:
+            self.state.end_promotion()
 
     def _roll_back(self) -> int:
         code = self.orchestrator.roll_back(f"{self.command} (rollback)")
@@ -447,6 +582,20 @@ def tick_succeeded(local: dict, alerts: Alerts) -> dict:
         alerts("watch-recovered", None, f"the watch works again (failing since {local.get('first_failure')})",
                str(local.get("first_failure")))
     return {k: v for k, v in local.items() if k not in ("failures", "first_failure", "failing_alerted")}
+
+
+def agreed_keys(statuses: Mapping[str, Mapping]) -> list[str]:
+    """The alert keys every host keeps in its watch.json (in the first host's
+    order): one host alone cannot make an alert count as sent."""
+    lists = []
+    for _, status in sorted(statuses.items()):
+        watch = status.get("watch")
+        sent = watch.get("sent") if isinstance(watch, Mapping) else None
+        lists.append([k for k in sent if isinstance(k, str)] if isinstance(sent, list) else [])
+    if not lists:
+        return []
+    common = set(lists[0]).intersection(*lists[1:])
+    return [k for k in dict.fromkeys(lists[0]) if k in common]
 
 
 def sent_to_keep(kept: list[str], new: list[str]) -> list[str]:

@@ -9,8 +9,10 @@ Before the gate, ``situation`` sorts the fleet:
 - **settled**: every host runs the stage its file holds, all the same stage;
 - **promotion**: a promotion from S to the plan's next stage T stopped half-way
   (a tick or an operator killed between batches): every host on T ran its
-  batch's checks without a failure, the others still run S. The next tick
-  applies T to the others, in batches, and never redoes a finished one;
+  batch's checks without a failure, the others still run S. What the hosts say
+  of who started it (``started_by``) is only their word: the tick resumes it
+  only when its own state directory says it started it, applying T to the
+  others in batches, never redoing a finished one;
 - **rollback**: a rollback stopped half-way (hosts on 0 recorded their move to
   0 after every other host's last record): it is finished first;
 - **drift**: anything else (a failed batch or a failed gate left as it was, a

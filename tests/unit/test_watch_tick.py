@@ -4,7 +4,9 @@ ticks, like real ones: stages, records, history, the lock, the sent alerts."""
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -130,7 +132,9 @@ def settings(**overrides):
 
 
 class World:
-    """A fleet, a clock, and ticks run against them; alerts are collected."""
+    """A fleet, a clock, and ticks run against them; alerts are collected. The
+    ticks share one state directory on the control machine, as the ticks of one
+    timer do."""
 
     def __init__(self, stage=10, at=T0, **runner_options):
         self.now = at
@@ -138,6 +142,8 @@ class World:
         self.events: list[dict] = []
         self.runner_options = runner_options
         self.runner = None
+        self._directory = tempfile.TemporaryDirectory(prefix="watch-state-")
+        self.state = LocalState(Path(self._directory.name), "prod")
 
     def clock(self):
         return self.now
@@ -148,7 +154,7 @@ class World:
         orchestrator = Orchestrator(self.runner, alert=alerts)
         tick = Tick(settings(**setting_overrides), self.runner, orchestrator, alerts, "ops@control", None,
                     start=start, confirm=confirm or (lambda *args: (True, "exit 0: ok")), now=self.clock,
-                    stopping=lambda: stopping)
+                    stopping=lambda: stopping, state=self.state)
         try:
             code = tick.run()
         except Stop as stop:
@@ -482,3 +488,181 @@ def test_an_old_failed_gate_on_the_stage_does_not_hold_a_later_run_on_it():
         world.hosts.state[host]["gate_last"] = {"stage": 25, "verdict": "abort", "time": iso(T0 + timedelta(hours=4))}
     code, tick = world.tick()
     assert tick.summary["action"] == "hold: drift"
+
+
+# --- review: what the watch trusts ------------------------------------------------------------------
+
+
+def killed_after_canary(**tick_options) -> tuple[World, list[str]]:
+    """Stage 10 due, and the tick that promotes it to 25 killed right after its
+    canary batch (h1); the world and the alerts that tick sent."""
+    world = World(stage=10, die_after_batches=1)
+    world.now = T0 + timedelta(days=1, minutes=1)
+    with pytest.raises(KeyboardInterrupt):
+        world.tick(**tick_options)
+    world.runner_options["die_after_batches"] = None
+    return world, world.kinds()
+
+
+@pytest.mark.parametrize("stage", [10, 0])
+def test_a_promotion_forged_on_one_host_is_held_not_resumed(stage):
+    """Root on h2 writes its env file, process and record of the next stage as
+    if `rollout watch prod` had moved it: no tick of this state directory
+    started that promotion, so the watch holds and moves nobody (no time
+    observed, no gate, no confirm hook would have been met)."""
+    world = World(stage=stage)
+    following = 25 if stage else 10
+    world.hosts.record("h2", following, T0 + timedelta(hours=1), command="rollout watch prod")
+    world.now = T0 + timedelta(hours=2)
+    for _ in range(2):
+        code, tick = world.tick()
+        assert code == EXIT_FAILED and tick.summary["action"] == "hold: promotion" and tick.summary["held"]
+        assert [c for c in world.runner.calls if c[0] in ("apply", "roll_back", "gate")] == []
+    assert world.stages() == {"h1": stage, "h2": following, "h3": stage, "h4": stage}
+    assert world.kinds() == ["held"]  # once
+    summary = world.events[0]["summary"]
+    assert "not a promotion started from this watch's state directory" in summary and "\n" not in summary
+    assert f"`rollout deploy prod --stage {following}`" in summary and "`rollout rollback prod`" in summary
+
+
+@pytest.mark.parametrize("marker", [
+    {"from": 25, "to": 50, "time": iso(T0 + timedelta(hours=1))},  # another promotion
+    # This one, kept before the fleet's latest time on stage 10 began: a promotion of
+    # an earlier time on it that someone else settled while no tick ran.
+    {"from": 10, "to": 25, "time": iso(T0 - timedelta(days=2))},
+])
+def test_a_forged_promotion_is_held_even_while_the_watch_remembers_another(marker):
+    world = World(stage=10)
+    world.state.start_promotion({"env": "prod", "token": "t", **marker})
+    world.hosts.record("h2", 25, T0 + timedelta(hours=1), command="rollout watch prod")
+    world.now = T0 + timedelta(days=2)
+    code, tick = world.tick()
+    assert tick.summary["action"] == "hold: promotion" and world.stages()["h1"] == 10
+    assert [c for c in world.runner.calls if c[0] in ("apply", "gate")] == []
+
+
+def test_the_promotion_is_remembered_on_this_machine_before_its_first_batch():
+    world = World(stage=10, die_after_batches=0)  # killed as the first batch starts
+    world.now = T0 + timedelta(days=1, minutes=1)
+    with pytest.raises(KeyboardInterrupt):
+        world.tick()
+    assert world.stages() == {h: 10 for h in world.hosts.names}
+    marker = world.state.promotion()
+    assert (marker["env"], marker["from"], marker["to"], marker["token"]) == ("prod", 10, 25, "ops@control:tick")
+    # No host moved: the next tick finds the fleet settled, forgets it, and judges afresh.
+    world.runner_options["die_after_batches"] = None
+    code, tick = world.tick()
+    assert code == EXIT_OK and tick.summary["action"] == "promote to 25"
+    assert world.state.promotion() is None
+
+
+def test_the_watch_s_own_promotion_killed_after_the_canary_is_judged_then_finished():
+    world, before = killed_after_canary()
+    assert world.stages() == {"h1": 25, "h2": 10, "h3": 10, "h4": 10}
+    assert world.state.promotion()["to"] == 25
+    world.now += timedelta(minutes=1)
+    asked = []
+    code, tick = world.tick(confirm=lambda c, *rest: asked.append(c) or (True, "exit 0: ok"),
+                            confirm_hooks=("tickets --stage {stage} --next {next_stage}",))
+    assert code == EXIT_OK and tick.summary["action"] == "resume promotion to 25"
+    calls = [c[:2] if c[0] == "apply" else c[:1] for c in world.runner.calls if c[0] in ("gate", "apply")]
+    assert calls == [("gate",), ("apply", ("h2",)), ("apply", ("h3", "h4"))]  # the canary is not redone
+    assert asked == ["tickets --stage 10 --next 25"]
+    assert world.stages() == {h: 25 for h in world.hosts.names}
+    assert world.kinds()[len(before):] == ["batch-passed", "batch-passed", "promoted"]
+    assert world.state.promotion() is None  # every host on 25: forgotten
+
+
+def test_a_resumed_promotion_whose_gate_is_inconclusive_waits():
+    world, before = killed_after_canary()
+    world.runner_options["verdicts"] = {"h3": "inconclusive"}
+    code, tick = world.tick()
+    assert code == EXIT_OK and tick.summary["action"] == "observe: promotion to 25 half-way"
+    assert [c for c in world.runner.calls if c[0] == "apply"] == []
+    assert world.stages() == {"h1": 25, "h2": 10, "h3": 10, "h4": 10}
+    assert world.kinds()[len(before):] == ["inconclusive-past-due"]
+    assert world.state.promotion()["to"] == 25  # still this watch's to finish
+    world.runner_options["verdicts"] = {}
+    code, tick = world.tick()
+    assert tick.summary["action"] == "resume promotion to 25" and world.stages()["h4"] == 25
+
+
+def test_a_resumed_promotion_whose_gate_aborts_rolls_every_host_back():
+    world, before = killed_after_canary()
+    world.runner_options["verdicts"] = {"h1": "abort"}
+    code, tick = world.tick()
+    assert code == EXIT_ROLLED_BACK and world.stages() == {h: 0 for h in world.hosts.names}
+    assert world.kinds()[len(before):] == ["aborted", "rolled-back"]
+    assert world.state.promotion() is None
+
+
+def test_a_resumed_promotion_before_the_stage_s_minimum_waits():
+    """The minimum is the stage's as the fleet's histories give it now (the
+    latest host's entry: one host cannot make it earlier)."""
+    world, _ = killed_after_canary()
+    longer = {**settings().durations, 10: Duration(2 * 86400, 3 * 86400)}
+    code, tick = world.tick(durations=longer)
+    assert code == EXIT_OK and tick.summary["action"] == "observe: promotion to 25 half-way"
+    assert [c for c in world.runner.calls if c[0] == "apply"] == []
+    assert any("due in 23h" in line for line in world.runner.said)
+
+
+def test_a_resumed_promotion_a_confirm_hook_refuses_is_held():
+    world, before = killed_after_canary(confirm_hooks=("tickets --open",))
+    code, tick = world.tick(confirm=lambda *args: (False, "exit 1: 2 open"), confirm_hooks=("tickets --open",))
+    assert code == EXIT_OK and tick.summary["action"] == "hold: confirm hook"
+    assert [c for c in world.runner.calls if c[0] == "apply"] == []
+    assert world.stages() == {"h1": 25, "h2": 10, "h3": 10, "h4": 10}
+    assert world.kinds()[len(before):] == ["held"]
+
+
+def past_due_key() -> str:
+    """The key of the "inconclusive-past-due" alert of stage 10 begun at T0."""
+    world = World(stage=10, verdicts={"h3": "inconclusive"})
+    world.now = T0 + timedelta(days=1, hours=1)
+    world.tick()
+    (event,) = world.events
+    return event["key"]
+
+
+def test_one_host_cannot_keep_an_alert_from_being_sent():
+    key = past_due_key()
+    world = World(stage=10, verdicts={"h3": "inconclusive"})
+    world.hosts.state["h2"]["watch"] = {"sent": [key, "held:forged"]}
+    world.hosts.state["h4"]["watch"] = {"sent": ["held:forged"]}
+    world.now = T0 + timedelta(days=1, hours=1)
+    world.tick()
+    assert [event["key"] for event in world.events] == [key]
+    # Kept on every host again (another control machine reads them), and here; what
+    # only some hosts claimed is not spread to the others.
+    for status in world.hosts.state.values():
+        assert status["watch"]["sent"] == [key]
+    assert world.state.sent() == [key]
+
+
+def test_a_key_every_host_keeps_or_this_machine_keeps_is_not_sent_again():
+    key = past_due_key()
+    world = World(stage=10, verdicts={"h3": "inconclusive"})
+    for status in world.hosts.state.values():
+        status["watch"] = {"sent": [key]}
+    world.now = T0 + timedelta(days=1, hours=1)
+    world.tick()
+    assert world.events == []
+    world = World(stage=10, verdicts={"h3": "inconclusive"})
+    world.state.keep_sent([key])  # sent from here; the hosts lost it (rewritten, replaced)
+    world.now = T0 + timedelta(days=1, hours=1)
+    world.tick()
+    assert world.events == []
+    assert all(status["watch"] is None for status in world.hosts.state.values())  # nothing new to keep
+
+
+def test_this_machine_keeps_the_newest_sent_keys(tmp_path):
+    state = LocalState(tmp_path, "prod")
+    state.keep_sent([f"k{n}" for n in range(250)])
+    state.start_promotion({"env": "prod", "from": 10, "to": 25})
+    state.keep_sent([f"k{n}" for n in range(200, 400)])
+    assert state.sent() == [f"k{n}" for n in range(100, 400)]
+    assert state.promotion() == {"env": "prod", "from": 10, "to": 25}
+    assert state.load() == {}  # run_tick's own file is another
+    state.end_promotion()
+    assert state.promotion() is None and len(state.sent()) == 300

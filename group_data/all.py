@@ -354,7 +354,10 @@ rollback_batches = "100%"
 #: ``events`` limits it to some kinds (left out: every kind). ``url_env`` names the
 #: environment variable of the control machine that holds the URL: a webhook URL
 #: is a secret (anyone who has it may post), so it is never written here nor in
-#: git, and never printed, not even in a failure. Empty: no alerts. E.g.
+#: git, and never printed, not even in a failure. The URL must be https://, or
+#: http:// to loopback (a local relay); plain http:// to another host is refused
+#: (the URL and the alerts would cross the network unencrypted) unless the sink
+#: says ``"allow_http": True``. Empty: no alerts. E.g.
 #:   alert_sinks = [
 #:       {"name": "ops", "kind": "webhook", "url_env": "ROLLOUT_ALERT_WEBHOOK_URL"},
 #:       {"name": "chat", "kind": "slack", "url_env": "ROLLOUT_SLACK_WEBHOOK_URL",

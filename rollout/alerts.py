@@ -13,10 +13,12 @@ every check (``unsent``).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -47,7 +49,7 @@ KINDS: dict[str, Kind] = {
 }
 
 SINK_KINDS = ("webhook", "slack")
-SINK_KEYS = ("name", "kind", "url_env", "events")
+SINK_KEYS = ("name", "kind", "url_env", "events", "allow_http")
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,44 @@ class Event:
 @dataclass(frozen=True)
 class Sink:
     """Where alerts go. ``url_env`` is the NAME of the variable holding the URL;
-    ``events`` the kinds it is sent (None: every kind)."""
+    ``events`` the kinds it is sent (None: every kind); ``allow_http``: a plain
+    ``http://`` URL to a host other than loopback is accepted (else refused: the
+    URL, a secret, and the alerts would cross the network unencrypted)."""
 
     name: str
     kind: str
     url_env: str
     events: tuple[str, ...] | None = None
+    allow_http: bool = False
+
+
+def url_problem(sink: Sink, url: str | None) -> str | None:
+    """Why ``sink`` may not be posted to at ``url`` (its variable's value), in
+    one line that never shows the URL; None when it may."""
+    url = (url or "").strip()
+    if not url:
+        return f"sink {sink.name}: environment variable {sink.url_env} is not set"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in url):
+        return f"sink {sink.name}: {sink.url_env} does not hold an http(s) URL (not shown)"
+    if parts.scheme == "http" and not sink.allow_http and not _loopback(host):
+        return (f"sink {sink.name}: {sink.url_env} holds a plain http:// URL to another host (not shown): refused, "
+                "the URL and the alerts would cross the network unencrypted (use https://, or allow_http: True "
+                "for this sink)")
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _shown(value: Any) -> str:
@@ -128,7 +162,10 @@ def _sink(raw: Any, where: str) -> Sink:
             raise ValueError(f"{where}: unknown event kind(s) {', '.join(map(_shown, unknown))} "
                              f"(known: {', '.join(KINDS)})")
         events = tuple(dict.fromkeys(events))
-    return Sink(name, raw["kind"], url_env, events)
+    allow_http = raw.get("allow_http", False)
+    if not isinstance(allow_http, bool):
+        raise ValueError(f"{where}: allow_http must be true or false, got {_shown(allow_http)}")
+    return Sink(name, raw["kind"], url_env, events, allow_http)
 
 
 def parse_sinks(raw: Any) -> list[Sink]:

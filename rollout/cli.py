@@ -43,7 +43,7 @@ from rollout.controller import (
 from rollout.fleet import Fleet, PyinfraRunner, load_fleet
 from rollout.inputs import (
     check_dashboard,
-    InputError, RolloutOptions, check_batches, check_early, check_options, duration, refuse_missing_secrets,
+    InputError, RolloutOptions, check_batches, check_early, check_options, duration,
 )
 from rollout.project import DEPLOY_ROOT, find_project, write_starter
 from rollout.orchestrate import (
@@ -105,7 +105,7 @@ class Context:
         send = None
         if sinks:
             notifier = notifier_of(fleet, self.say, sinks)
-            for problem in notifier.missing():
+            for problem in notifier.problems():
                 self.say(f"alerts: {problem}: not sent there")
             send = lambda event: notifier.send(Event(**event))  # noqa: E731
         return Alerts(fleet.inventory.stem, send, self.say, base=base or self.token.rsplit(":", 1)[-1])
@@ -507,7 +507,7 @@ def watch(ctx: Context, env: str, interval: str | None, start: bool, soak: str |
     if interval_s is not None and interval_s <= 0:
         raise InputError("--loop needs an interval > 0")
     settings = WatchSettings.of(env, fleet.setting, duration("--soak", soak) if soak is not None else None)
-    notifier_problems = notifier_of(fleet, ctx.say).missing()
+    notifier_problems = notifier_of(fleet, ctx.say).problems()
     if notifier_problems:
         raise InputError(f"alerts: {notifier_problems[0]} (the watch must be able to alert)")
     local = LocalState(Path(state_dir) if state_dir else default_state_dir(), fleet.inventory.stem)
@@ -623,8 +623,7 @@ def write_secrets(ctx: Context, env: str, yes: bool) -> None:
     inventory's values; refused unless every host has every value. The only
     command that writes it; restarts the service where the file changed."""
     fleet = ctx.fleet(env)
-    for host in fleet.hosts:
-        refuse_missing_secrets(fleet.missing_secrets[host], host)
+    fleet.refuse_unwritable_secrets()
     if not yes:
         if not sys.stdin.isatty():
             raise InputError("not a terminal: pass --yes to write the secrets")

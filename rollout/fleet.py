@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rollout import hooks
-from rollout.inputs import InputError, check_settings, missing_secrets, refuse_missing_secrets, settings_of
+from rollout.inputs import InputError, check_connection, check_secrets_for_writing, check_settings, settings_of
 from rollout.orchestrate import HostsRun
 from rollout.project import DEPLOY_ROOT, find_project
 
@@ -53,8 +53,15 @@ class Fleet:
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The operator's project: inventories/ and group_data/ overrides.
     project: Path = DEPLOY_ROOT
-    #: Per host, the secrets (host-data keys) that have no value: names only.
-    missing_secrets: dict[str, list[str]] = field(default_factory=dict)
+    #: Per host, why its secrets file could not be written (a secret without a
+    #: value, or one that does not fit an env file; names only), or None.
+    unwritable_secrets: dict[str, str | None] = field(default_factory=dict)
+
+    def refuse_unwritable_secrets(self) -> None:
+        """Every host must have every secret, each fit to write: else exit 2."""
+        for host in self.hosts:
+            if self.unwritable_secrets.get(host):
+                raise InputError(self.unwritable_secrets[host])
 
     def group_data_dirs(self) -> list[str]:
         """The project's group_data/, loaded after the defaults (it overrides them
@@ -133,18 +140,23 @@ def load_fleet(env: str, project: Path | None = None, connecting: bool = True) -
     hosts = [host.name for host in loaded]
     if not hosts:
         raise InputError(f"inventory {inventory.name} has no hosts")
-    data, missing = {}, {}
+    data, unwritable = {}, {}
     for host in loaded:
+        check_connection(host.name, host.data.get)
         settings = settings_of(host.data.get)
         check_settings(settings, host.name)
-        missing[host.name] = missing_secrets(settings["secret_variables"], host.data.get)
-        if settings["write_secrets"]:
-            refuse_missing_secrets(missing[host.name], host.name)
+        try:
+            check_secrets_for_writing(settings["secret_variables"], host.data.get, host.name)
+            unwritable[host.name] = None
+        except InputError as error:
+            unwritable[host.name] = str(error)
+        if settings["write_secrets"] and unwritable[host.name]:
+            raise InputError(unwritable[host.name])
         if connecting:
             _check_ssh_files(host.name, host.data)
         # Only settings and connection details: never the secrets.
         data[host.name] = {**settings, **{key: host.data.get(key) for key in _CONNECTION_KEYS}}
-    fleet = Fleet(inventory, hosts, data, project, missing)
+    fleet = Fleet(inventory, hosts, data, project, unwritable)
     for key in FLEET_WIDE:
         fleet.setting(key)  # hosts that disagree are refused now, before any host is contacted
     return fleet

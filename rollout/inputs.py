@@ -16,6 +16,7 @@ the bad value (never a secret's value), and the CLI exits 2.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -67,9 +68,66 @@ def _name(value: Any) -> None:
         raise ValueError(f"must be a plain name (letters, digits, . _ - @), got {value!r}")
 
 
+# The grammars of the values that reach a shell or a unit file (each is also
+# quoted where it is used): a value outside its grammar is refused at load.
+
+#: A path of the host: ``/`` then components of letters, digits and ``. _ + @ -``
+#: (no space, quote, ``$``, ``%`` (a systemd specifier), backslash or control
+#: character; no ``.`` or ``..`` component).
+_PATH = re.compile(r"(/(?!\.\.?(?:/|$))[A-Za-z0-9._+@-]+)+")
+#: A Python module and attribute, as uvicorn takes them: ``src.api.app:app``.
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+#: A DNS name (RFC 1123 labels).
+_DNS_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+#: A URL path (and query) of the service: RFC 3986's characters without those a
+#: shell reads inside double quotes or at all (``$ ( ) ' "``, backslash,
+#: backquote), no space, no control character.
+_URL_PATH = re.compile(r"/[A-Za-z0-9._~!*+,;=:@%/&?-]*")
+#: An inventory's host name: pyinfra's connector prefix (``@local``, ``@fake/h``)
+#: allowed, then letters, digits and ``. _ : / @ -``.
+_HOST_NAME = re.compile(r"@?[A-Za-z0-9_][A-Za-z0-9_.:/@-]{0,252}")
+#: A login name (POSIX's portable characters).
+_LOGIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+
+
+def control_characters(text: str) -> bool:
+    """Whether ``text`` holds a control character (a newline would start a new
+    line of a unit or env file)."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def _absolute_path(value: Any) -> None:
-    if not isinstance(value, str) or not value.startswith("/") or "\n" in value or "//" in value:
-        raise ValueError(f"must be an absolute path, got {value!r}")
+    if not isinstance(value, str) or not _PATH.fullmatch(value):
+        raise ValueError(f"must be an absolute path of letters, digits and . _ + @ - "
+                         f"(no space, quote, $, % or control character), got {value!r}")
+
+
+def _url_path(value: Any) -> None:
+    if not isinstance(value, str) or not _URL_PATH.fullmatch(value):
+        raise ValueError(f"must be a URL path starting with / (no space, quote, $, parenthesis, backquote "
+                         f"or control character), got {value!r}")
+
+
+def _app_module(value: Any) -> None:
+    if not isinstance(value, str) or not _MODULE.fullmatch(value):
+        raise ValueError(f"must be a Python module and attribute like src.api.app:app, got {value!r}")
+
+
+def is_address(value: Any) -> bool:
+    """An IP address or a DNS name."""
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return bool(_DNS_NAME.fullmatch(value))
+
+
+def _bind_host(value: Any) -> None:
+    if not is_address(value):
+        raise ValueError(f"must be an IP address or a host name, got {value!r}")
 
 
 #: ssh_strict_host_key_checking: "yes", or a weakening named on purpose.
@@ -81,9 +139,6 @@ def _host_key_policy(value: Any) -> None:
         raise ValueError(f"must be one of {', '.join(HOST_KEY_POLICIES)}, got {value!r}")
 
 
-def _url_path(value: Any) -> None:
-    if not isinstance(value, str) or not value.startswith("/") or any(c.isspace() for c in value):
-        raise ValueError(f"must be a URL path starting with /, got {value!r}")
 
 
 def _port(value: Any) -> None:
@@ -281,8 +336,8 @@ def _hook_env(value: Any) -> None:
 SETTINGS: dict[str, Callable[[Any], None]] = {
     "ssh_strict_host_key_checking": _host_key_policy,
     "service_name": _name, "service_user": _name, "service_group": _name,
-    "app_dir": _absolute_path, "venv_dir": _absolute_path, "app_module": _require_str,
-    "bind_host": _require_str, "bind_port": _port, "workers": _number(1, integral=True),
+    "app_dir": _absolute_path, "venv_dir": _absolute_path, "app_module": _app_module,
+    "bind_host": _bind_host, "bind_port": _port, "workers": _number(1, integral=True),
     "switch_variables": _switch_variables, "implementation_header": _header,
     "force_domain_parameter": _query_parameter, "metrics_field_defaults": _metrics_field_defaults,
     "env_dir": _absolute_path, "rollout_env_file": _absolute_path, "secrets_env_file": _absolute_path,
@@ -358,6 +413,32 @@ def check_settings(settings: Mapping[str, Any], host: str | None = None) -> None
                          "no hook may get it")
 
 
+def check_connection(host: str, data: Callable[[str], Any]) -> None:
+    """The host's name and how it is reached (``data``: its host data getter),
+    before any connection: each of these reaches a shell (a batch hook's
+    ``{hosts}``) or an SSH config file (``rollout verify``'s), so each must fit
+    its grammar: a host name, an address, a login name, a port, a path."""
+    if not isinstance(host, str) or not _HOST_NAME.fullmatch(host):
+        raise InputError(f"host name {host!r}: letters, digits and . _ : / @ - only (it reaches batch hooks "
+                         "and SSH configs)")
+
+    def plain_path(value: Any) -> bool:
+        return isinstance(value, str) and bool(value) and not control_characters(value) \
+            and not any(c.isspace() or c in "\"'" for c in value)
+
+    checks: dict[str, Callable[[Any], bool]] = {
+        "ssh_hostname": is_address,
+        "ssh_user": lambda v: isinstance(v, str) and bool(_LOGIN.fullmatch(v)),
+        "ssh_port": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65536,
+        "ssh_key": plain_path,
+        "ssh_known_hosts_file": plain_path,
+    }
+    for key, fits in checks.items():
+        value = data(key)
+        if value is not None and not fits(value):
+            raise InputError(f"{key} of host {host}: {value!r} is not a valid {key.removeprefix('ssh_')}")
+
+
 def _has_value(value: Any) -> bool:
     """A secret counts as given when it is a non-blank string (a pyinfra
     HiddenValue is unmasked only to look at its length, never printed)."""
@@ -371,10 +452,26 @@ def missing_secrets(secret_variables: Mapping[str, str], get: Callable[[str], An
     return [key for key in secret_variables.values() if not _has_value(get(key))]
 
 
+def bad_secrets(secret_variables: Mapping[str, str], get: Callable[[str], Any]) -> list[str]:
+    """The host-data keys of the secrets whose value holds a control character
+    (a newline would start another variable of the env file); names only."""
+    def unmasked(value: Any) -> Any:
+        return value.unmask() if hasattr(value, "unmask") else value
+
+    return [key for key in secret_variables.values()
+            if isinstance(unmasked(get(key)), str) and control_characters(unmasked(get(key)))]
+
+
 def check_secrets_for_writing(secret_variables: Mapping[str, str], get: Callable[[str], Any],
                               host: str | None = None) -> None:
-    """``write_secrets`` is on: every secret must have a value, or nothing is written."""
+    """``write_secrets`` is on: every secret must have a value that fits an env
+    file, or nothing is written."""
     refuse_missing_secrets(missing_secrets(secret_variables, get), host)
+    bad = bad_secrets(secret_variables, get)
+    if bad:
+        where = f" for host {host}" if host else ""
+        raise InputError(f"{', '.join(bad)} holds a control character{where} (a newline would start another "
+                         "variable): refusing to write the secrets file (the value is not shown)")
 
 
 def refuse_missing_secrets(missing: list[str], host: str | None = None) -> None:

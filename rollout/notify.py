@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import requests
 
-from rollout.alerts import Event, Sink, payload, wants
+from rollout.alerts import Event, Sink, payload, url_problem, wants
 
 
 def _refused(error: BaseException) -> bool:
@@ -76,10 +76,11 @@ class Notifier:
     def _url(self, sink: Sink) -> str:
         return (self.environ.get(sink.url_env) or "").strip()
 
-    def missing(self) -> list[str]:
-        """One line per sink whose variable is unset or blank (names only)."""
-        return [f"sink {sink.name}: environment variable {sink.url_env} is not set"
-                for sink in self.sinks if not self._url(sink)]
+    def problems(self) -> list[str]:
+        """One line per sink that will not be posted to: its variable unset or
+        blank, not an http(s) URL, or plain http:// to another host without
+        ``allow_http`` (names only, never a URL)."""
+        return [problem for sink in self.sinks if (problem := url_problem(sink, self._url(sink)))]
 
     def send(self, event: Event) -> bool:
         """Post ``event`` to every sink that wants it; True when each accepted it
@@ -93,8 +94,9 @@ class Notifier:
     def _deliver(self, sink: Sink, event: Event) -> bool:
         where = f"alert {event.kind} to sink {sink.name}"
         url = self._url(sink)
-        if not url:
-            self.say(f"{where} not sent: environment variable {sink.url_env} is not set")
+        problem = url_problem(sink, url)
+        if problem:
+            self.say(f"{where} not sent: {problem.removeprefix(f'sink {sink.name}: ')}")
             return False
         body = json.dumps(payload(sink, event)).encode()
         attempts, pause = 1 + max(0, self.retries), self.backoff_s

@@ -203,19 +203,21 @@ def wait_healthy(url: str, timeout_s: int = 60, unit: str | None = None, known: 
         host.noop(f"{url} answers 200")
         return
     # Each curl is capped at 2 s, the loop at timeout_s by the clock; a unit that
-    # systemd gave up on (start limit hit) fails at once.
+    # systemd gave up on (start limit hit) fails at once. Every value is quoted:
+    # nothing of the settings is ever read by the shell.
     gave_up = ""
     if unit:
         gave_up = (
             f"if systemctl is-failed --quiet {shlex.quote(unit)}; then "
-            f"echo \"{unit} failed (see: journalctl -u {unit})\" >&2; exit 1; fi; "
+            f"echo {shlex.quote(f'{unit} failed (see: journalctl -u {unit})')} >&2; exit 1; fi; "
         )
+    late = f"{unit or 'service'} not healthy after {int(timeout_s)}s: {url}"
     script = (
         f"deadline=$(( $(date +%s) + {int(timeout_s)} )); "
         f"until curl -fs -o /dev/null --max-time 2 {shlex.quote(url)}; do "
         f"{gave_up}"
         f"if [ $(date +%s) -ge $deadline ]; then "
-        f"echo \"{unit or 'service'} not healthy after {int(timeout_s)}s: {url}\" >&2; exit 1; fi; "
+        f"echo {shlex.quote(late)} >&2; exit 1; fi; "
         f"sleep 0.2; done"
     )
     yield StringCommand("sh", "-c", shlex.quote(script))
@@ -347,7 +349,7 @@ def unit_idle(unit: str, timeout_s: float):
     script = (
         f"deadline=$(( $(date +%s) + {int(timeout_s)} )); "
         f"while case $({show}) in activating|deactivating|reloading) true;; *) false;; esac; do "
-        f"if [ $(date +%s) -ge $deadline ]; then echo \"{unit} still busy after {int(timeout_s)}s\" >&2; "
+        f"if [ $(date +%s) -ge $deadline ]; then echo {shlex.quote(f'{unit} still busy after {int(timeout_s)}s')} >&2; "
         f"exit 1; fi; sleep 1; done"
     )
     yield StringCommand("sh", "-c", shlex.quote(script))

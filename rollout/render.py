@@ -19,12 +19,12 @@ def env_quote(value: Any) -> str:
     """Quote a value for a systemd EnvironmentFile.
 
     systemd strips double quotes and honours backslash escapes inside them, so a
-    value with spaces, ``#`` or quotes survives intact; newlines are refused since
-    they would start a new assignment.
+    value with spaces, ``#`` or quotes survives intact; a newline (or any control
+    character) is refused: it would start a new assignment.
     """
     text = str(value)
-    if "\n" in text or "\r" in text:
-        raise ValueError("an environment value may not contain a newline")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("an environment value may not contain a newline or another control character")
     if text and all(c.isalnum() or c in "-_.,:/@%+=" for c in text):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

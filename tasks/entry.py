@@ -8,7 +8,7 @@ from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 
 from rollout.reports import report
-from rollout.inputs import InputError, check_secrets_for_writing, check_settings, settings_of
+from rollout.inputs import InputError, check_connection, check_secrets_for_writing, check_settings, settings_of
 
 
 def begin(writes_secrets: bool = False) -> None:
@@ -16,6 +16,7 @@ def begin(writes_secrets: bool = False) -> None:
     them before connecting; a plain pyinfra run is checked here), then mark the
     host as reached: the CLI names the hosts of a run that never got this far."""
     try:
+        check_connection(host.name, host.data.get)
         settings = settings_of(host.data.get)
         check_settings(settings)
         if writes_secrets or settings["write_secrets"]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.alerts import KINDS, SEVERITIES, Event, Sink, parse_sinks, payload, text, unsent, wants
+from rollout.alerts import KINDS, SEVERITIES, Event, Sink, parse_sinks, payload, text, unsent, url_problem, wants
 from rollout.notify import Notifier
 from rollout.project import DEFAULTS_FILE, defaults
 from tests.alert_receiver import running_receiver
@@ -74,7 +74,7 @@ def test_sinks_are_parsed():
     ([{"kind": "slack", "url_env": "X"}],
      "sink #1: name must be a plain name (letters, digits, . _ - @), got None"),
     ([{"name": "ops", "kind": "webhook", "url_env": "X", "headers": {}, "retries": 2}],
-     "sink ops: unknown key(s) headers, retries (name, kind, url_env, events); "
+     "sink ops: unknown key(s) headers, retries (name, kind, url_env, events, allow_http); "
      "the URL goes in the environment variable named by url_env"),
     ([{"name": "ops", "kind": "email", "url_env": "X"}], "sink ops: unknown kind 'email' (webhook, slack)"),
     ([{"name": "ops", "kind": "slack"}],
@@ -91,6 +91,8 @@ def test_sinks_are_parsed():
      "sink ops: unknown event kind(s) 'exploded' (known: " + ", ".join(KINDS) + ")"),
     ([{"name": "ops", "kind": "slack", "url_env": "X"}, {"name": "ops", "kind": "webhook", "url_env": "Y"}],
      "sink ops: two sinks have this name"),
+    ([{"name": "ops", "kind": "slack", "url_env": "X", "allow_http": "yes"}],
+     "sink ops: allow_http must be true or false, got 'yes'"),
 ])
 def test_a_bad_sink_is_refused_in_one_line_naming_it(raw, message):
     with pytest.raises(ValueError) as refused:
@@ -235,11 +237,11 @@ def test_a_sink_without_its_variable_is_named_and_fails(tmp_path):
     sinks = [Sink("ops", "webhook", "ROLLOUT_ALERT_WEBHOOK_URL"), Sink("chat", "slack", "ROLLOUT_SLACK_WEBHOOK_URL")]
     with running_receiver(tmp_path) as receiver:
         alerts = notifier(sinks, {"ROLLOUT_ALERT_WEBHOOK_URL": receiver.url, "ROLLOUT_SLACK_WEBHOOK_URL": "  "}, said)
-        assert alerts.missing() == ["sink chat: environment variable ROLLOUT_SLACK_WEBHOOK_URL is not set"]
+        assert alerts.problems() == ["sink chat: environment variable ROLLOUT_SLACK_WEBHOOK_URL is not set"]
         assert alerts.send(event()) is False
         assert len(receiver.received()) == 1  # the other sink still got it
     assert said == ["alert aborted to sink chat not sent: environment variable ROLLOUT_SLACK_WEBHOOK_URL is not set"]
-    assert notifier(sinks, {}, said).missing() == [
+    assert notifier(sinks, {}, said).problems() == [
         "sink ops: environment variable ROLLOUT_ALERT_WEBHOOK_URL is not set",
         "sink chat: environment variable ROLLOUT_SLACK_WEBHOOK_URL is not set"]
 
@@ -267,7 +269,8 @@ def test_the_url_its_host_and_path_are_never_said(tmp_path):
     assert delivered is False and raised == []
     assert [line.split(": ", 1)[1] for line in said if "giving up" in line] == [
         "connection refused (attempt 2 of 2, giving up)", "HTTP 500 (attempt 2 of 2, giving up)",
-        "timed out (attempt 2 of 2, giving up)", "the URL is not a usable http(s) URL (attempt 1 of 2, giving up)"]
+        "timed out (attempt 2 of 2, giving up)"]
+    assert "alert aborted to sink garbage not sent: GARBAGE does not hold an http(s) URL (not shown)" in said
     everything = "\n".join(said + raised)
     for secret in (TOKEN, str(port), str(failing.port), str(slow.port), "127.0.0.1", "hooks.example.com", "/hook"):
         assert secret not in everything
@@ -296,3 +299,22 @@ def test_the_receiver_runs_as_a_process_and_stops_on_sigterm(tmp_path):
             process.kill()
             process.wait()
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("url, allow_http, problem", [
+    ("https://hooks.example/T0/s3cret", False, None),
+    ("http://127.0.0.1:9095/s3cret", False, None),
+    ("http://localhost/s3cret", False, None),
+    ("http://[::1]:9095/s3cret", False, None),
+    ("http://alerts.internal/s3cret", True, None),
+    ("http://alerts.internal/s3cret", False, "sink ops: X holds a plain http:// URL to another host (not shown): "
+                                             "refused, the URL and the alerts would cross the network unencrypted "
+                                             "(use https://, or allow_http: True for this sink)"),
+    ("http://10.0.0.5:8080/s3cret", False, "plain http:// URL to another host"),
+    ("ftp://alerts.internal/s3cret", True, "sink ops: X does not hold an http(s) URL (not shown)"),
+    ("", False, "sink ops: environment variable X is not set"),
+])
+def test_a_plain_http_sink_is_refused_unless_loopback_or_allowed(url, allow_http, problem):
+    found = url_problem(Sink("ops", "webhook", "X", allow_http=allow_http), url)
+    assert (found is None) == (problem is None) and (problem is None or problem in found)
+    assert found is None or "s3cret" not in found

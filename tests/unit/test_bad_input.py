@@ -69,14 +69,16 @@ def ssh_key(tmp_path_factory) -> Path:
 
 
 def write_inventory(directory: Path, port: int, key: Path, group_data: dict | None = None,
-                    host_data: dict | None = None, body: str | None = None, name: str = "trap") -> Path:
+                    host_data: dict | None = None, body: str | None = None, name: str = "trap",
+                    second_host: str = "trap-2") -> Path:
     """An inventory of two hosts behind the listener; ``group_data`` in
-    pyinfra's ``(hosts, data)`` form, ``host_data`` on the second host only."""
+    pyinfra's ``(hosts, data)`` form, ``host_data`` on the second host only,
+    named ``second_host``."""
     path = directory / f"{name}.py"
     common = {"ssh_hostname": "127.0.0.1", "ssh_port": port, "ssh_key": str(key), "ssh_user": "root",
               "ssh_connect_retries": 0}
     second = {**common, **(host_data or {})}
-    hosts = f"('trap-1', {common!r}), ('trap-2', {second!r})"
+    hosts = f"('trap-1', {common!r}), ({second_host!r}, {second!r})"
     if body is None:
         body = f"camera_api = ([{hosts}], {group_data or {}!r})\n"
     else:  # a body of its own may place the trap hosts with {hosts}
@@ -262,6 +264,41 @@ CASES = [
     ("early-blank", ["promote", "ENV", "--yes", "--early", " "], {}, "--early needs a reason on one line"),
     ("early-two-lines", ["deploy", "ENV", "--stage", "25", "--yes", "--early", "a\nb"], {},
      "--early needs a reason on one line"),
+    # Issue 20: every value that reaches a shell, a unit file or an SSH config, in its grammar.
+    ("host-name-shell", ["deploy", "ENV", "--stage", "10", "--yes"], {"second_host": "api-2;touch${IFS}/tmp/x"},
+     "host name 'api-2;touch${IFS}/tmp/x': letters, digits"),
+    ("host-name-space", ["status", "ENV"], {"second_host": "api 2"}, "host name 'api 2'"),
+    ("health-path-shell", ["deploy", "ENV", "--stage", "10", "--yes"],
+     {"host_data": {"health_path": "/health$(touch /tmp/x)"}}, "setting health_path (host trap-2): must be a URL"),
+    ("metrics-path-quote", ["check", "ENV"], {"group_data": {"metrics_path": "/m'etrics"}}, "setting metrics_path"),
+    ("bind-host-unit-line", ["deploy", "ENV", "--stage", "10", "--yes"],
+     {"host_data": {"bind_host": "127.0.0.1\nExecStartPre=+/bin/sh -c 'touch /tmp/x'"}},
+     "setting bind_host (host trap-2): must be an IP address or a host name"),
+    ("app-module-unit-line", ["deploy", "ENV", "--stage", "10", "--yes"],
+     {"group_data": {"app_module": "src.api.app:app\nExecStartPre=+/bin/true"}},
+     "setting app_module (host trap-1): must be a Python module and attribute"),
+    ("app-dir-specifier", ["deploy", "ENV", "--stage", "10", "--yes"], {"group_data": {"app_dir": "/opt/%h"}},
+     "setting app_dir (host trap-1): must be an absolute path of letters"),
+    ("venv-dir-dotdot", ["status", "ENV"], {"group_data": {"venv_dir": "/opt/../bin"}}, "setting venv_dir"),
+    ("app-env-control", ["deploy", "ENV", "--stage", "10", "--yes"],
+     {"group_data": {"app_env": {"X": "a\x1b[2J"}}}, "a newline or another control character"),
+    ("ssh-hostname-config-line", ["status", "ENV"],
+     {"host_data": {"ssh_hostname": "10.0.0.2\nProxyCommand touch /tmp/x"}},
+     "ssh_hostname of host trap-2: '10.0.0.2\\nProxyCommand touch /tmp/x' is not a valid hostname"),
+    ("ssh-user-shell", ["status", "ENV"], {"host_data": {"ssh_user": "deploy$(id)"}},
+     "ssh_user of host trap-2"),
+    ("secret-newline", ["write-secrets", "ENV", "--yes"],
+     {"group_data": {"database_url": "postgresql://c:s3cret@db/c\nUSE_DOMAIN_SERVICE=true",
+                     "redis_url": "redis://:s3cret@cache/0"}},
+     "database_url holds a control character for host trap-1"),
+    ("host-keys-policy", ["status", "ENV"], {"group_data": {"ssh_strict_host_key_checking": "maybe"}},
+     "setting ssh_strict_host_key_checking (host trap-1): must be one of yes, accept-new, no"),
+    ("hook-env-sink-url", ["watch", "ENV"],
+     {"group_data": {"alert_sinks": [{"name": "ops", "kind": "webhook", "url_env": "ROLLOUT_X_URL"}],
+                     "hook_env": ["ROLLOUT_X_URL"]}},
+     "setting hook_env (host trap-1): ROLLOUT_X_URL holds an alert sink's URL"),
+    ("hook-timeout-zero", ["deploy", "ENV", "--stage", "10", "--yes"], {"group_data": {"batch_hook_timeout_s": 0}},
+     "setting batch_hook_timeout_s (host trap-1)"),
 ]
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rollout.batches import BatchError, hook_commands, parse_batches, parse_duration, plan_batches
+from rollout.batches import BatchError, fill, hook_commands, parse_batches, parse_duration, plan_batches
 
 HOSTS = ["web-3", "web-1", "web-4", "web-2"]
 
@@ -65,3 +65,11 @@ def test_hook_commands_fill_placeholders():
 def test_bad_hooks_are_refused(hooks):
     with pytest.raises(BatchError):
         hook_commands(hooks, "before", ["a"], 10, 1)
+
+
+def test_hook_placeholders_are_filled_shell_quoted():
+    """A value never becomes shell: each host name is one quoted word."""
+    hooks = {"before": ["drain {hosts}"]}
+    assert hook_commands(hooks, "before", ["a-1", "b;touch /tmp/x"], 10, 1) == ["drain a-1 'b;touch /tmp/x'"]
+    assert fill("tickets --env {env} --to {next_stage}", env="prod $(id)", next_stage=25) == \
+        "tickets --env 'prod $(id)' --to 25"

@@ -30,3 +30,20 @@ class HostState(FactBase):
             return json.loads("\n".join(output))
         except ValueError:
             raise FactProcessError("the probe's state answer is not JSON") from None
+
+
+class Tree(FactBase):
+    """
+    What a directory holds, read by the probe (mode ``tree``): per file under
+    ``path`` its sha256, owner, group and mode, per directory its owner, group
+    and mode, by relative path; None when the directory does not exist.
+    """
+
+    def command(self, path: str):
+        return probe_command("tree", {"path": path})
+
+    def process(self, output):
+        try:
+            return json.loads("\n".join(output))
+        except ValueError:
+            raise FactProcessError("the probe's tree answer is not JSON") from None

@@ -22,7 +22,8 @@ Modes:
   metrics   one read of the app's metrics, with the gate's cursors
   traffic   bounded traffic (a rate, a count, a time limit and a stop file)
   stop      stop that traffic now (write its stop files)
-  write     replace files atomically
+  write     replace files atomically (the spec, content included, on stdin)
+  tree      what a directory holds (checksums, owners, modes)
   lock      take the fleet's rollout lock on this host (or say who holds it)
   unlock    release it (only the holder's token, or forced)
   record    write the current stage record and append it to the history
@@ -167,12 +168,12 @@ def _owner_ids(user, group):
 
 
 def make_directory(path, owner):
-    """The directory a file goes into, created when missing: private while it is
-    made (umask 077), then given ``owner`` (user, group, mode); parents above it
-    are created as root's 0755 ones."""
+    """The directory a file goes into, created when missing (with its missing
+    parents): each private while it is made (umask 077), then given ``owner``
+    (user, group, mode)."""
     parent = os.path.dirname(path.rstrip("/"))
     if parent and not os.path.isdir(parent):
-        make_directory(parent, {"mode": "755"})
+        make_directory(parent, owner)
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
@@ -193,7 +194,8 @@ def write_atomic(path, content, mode="644", user=None, group=None, directory=Non
     uid, gid = _owner_ids(user, group)
     fd, temp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w", **({} if isinstance(content, bytes)
+                                                                          else {"encoding": "utf-8"})) as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
@@ -448,8 +450,9 @@ def mode_write(spec):
     for one in spec.get("files") or [spec]:
         if one.get("if_dir_exists") and not os.path.isdir(os.path.dirname(one["path"])):
             continue
+        content = base64.b64decode(one["content_b64"]) if "content_b64" in one else one["content"]
         try:
-            write_atomic(one["path"], one["content"], one.get("mode", "644"), one.get("user"), one.get("group"),
+            write_atomic(one["path"], content, one.get("mode", "644"), one.get("user"), one.get("group"),
                          one.get("directory"))
         except OSError as error:
             raise Refused(f"writing {one['path']} failed: {error.strerror or error}; the old file is "
@@ -459,6 +462,24 @@ def mode_write(spec):
         remove_leftovers(one["path"])
         written.append(one["path"])
     return {"written": (written[0] if written else None) if "files" not in spec else written}
+
+
+def mode_tree(spec):
+    """What a directory holds: every file (sha256, owner, group, mode) and every
+    directory (owner, group, mode) under ``path``, by relative path; None when
+    it does not exist. Links are not followed."""
+    top = spec["path"]
+    if not os.path.isdir(top):
+        return None
+    files, dirs = {}, {}
+    for root, names, filenames in os.walk(top):
+        for name in names:
+            full = os.path.join(root, name)
+            dirs[os.path.relpath(full, top)] = path_state(full)
+        for name in filenames:
+            full = os.path.join(root, name)
+            files[os.path.relpath(full, top)] = path_state(full, checksum=os.path.isfile(full))
+    return {"files": files, "dirs": dirs}
 
 
 def mode_lock(spec):
@@ -513,7 +534,7 @@ def mode_record(spec):
 
 MODES = {"state": mode_state, "requests": mode_requests, "preflight": mode_preflight,
          "traffic": mode_traffic, "metrics": mode_metrics, "write": mode_write, "lock": mode_lock,
-         "unlock": mode_unlock, "record": mode_record, "stop": mode_stop}
+         "unlock": mode_unlock, "record": mode_record, "stop": mode_stop, "tree": mode_tree}
 
 
 def main(argv):

@@ -10,12 +10,16 @@ decide from what was there before it.
 
 from __future__ import annotations
 
+import base64
+import fnmatch
 import hashlib
+import os
+import posixpath
 import shlex
 from collections.abc import Sequence
 
 from pyinfra import host, logger, state
-from pyinfra.api import FunctionCommand, StringCommand, operation
+from pyinfra.api import FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import FileContents
@@ -300,6 +304,70 @@ def installed_file(
     if state.config.DIFF:
         _show_change(dest, exists, same_content, same_meta, secret, text, (user, group, mode))
     yield from _replace(dest, text, user, group, mode)
+
+
+def _local_tree(src: str, exclude: Sequence[str], exclude_dir: Sequence[str]) -> tuple[dict[str, bytes], set[str]]:
+    """The files (relative path -> bytes) and directories under ``src``, less
+    the excluded names (shell patterns, as pyinfra's ``files.sync`` takes them)."""
+    files, dirs = {}, set()
+    for root, names, filenames in os.walk(src):
+        names[:] = sorted(n for n in names if not any(fnmatch.fnmatch(n, p) for p in exclude_dir))
+        for name in names:
+            dirs.add(os.path.relpath(os.path.join(root, name), src))
+        for name in sorted(filenames):
+            if not any(fnmatch.fnmatch(name, p) for p in exclude):
+                with open(os.path.join(root, name), "rb") as handle:
+                    files[os.path.relpath(os.path.join(root, name), src)] = handle.read()
+    return files, dirs
+
+
+@operation()
+def installed_tree(src: str, dest: str, user: str, group: str, mode: int, dir_mode: int,
+                   exclude: Sequence[str] = (), exclude_dir: Sequence[str] = ()):
+    """
+    Make the directory ``dest`` hold exactly the files of the local directory
+    ``src`` (like ``files.sync`` with ``delete=True``), each written as
+    ``atomic_file`` writes one: through the root-side writer, content on stdin,
+    never staged where another user could read or swap it. Decides from one read
+    of what ``dest`` holds (the probe's ``tree``).
+
+    + src: local directory (read when the operation is planned)
+    + dest: remote directory; it must exist
+    + user/group/mode: owner and permissions of every file (mode as in ``chmod``)
+    + dir_mode: permissions of every directory under ``dest``
+    + exclude/exclude_dir: shell patterns of file and directory names left out
+    """
+    from rollout.facts import Tree
+
+    def left_out(rel: str, is_file: bool) -> bool:  # on either side: never compared, never removed
+        parts = rel.split("/")
+        return any(fnmatch.fnmatch(part, p) for part in (parts[:-1] if is_file else parts) for p in exclude_dir) \
+            or (is_file and any(fnmatch.fnmatch(parts[-1], p) for p in exclude))
+
+    local, local_dirs = _local_tree(src, exclude, exclude_dir)
+    found = host.get_fact(Tree, path=dest) or {"files": {}, "dirs": {}}
+    remote = {"files": {r: m for r, m in found["files"].items() if not left_out(r, True)},
+              "dirs": {r: m for r, m in found["dirs"].items() if not left_out(r, False)}}
+    owner = {"user": user, "group": group}
+    changed = [rel for rel, data in local.items()
+               if remote["files"].get(rel, {}).get("sha256") != hashlib.sha256(data).hexdigest()
+               or {k: remote["files"][rel].get(k) for k in ("user", "group", "mode")} != {**owner, "mode": mode}]
+    extra = sorted({*(rel for rel in remote["files"] if rel not in local),
+                    *(rel for rel in remote["dirs"] if rel not in local_dirs)})
+    loose = sorted(rel for rel, meta in remote["dirs"].items() if rel in local_dirs
+                   and (meta.get("user"), meta.get("group"), meta.get("mode")) != (user, group, dir_mode))
+    if not changed and not extra and not loose:
+        host.noop(f"{dest} is up to date")
+        return
+    if changed:
+        yield probe_command("write", stdin={"files": [
+            {"path": posixpath.join(dest, rel), "content_b64": base64.b64encode(local[rel]).decode(), **owner,
+             "mode": f"{mode:03d}", "directory": {**owner, "mode": f"{dir_mode:03d}"}} for rel in changed]})
+    if extra:
+        yield StringCommand("rm", "-rf", *(QuoteString(posixpath.join(dest, rel)) for rel in extra))
+    if loose:
+        paths = [QuoteString(posixpath.join(dest, rel)) for rel in loose]
+        yield StringCommand("chown", QuoteString(f"{user}:{group}"), *paths, "&&", "chmod", f"{dir_mode:03d}", *paths)
 
 
 @operation()

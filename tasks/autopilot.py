@@ -31,7 +31,7 @@ from pyinfra.operations.util import any_changed
 
 from rollout.autopilot import SETTINGS, alerts_env, check_autopilot, time_span, wheel_fingerprint
 from rollout.inputs import InputError
-from rollout.operations import installed_file, pip_install, unit_idle
+from rollout.operations import installed_file, installed_tree, pip_install, unit_idle
 from rollout.project import defaults
 from rollout.render import render
 
@@ -89,15 +89,16 @@ def install(s: dict) -> None:
     # --- the tool, in a venv owned by root: the user runs it and cannot change it
     pip.venv(name=f"venv {p['venv']}", path=p["venv"], python="python3")
     if s["autopilot_wheelhouse"]:
-        files.sync(
+        files.directory(name=f"Wheelhouse directory {p['wheelhouse']}", path=p["wheelhouse"], user="root",
+                        group="root", mode=755)
+        installed_tree(
             name=f"Wheelhouse {p['wheelhouse']} (from {s['autopilot_wheelhouse']})",
             src=s["autopilot_wheelhouse"],
             dest=p["wheelhouse"],
             user="root",
             group="root",
-            mode="644",
-            dir_mode="755",
-            delete=True,
+            mode=644,
+            dir_mode=755,
             exclude=["*.tmp"],
         )
         pip_install(
@@ -122,17 +123,17 @@ def install(s: dict) -> None:
         local = posixpath.join(s["autopilot_project"], folder)
         remote = f"{p['project']}/{folder}"
         if posixpath.isdir(local):
-            files.sync(
+            files.directory(name=f"Project directory {remote}", path=remote, user=user, group=user, mode=700)
+            installed_tree(
                 name=f"Project {folder}/ -> {remote}",
                 src=local,
                 dest=remote,
                 user=user,
                 group=user,
-                mode="600",
-                dir_mode="700",
-                delete=True,
+                mode=600,
+                dir_mode=700,
                 exclude=["*.pyc"],
-                exclude_dir=["__pycache__", "*/__pycache__"],
+                exclude_dir=["__pycache__"],
             )
         else:
             files.directory(name=f"No {folder}/ in the project: {remote} removed", path=remote, present=False)

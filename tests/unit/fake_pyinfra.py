@@ -17,8 +17,8 @@ _simulate = FakeConnector.run_shell_command
 
 
 def _shown(one: dict) -> dict:
-    content = one.get("content")
-    shown = {k: v for k, v in one.items() if k != "content"}
+    content = one.get("content") if "content" in one else one.get("content_b64")
+    shown = {k: v for k, v in one.items() if k not in ("content", "content_b64")}
     if isinstance(content, str):
         shown.update(content_sha256=hashlib.sha256(content.encode()).hexdigest(), content_length=len(content))
     return shown
@@ -27,7 +27,7 @@ def _shown(one: dict) -> dict:
 def run_shell_command(self, command, print_output=False, print_input=False, **arguments):
     stdin = arguments.get("_stdin")
     spec = json.loads(stdin) if stdin is not None else None
-    if isinstance(spec, dict) and all("content" in one for one in spec.get("files") or [spec]):
+    if isinstance(spec, dict) and all("content" in one or "content_b64" in one for one in spec.get("files") or [spec]):
         files = [_shown(one) for one in spec.get("files") or [spec]]
         print(f"[fake] stdin on {self.host.name}: {json.dumps(files, sort_keys=True)}", file=sys.stderr)
     return _simulate(self, command, print_output, print_input, **arguments)

@@ -157,10 +157,13 @@ INSTALL_PLAN = [
     "Home /var/lib/rollout-watch (the user's only)",
     "State directory /var/lib/rollout-watch/state",
     "venv /var/lib/rollout-watch/venv",
+    "Wheelhouse directory /var/lib/rollout-watch/wheelhouse",
     "Wheelhouse /var/lib/rollout-watch/wheelhouse (from {wheels})",
     "Install camera-rollout from the wheelhouse (only when the wheels changed)",
     "Project /var/lib/rollout-watch/project",
+    "Project directory /var/lib/rollout-watch/project/inventories",
     "Project inventories/ -> /var/lib/rollout-watch/project/inventories",
+    "Project directory /var/lib/rollout-watch/project/group_data",
     "Project group_data/ -> /var/lib/rollout-watch/project/group_data",
     "SSH directory /var/lib/rollout-watch/.ssh",
     "SSH key /var/lib/rollout-watch/.ssh/id_rollout (contents never shown)",
@@ -223,6 +226,13 @@ def test_files_are_replaced_by_rename_and_the_install_marked_after_pip(tmp_path,
         {"user": "root", "group": "rollout-watch", "mode": "640"}
     assert {k: written["/var/lib/rollout-watch/.ssh/id_rollout"][k] for k in ("user", "group", "mode")} == \
         {"user": "rollout-watch", "group": "rollout-watch", "mode": "600"}
+    # The project's files and the wheels too (a fresh control host: every file is new).
+    project = written["/var/lib/rollout-watch/project/inventories/prod.py"]
+    assert {k: project[k] for k in ("user", "group", "mode", "directory")} == \
+        {"user": "rollout-watch", "group": "rollout-watch", "mode": "600",
+         "directory": {"user": "rollout-watch", "group": "rollout-watch", "mode": "700"}}
+    assert written["/var/lib/rollout-watch/wheelhouse/camera_rollout-0.1.0-py3-none-any.whl"]["mode"] == "644"
+    assert "simulating put_file" not in output
     assert KEY_BODY not in output
     assert "--no-index --find-links /var/lib/rollout-watch/wheelhouse --force-reinstall camera-rollout " \
            "&& echo" in output

@@ -238,7 +238,7 @@ def test_write_makes_a_missing_directory_with_its_owner_and_the_file_with_its_ow
     assert (etc / "secrets.env").read_text() == f"DATABASE_URL={SECRET}\n"
     assert owner_mode(etc / "secrets.env") == ("root", "daemon", "0o640")
     assert owner_mode(etc) == ("root", "daemon", "0o750")
-    assert owner_mode(etc.parent) == ("root", "root", "0o755")
+    assert owner_mode(etc.parent) == ("root", "daemon", "0o750")  # a missing parent: the same owner
     assert sorted(os.listdir(etc)) == ["secrets.env"]  # no temporary file left
 
 
@@ -280,3 +280,24 @@ def test_a_failed_write_says_one_line_and_leaves_no_copy_of_the_content(tmp_path
     assert SECRET not in result.stdout + result.stderr
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert leftovers == []
+
+
+def test_write_takes_bytes_as_base64_and_tree_reads_them_back(tmp_path):
+    """The autopilot's trees (rollout.operations.installed_tree): a wheel's bytes,
+    nested directories made with the owner asked for, then read by ``tree``."""
+    import base64
+
+    wheel = bytes(range(256)) * 4
+    dest = tmp_path / "wheelhouse"
+    result = write({"files": [{"path": str(dest / "sub" / "deep" / "a.whl"),
+                               "content_b64": base64.b64encode(wheel).decode(), "mode": "644",
+                               "directory": {"mode": "750"}}]})
+    assert result.returncode == 0, result.stderr
+    assert (dest / "sub" / "deep" / "a.whl").read_bytes() == wheel
+    assert oct((dest / "sub").stat().st_mode & 0o777) == "0o750"
+    tree = run_probe("tree", {"path": str(dest)})
+    import hashlib
+
+    assert tree["files"]["sub/deep/a.whl"]["sha256"] == hashlib.sha256(wheel).hexdigest()
+    assert sorted(tree["dirs"]) == ["sub", "sub/deep"] and tree["dirs"]["sub"]["mode"] == 750
+    assert run_probe("tree", {"path": str(tmp_path / "nowhere")}) is None

@@ -111,14 +111,15 @@ def url_problem(sink: Sink, url: str | None) -> str | None:
         parts, host = None, None
     if parts is None or parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in url):
         return f"sink {sink.name}: {sink.url_env} does not hold an http(s) URL (not shown)"
-    if parts.scheme == "http" and not sink.allow_http and not _loopback(host):
+    if parts.scheme == "http" and not sink.allow_http and not is_loopback(host):
         return (f"sink {sink.name}: {sink.url_env} holds a plain http:// URL to another host (not shown): refused, "
                 "the URL and the alerts would cross the network unencrypted (use https://, or allow_http: True "
                 "for this sink)")
     return None
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """localhost, or a loopback address (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from rollout.alerts import parse_sinks
+from rollout.alerts import is_loopback, parse_sinks
 from rollout.batches import (
     BatchError, hook_commands, parse_batches, parse_duration, plan_batches, unknown_placeholders,
 )
@@ -197,6 +197,9 @@ def _prometheus(value: Any) -> None:
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
                 or any(c.isspace() for c in url):
             raise ValueError("url must be an http:// or https:// URL of the server (not shown: it may hold credentials)")
+        if parts.scheme == "http" and (parts.username or parts.password) and not is_loopback(parts.hostname):
+            raise ValueError("url holds credentials over plain http:// to another host (not shown): they would cross "
+                             "the network unencrypted; use https://")
     for key in ("timeout_s", "min_window_s"):
         try:
             _number(0, above=True)(value.get(key))

@@ -20,7 +20,8 @@ def test_env_files_are_root_owned_and_group_readable_only(host, settings):
         assert env_file.group == settings["service_group"], path
         # 0640 or stricter: nothing for others, no write or exec for the group
         assert env_file.mode & 0o137 == 0, f"{path} has mode {oct(env_file.mode)}"
-    assert not host.file(settings["rollout_env_file"].rsplit("/", 1)[0] + "/.rollout.env.rollout-tmp").exists
+    # A write's temporary file is hidden beside its file: none may be left.
+    assert host.check_output(f"find {settings['env_dir']} -maxdepth 1 -name '.*'") == ""
 
 
 def test_env_file_holds_a_valid_switch(state, settings):

@@ -44,7 +44,7 @@ def data_lost(fleet, before: dict[str, dict]) -> list[str]:
     problems = []
     for host in fleet:
         t = host.testinfra
-        leftovers = t.check_output(f"find {ENV_DIR} -name '*.rollout-tmp'").split()
+        leftovers = t.check_output(f"find {ENV_DIR} -name '.*'").split()  # a write's temporary files are hidden
         if leftovers:
             problems.append(f"{host.name}: temporary file left: {' '.join(leftovers)}")
         env = t.file(f"{ENV_DIR}/rollout.env").content_string

@@ -27,7 +27,7 @@ def assert_host_on_stage(host, stage: int) -> None:
     assert f"ROLLOUT_PERCENT={stage}\n" in env_file.content_string
     secrets = t.file(SECRETS_FILE)
     assert (secrets.user, secrets.group, secrets.mode) == ("root", "camera-api", 0o640)
-    assert not t.file("/etc/camera-api/.rollout.env.rollout-tmp").exists
+    assert t.check_output("find /etc/camera-api -name '.*'") == ""  # no temporary file of a write left
     service = t.service("camera-api")
     assert service.is_running and service.is_enabled
     assert t.socket("tcp://0.0.0.0:8000").is_listening

@@ -10,6 +10,7 @@ reach the listener, so a 0 means something.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -87,9 +88,9 @@ def write_inventory(directory: Path, port: int, key: Path, group_data: dict | No
     return path
 
 
-def rollout(*args: str) -> subprocess.CompletedProcess:
+def rollout(*args: str, environ: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rollout", *args], cwd=ROOT, text=True, capture_output=True,
-                          stdin=subprocess.DEVNULL, timeout=120)
+                          stdin=subprocess.DEVNULL, timeout=120, env={**os.environ, **(environ or {})})
 
 
 # (id, command with ENV for the inventory, inventory: group data / host data / body, expected words)
@@ -297,6 +298,13 @@ CASES = [
      {"group_data": {"alert_sinks": [{"name": "ops", "kind": "webhook", "url_env": "ROLLOUT_X_URL"}],
                      "hook_env": ["ROLLOUT_X_URL"]}},
      "setting hook_env (host trap-1): ROLLOUT_X_URL holds an alert sink's URL"),
+    ("prometheus-http-credentials", ["check", "ENV"],
+     {"group_data": {"prometheus": {**PROMETHEUS, "url": "http://ops:s3cret-token@prom.internal:9090"}}},
+     "url holds credentials over plain http:// to another host (not shown)"),
+    ("sink-plain-http", ["watch", "ENV"],
+     {"group_data": {"alert_sinks": [{"name": "ops", "kind": "webhook", "url_env": "ROLLOUT_TRAP_HTTP_URL"}]},
+      "environ": {"ROLLOUT_TRAP_HTTP_URL": "http://alerts.internal/hook/s3cret"}},
+     "alerts: sink ops: ROLLOUT_TRAP_HTTP_URL holds a plain http:// URL to another host (not shown): refused"),
     ("hook-timeout-zero", ["deploy", "ENV", "--stage", "10", "--yes"], {"group_data": {"batch_hook_timeout_s": 0}},
      "setting batch_hook_timeout_s (host trap-1)"),
 ]
@@ -305,9 +313,11 @@ CASES = [
 @pytest.mark.parametrize("args, inventory, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_refused_before_any_host_is_contacted(tmp_path, listener, ssh_key, args, inventory,
                                                            expected):
+    inventory = dict(inventory)
+    environ = inventory.pop("environ", None)
     path = write_inventory(tmp_path, listener.port, ssh_key, **inventory)
     before = listener.count
-    result = rollout(*[str(path) if a == "ENV" else a for a in args])
+    result = rollout(*[str(path) if a == "ENV" else a for a in args], environ=environ)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
     assert len(lines) == 1 and lines[0].startswith("rollout: ") and expected in lines[0], result.stderr

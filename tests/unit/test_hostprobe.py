@@ -146,7 +146,7 @@ def test_record_reads_the_stage_and_baseline_on_the_host(host):
     answer = later
     assert json.loads((state_dir / "current.json").read_text()) == answer["record"]
     assert json.loads((state_dir / "history.jsonl").read_text().splitlines()[-1]) == answer["record"]
-    assert not [p for p in state_dir.iterdir() if p.name.startswith(".probe-")]
+    assert not [p for p in state_dir.iterdir() if p.name.startswith(".")]  # no temporary file left
     # A file holding no stage of the plan: recorded as none.
     (tmp_path / "etc" / "rollout.env").write_text("USE_DOMAIN_SERVICE=maybe\n")
     assert run_probe("record", spec)["record"]["stage"] is None

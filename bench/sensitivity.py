@@ -219,7 +219,7 @@ def capture(args) -> None:
               flush=True)
         results: list = [None] * len(configs)
 
-        def work(i):
+        def work(i, results=results, configs=configs, seconds=seconds):  # this round's, bound now
             results[i] = capture_one(args.ssh_config, hosts[i][0], hosts[i][1], configs[i], seconds[i])
 
         threads = [threading.Thread(target=work, args=(i,)) for i in range(len(configs))]
@@ -399,7 +399,7 @@ class ServerCapture:
 
     def legacy_p95(self) -> float:
         total = None
-        for times, sides in self.segments:
+        for _times, sides in self.segments:
             side = sides[-1]["legacy"].minus(sides[0]["legacy"])
             total = side if total is None else total.plus(side)
         return total.quantile(0.95)
@@ -637,16 +637,18 @@ def _pct(x: float) -> str:
 
 
 def table(results: dict, e2e_rows: list[dict] | None = None) -> str:
-    lines = ["| cell | trials | detected | median time to abort | goal | met? |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| cell | trials | detected | median time to abort | goal | met? |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for c in results["cells"]:
         goal = c["goal"]
-        goal_text = "" if not goal else f"abort >= {goal[0] * 100:.0f} %" + (f" within {goal[1]:.0f} s" if goal[1] else "")
+        goal_text = "" if not goal else (f"abort >= {goal[0] * 100:.0f} %"
+                                         + (f" within {goal[1]:.0f} s" if goal[1] else ""))
         met = "" if c["met"] is None else ("**yes**" if c["met"] else "**no**")
         median = "-" if c["median_s"] is None else f"{c['median_s']:.0f} s"
         lines.append(f"| stage {c['stage']}, {c['fault']} | {c['trials']} | {_pct(c['detected'])} | {median} | "
                      f"{goal_text} | {met} |")
-    lines += ["", "| false alarms | stage | windows | aborted | passed | passed on too few requests | "
-                  "median time to pass | goal | met? |",
+    lines += ["", ("| false alarms | stage | windows | aborted | passed | passed on too few requests | "
+                   "median time to pass | goal | met? |"),
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for a in results["false_alarms"]:
         goal, met = "", None
@@ -668,8 +670,8 @@ def table(results: dict, e2e_rows: list[dict] | None = None) -> str:
 
 
 def e2e_table(e2e_rows: list[dict]) -> str:
-    lines = ["| end to end (real gate, sandbox) | runs | aborted | by a side-by-side test / by an aggregate row | "
-             "passed | inconclusive | median time to verdict | times (s) |",
+    lines = [("| end to end (real gate, sandbox) | runs | aborted | by a side-by-side test / by an aggregate row | "
+              "passed | inconclusive | median time to verdict | times (s) |"),
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     cells: dict[str, list] = {}
     for row in e2e_rows:
@@ -735,7 +737,9 @@ def main(argv=None) -> int:
             args.source = source
             results = replay(args)
             combined[f"replay_{source}"] = results
-            print(f"\n### replay from {'per-request records (client-side latency)' if source == 'records' else 'per-second server metrics snapshots (server-side latency)'}\n")
+            what = ("per-request records (client-side latency)" if source == "records"
+                    else "per-second server metrics snapshots (server-side latency)")
+            print(f"\n### replay from {what}\n")
             print(table(results, None))
             baseline = results["baseline_p95_ms"]
             print(f"\nbaseline p95: {'per trial' if baseline is None else f'{baseline:.1f} ms'}; "

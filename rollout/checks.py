@@ -24,17 +24,15 @@ from typing import Any
 
 import gevent
 
-from rollout import hoststate
-from rollout import verify as v
-from rollout import consistency
+from rollout import consistency, hoststate, verify as v
 from rollout.catalog import CatalogError, fill, load_catalog, with_force
 from rollout.gate import ABORT, ERROR, INCONCLUSIVE, LATENCY_QUANTILE, PASS, GateRun, Thresholds, format_verdict
 from rollout.metrics import field_paths
-from rollout.sources import Window, keep_gate, prometheus_has, read_since_restart
-from rollout.state_metrics import GATE_FILE, gate_text
 from rollout.preflight import judge_preflight
 from rollout.probe import ProbeError, probe
 from rollout.reports import now as now_iso, report, say
+from rollout.sources import Window, keep_gate, prometheus_has, read_since_restart
+from rollout.state_metrics import GATE_FILE, gate_text
 
 #: What this run's checks concluded on one host: check name -> verdict.
 Verdicts = dict[str, Any]
@@ -112,7 +110,8 @@ def traffic(host, seconds: float, stage: int | None = None, count: int | None = 
                         "rate": None if count else rate})
     if data.get("paired_traffic") and not count and stage != 0:
         pairs = min(int(float(data.paired_pairs_per_s) * seconds) + 1, int(data.paired_max_pairs))
-        paired = [with_force(path, mode, data.force_domain_parameter) for path in reads for mode in ("domain", "legacy")]
+        paired = [with_force(path, mode, data.force_domain_parameter)
+                  for path in reads for mode in ("domain", "legacy")]
         streams.append({**base, "paths": paired, "count": 2 * pairs, "rate": 2 * float(data.paired_pairs_per_s)})
     token = secrets.token_hex(6)
     stop_files = [f"{data.state_dir}/traffic-{token}-{i}.stop" for i in range(len(streams))]

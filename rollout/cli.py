@@ -37,21 +37,48 @@ import click
 from rollout.alerts import Event, parse_sinks
 from rollout.batches import BatchError
 from rollout.controller import (
-    PENDING_KEPT, Alerts, LocalState, Tick, WatchSettings, default_state_dir, tick_failed, tick_succeeded,
+    PENDING_KEPT,
+    Alerts,
+    LocalState,
+    Tick,
+    WatchSettings,
+    default_state_dir,
+    tick_failed,
+    tick_succeeded,
     wait_between,
 )
 from rollout.fleet import Fleet, PyinfraRunner, load_fleet
 from rollout.inputs import (
+    InputError,
+    RolloutOptions,
+    check_batches,
     check_dashboard,
-    InputError, RolloutOptions, check_batches, check_early, check_options, duration,
+    check_early,
+    check_options,
+    duration,
+)
+from rollout.orchestrate import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_ROLLED_BACK,
+    EXIT_USAGE,
+    Orchestrator,
+    StageChange,
+    Stop,
+    drift,
+    fleet_stage,
 )
 from rollout.project import DEPLOY_ROOT, find_project, write_starter
-from rollout.orchestrate import (
-    EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE, Orchestrator, StageChange, Stop, drift, fleet_stage,
-)
 from rollout.stages import StageError, check_move, parse_stage
 from rollout.timetable import (
-    clock, durations_from, format_timetable, histories, human, time_left, timetable, utcnow,
+    clock,
+    durations_from,
+    format_timetable,
+    histories,
+    human,
+    time_left,
+    timetable,
+    utcnow,
 )
 from rollout.watch import fleet_verdict, lock_holders
 
@@ -191,8 +218,8 @@ def print_status(ctx: Context, statuses: dict[str, dict]) -> None:
         change = (f"{current.get('time', '?')} {current.get('operator', '?')}: stage "
                   f"{current.get('stage')} ({current.get('verdict')})") if current else "-"
         marker = "  <- drift" if status["file_stage"] != status["process_stage"] else ""
-        ctx.say(f"{host:<28} {str(status['file_stage']):>5} {str(status['process_stage']):>8} "
-                f"{str(status.get('health')):>7}  {change}{marker}")
+        ctx.say(f"{host:<28} {status['file_stage']!s:>5} {status['process_stage']!s:>8} "
+                f"{status.get('health')!s:>7}  {change}{marker}")
     for holder in lock_holders(statuses):  # one line per lock (token), whatever time each host took it
         ctx.say(f"lock held by {holder.get('owner')} since {holder.get('time')} ({holder.get('command')})")
     for flag in drift(statuses):
@@ -576,7 +603,7 @@ def run_tick(ctx: Context, fleet: Fleet, settings: WatchSettings, local: LocalSt
             code = stop.code
             record["error"] = str(stop)
             ctx.say(f"watch: {stop}")
-        except Exception as error:  # a tick must count and report its own failure, whatever it is
+        except Exception as error:  # noqa: BLE001 - a tick must count and report its own failure, whatever it is
             code = EXIT_FAILED
             record["error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
             ctx.say(f"watch: the tick broke: {record['error']}")

@@ -77,7 +77,7 @@ def check_spec(check: Any) -> None:
     for text in (write["path"], write.get("body"), check["read"], check["field"]):
         try:
             fill(text, context)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - a malformed format string raises any of several errors
             raise ConsistencyError(f"consistency check {check['name']!r}: {text!r}: {error}") from None
 
 
@@ -112,8 +112,9 @@ def judge(checks: list[dict], context: dict[str, Any], results: list[dict]) -> l
                                            f"answered {written.get('status') or written.get('error')}"))
                 continue
             if read.get("status") != 200:
-                mismatches.append(Finding(check["name"], direction,
-                                           f"read GET {check['read']} answered {read.get('status') or read.get('error')}"))
+                mismatches.append(Finding(
+                    check["name"], direction,
+                    f"read GET {check['read']} answered {read.get('status') or read.get('error')}"))
                 continue
             try:
                 found = select(json.loads(read.get("body") or ""), field_path)

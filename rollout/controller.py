@@ -228,7 +228,7 @@ class WatchSettings:
     hook_env: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, env: str, setting: Callable[[str], Any], soak_s: float | None = None) -> "WatchSettings":
+    def of(cls, env: str, setting: Callable[[str], Any], soak_s: float | None = None) -> WatchSettings:
         plan = tuple(setting("stage_plan"))
         return cls(env, plan, durations_from(setting),
                    bool(setting("auto_promote")), float(setting("watch_soak_s") if soak_s is None else soak_s),
@@ -371,7 +371,7 @@ class Tick:
         not yet on the hosts; a host that does not answer is said, not fatal."""
         try:
             self._keep_alerts()
-        except Exception as error:  # the tick is over; its alerts went out
+        except Exception as error:  # noqa: BLE001 - the tick is over; its alerts went out
             self.say(f"alert keys not kept on the hosts: {type(error).__name__}: {error}")
 
     def _lock_free(self, statuses: Mapping[str, Mapping]) -> bool:

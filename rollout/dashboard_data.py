@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 #: chart -> (title, unit, [(series query, legend template)]); ``{window}`` is the rate
 #: window, ``{requests}`` and ``{latency}`` the app's metric names (``prometheus_metric_names``),
@@ -23,19 +24,19 @@ from typing import Any, Mapping
 #: may scrape other environments' hosts too.
 CHARTS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "errors": ("Error rate (5xx share)", "ratio", [
-        ('sum by (host, implementation) (rate({requests}{{status_class="5xx",{only}}}[{window}]))'
-         " / sum by (host, implementation) (rate({requests}{{{only}}}[{window}]))",
+        (('sum by (host, implementation) (rate({requests}{{status_class="5xx",{only}}}[{window}]))'
+          " / sum by (host, implementation) (rate({requests}{{{only}}}[{window}]))"),
          "{host} {implementation}"),
     ]),
     "latency": ("Response time (P95 solid, P50 dotted)", "seconds", [
-        ("histogram_quantile(0.95, sum by (host, implementation, le) "
-         "(rate({latency}_bucket{{{only}}}[{window}])))", "{host} {implementation} p95"),
-        ("histogram_quantile(0.5, sum by (host, implementation, le) "
-         "(rate({latency}_bucket{{{only}}}[{window}])))", "{host} {implementation} p50"),
+        (("histogram_quantile(0.95, sum by (host, implementation, le) "
+          "(rate({latency}_bucket{{{only}}}[{window}])))"), "{host} {implementation} p95"),
+        (("histogram_quantile(0.5, sum by (host, implementation, le) "
+          "(rate({latency}_bucket{{{only}}}[{window}])))"), "{host} {implementation} p50"),
     ]),
     "usage": ("Domain service usage (share of unforced requests)", "ratio", [
-        ('sum by (host) (rate({requests}{{forced="false",implementation="domain",{only}}}[{window}]))'
-         ' / sum by (host) (rate({requests}{{forced="false",{only}}}[{window}]))', "{host} domain"),
+        (('sum by (host) (rate({requests}{{forced="false",implementation="domain",{only}}}[{window}]))'
+          ' / sum by (host) (rate({requests}{{forced="false",{only}}}[{window}]))'), "{host} domain"),
     ]),
 }
 STAGE_QUERY = "max by (host) (rollout_stage_percent{{{only}}})"

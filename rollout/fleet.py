@@ -14,15 +14,15 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rollout import hooks
 from rollout.inputs import InputError, check_connection, check_secrets_for_writing, check_settings, settings_of
 from rollout.orchestrate import HostsRun
 from rollout.project import DEPLOY_ROOT, find_project
-
 
 
 def resolve_inventory(env: str, project: Path) -> Path:
@@ -133,7 +133,7 @@ def load_fleet(env: str, project: Path | None = None, connecting: bool = True) -
     try:
         loaded = make_inventory(str(inventory), cwd=str(DEPLOY_ROOT),
                                 group_data_directories=shell.group_data_dirs())
-    except Exception as error:  # an inventory file is user code: any error is possible
+    except Exception as error:  # noqa: BLE001 - an inventory file is user code: any error is possible
         raise InputError(f"inventory {inventory.name} failed to load: {_load_error(error)}") from None
     finally:
         os.chdir(cwd)

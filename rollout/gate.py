@@ -457,7 +457,8 @@ class GateRun:
     def _decide(self) -> None:
         side_breaches = self.last.breached("side")
         if side_breaches:
-            self.decided, self.reason = ABORT, f"{', '.join(side_breaches)}: domain worse than allowed (sequential test)"
+            self.decided = ABORT
+            self.reason = f"{', '.join(side_breaches)}: domain worse than allowed (sequential test)"
             return
         if self.last.outcome == ABORT:
             self.breaches += 1
@@ -487,8 +488,9 @@ def format_verdict(host: str, run: GateRun, window_note: str = "") -> list[str]:
     verdict, reason = run.verdict()
     baseline = f"{run.baseline_p95_ms:.1f} ms" if run.baseline_p95_ms is not None else "none"
     lines = [
-        f"gate {host}: {verdict.upper()} - {reason} "
-        f"(stage {run.percent}%, baseline p95 {baseline}, {run.reads} read(s){', ' + window_note if window_note else ''})"
+        (f"gate {host}: {verdict.upper()} - {reason} "
+         f"(stage {run.percent}%, baseline p95 {baseline}, {run.reads} read(s)"
+         f"{', ' + window_note if window_note else ''})")
     ]
 
     def result(outcome: str) -> str:

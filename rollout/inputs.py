@@ -24,16 +24,20 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from rollout.alert_rules import check as check_alert_rules, check_names as check_metric_names
 from rollout.alerts import is_loopback, parse_sinks
 from rollout.batches import (
-    BatchError, hook_commands, parse_batches, parse_duration, plan_batches, unknown_placeholders,
+    BatchError,
+    hook_commands,
+    parse_batches,
+    parse_duration,
+    plan_batches,
+    unknown_placeholders,
 )
 from rollout.catalog import CatalogError, load_catalog
 from rollout.consistency import ConsistencyError, check_spec
 from rollout.gate import Thresholds
 from rollout.metrics import METRICS
-from rollout.alert_rules import check as check_alert_rules
-from rollout.alert_rules import check_names as check_metric_names
 from rollout.promql import PROMETHEUS, PROVIDERS, check_queries
 from rollout.render import check_app_env, reserved_variables
 from rollout.stages import StageError, validate_plan
@@ -76,7 +80,8 @@ def _name(value: Any) -> None:
 #: character; no ``.`` or ``..`` component).
 _PATH = re.compile(r"(/(?!\.\.?(?:/|$))[A-Za-z0-9._+@-]+)+")
 #: A Python module and attribute, as uvicorn takes them: ``src.api.app:app``.
-_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+                     r":[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 #: A DNS name (RFC 1123 labels).
 _DNS_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
@@ -196,7 +201,8 @@ def _prometheus(value: Any) -> None:
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
                 or any(c.isspace() for c in url):
-            raise ValueError("url must be an http:// or https:// URL of the server (not shown: it may hold credentials)")
+            raise ValueError("url must be an http:// or https:// URL of the server "
+                             "(not shown: it may hold credentials)")
         if parts.scheme == "http" and (parts.username or parts.password) and not is_loopback(parts.hostname):
             raise ValueError("url holds credentials over plain http:// to another host (not shown): they would cross "
                              "the network unencrypted; use https://")
@@ -392,7 +398,7 @@ def check_settings(settings: Mapping[str, Any], host: str | None = None) -> None
             raise InputError(f"setting {key}{where} is not set (group_data/all.py sets every default)")
         try:
             check(value)
-        except Exception as error:  # a checker's own surprise is still this setting's fault
+        except Exception as error:  # noqa: BLE001 - a checker's own surprise is still this setting's fault
             raise InputError(f"setting {key}{where}: {' '.join(str(error).split())}") from None
     try:  # across settings, each checked on its own above
         check_app_env(settings["app_env"], reserved_variables(settings["switch_variables"],
@@ -402,10 +408,12 @@ def check_settings(settings: Mapping[str, Any], host: str | None = None) -> None
     if settings["metrics_provider"] == PROMETHEUS:
         prometheus = settings["prometheus"]
         if not prometheus.get("url"):
-            raise InputError(f"setting prometheus{where}: metrics_provider is prometheus but prometheus[\"url\"] is not set")
+            raise InputError(f"setting prometheus{where}: metrics_provider is prometheus "
+                             "but prometheus[\"url\"] is not set")
         if float(settings["soak_s"]) < float(prometheus["min_window_s"]):
-            raise InputError(f"setting soak_s{where}: {settings['soak_s']} s is shorter than prometheus[\"min_window_s\"] "
-                             f"({prometheus['min_window_s']} s): the gate could never read")
+            raise InputError(f"setting soak_s{where}: {settings['soak_s']} s is shorter than "
+                             f"prometheus[\"min_window_s\"] ({prometheus['min_window_s']} s): "
+                             "the gate could never read")
     try:
         durations_from(settings.get)
     except ValueError as error:

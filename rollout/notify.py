@@ -118,7 +118,7 @@ class Notifier:
             with requests.post(url, data=body, headers={"Content-Type": "application/json"},
                                timeout=(self.timeout_s, self.timeout_s), allow_redirects=False) as response:
                 status = response.status_code
-        except Exception as error:  # its text holds the URL: only its class is said
+        except Exception as error:  # noqa: BLE001 - its text holds the URL: only its class is said
             return _cause(error)
         if 200 <= status < 300:
             return None, False

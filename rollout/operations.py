@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import FileContents
+from pyinfra.operations.util.files import generate_color_diff
 
 from rollout import checks, hoststate
 from rollout.probe import probe_command
@@ -153,8 +153,8 @@ def env_file_has(path: str, variables: list[str], known: dict | None = None):
         host.noop(f"{path} sets {', '.join(variables)}")
         return
     problem = "is missing" if present is None else f"lacks {', '.join(missing)}"
-    yield FunctionCommand(checks.fail, (f"{path} {problem}: write the secrets first "
-                                        "(rollout write-secrets ENV)",), {})
+    yield FunctionCommand(checks.fail, ((f"{path} {problem}: write the secrets first "
+                                         "(rollout write-secrets ENV)"),), {})
 
 
 @operation(is_idempotent=False)

@@ -17,8 +17,9 @@ the lock is released.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from rollout.batches import hook_commands
 from rollout.stages import ROLLBACK_STAGE, next_stage

@@ -7,8 +7,8 @@ observation: database and Redis come as reachable yes/no only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from rollout.metrics import MetricsError, parse_metrics

@@ -9,8 +9,9 @@ names it; an error says what failed (timed out, HTTP 503, the server's error).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import requests
 

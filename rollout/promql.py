@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rollout.metrics import MetricsError
 from rollout.window import IMPLEMENTATIONS, Counters, Side
@@ -160,7 +161,7 @@ def buckets(answer: Any, what: str) -> tuple[tuple[float, float], ...]:
 
 
 def _whole(value: float) -> int:
-    return int(math.floor(value + 0.5))
+    return math.floor(value + 0.5)
 
 
 def side(requests: float, errors: float, raw_buckets: tuple[tuple[float, float], ...]) -> Side:

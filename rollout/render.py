@@ -14,7 +14,6 @@ import jinja2
 from rollout.project import TEMPLATES_DIR, defaults
 
 
-
 def env_quote(value: Any) -> str:
     """Quote a value for a systemd EnvironmentFile.
 

@@ -22,10 +22,9 @@ from typing import Any
 from rollout import prometheus, promql
 from rollout.metrics import MetricsError, field_paths, parse_metrics
 from rollout.probe import ProbeError, probe
+from rollout.promql import JSON, PROMETHEUS
 from rollout.reports import say
 from rollout.window import Counters, choose_base, keep_cursors
-
-from rollout.promql import JSON, PROMETHEUS
 
 
 def cursors_file(host) -> str:

@@ -157,7 +157,7 @@ def left(until: datetime | None, now: datetime) -> float | None:
 
 def human(seconds: float) -> str:
     """``1d 3h``, ``4h 12m``, ``7m 5s``, ``12s``: the two largest units."""
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
@@ -175,10 +175,10 @@ def clock(moment: datetime | None) -> str:
 def format_timetable(rows: Sequence[StageTime], verdicts: Mapping[int, str], now: datetime) -> list[str]:
     """The timetable as the operator reads it: since when, the verdict so far,
     when due, when overdue (with the time left or past)."""
-    lines = [f"{'stage':>5}  {'state':<10} {'since (whole fleet)':<21} {'verdict so far':<26} "
-             f"{'due':<34} overdue"]
+    lines = [(f"{'stage':>5}  {'state':<10} {'since (whole fleet)':<21} {'verdict so far':<26} "
+              f"{'due':<34} overdue")]
     for row in rows:
-        def when(moment: datetime | None, word: str) -> str:
+        def when(moment: datetime | None, word: str, row: StageTime = row) -> str:
             seconds = left(moment, now)
             if seconds is None or row.state != "observing":
                 return clock(moment)

@@ -171,8 +171,8 @@ def after_gate(stage: int, verdicts: Mapping[str, str], since: datetime | None, 
     elapsed = (now - since).total_seconds()
     due, overdue = elapsed >= duration.min_s, elapsed >= duration.max_s
     following = next_stage(stage, plan)
-    notes = [f"stage {stage} for {human(elapsed)} of {human(duration.min_s)}-{human(duration.max_s)}; "
-             f"gate {'pass' if passing else 'not passing'}"]
+    notes = [(f"stage {stage} for {human(elapsed)} of {human(duration.min_s)}-{human(duration.max_s)}; "
+              f"gate {'pass' if passing else 'not passing'}")]
     alerts: list[Alert] = []
     if due and passing and following is None:
         return Decision(alerts=(Alert("completed", f"stage 100 observed for {human(elapsed)} and passing: "

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from browser import Browser  # noqa: E402
+from browser import Browser
 
 
 def main(url: str, out: str) -> int:

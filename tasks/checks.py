@@ -16,8 +16,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import python
 
-from rollout import checks, hoststate
-from rollout import operations as ops
+from rollout import checks, hoststate, operations as ops
 from tasks.entry import run_command
 
 

@@ -7,8 +7,8 @@ import sys
 from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 
-from rollout.reports import report
 from rollout.inputs import InputError, check_connection, check_secrets_for_writing, check_settings, settings_of
+from rollout.reports import report
 
 
 def begin(writes_secrets: bool = False) -> None:

@@ -18,7 +18,13 @@ from pyinfra.operations.util import any_changed
 
 from rollout import hoststate
 from rollout.operations import (
-    atomic_file, directory, env_file_has, restart_unit, unit_enabled_and_running, wait_healthy, when,
+    atomic_file,
+    directory,
+    env_file_has,
+    restart_unit,
+    unit_enabled_and_running,
+    wait_healthy,
+    when,
 )
 from rollout.render import check_app_env, render, reserved_variables
 from rollout.stages import rollout_env

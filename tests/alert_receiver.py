@@ -95,7 +95,7 @@ class Receiver:
             time.sleep(0.01)
         return records
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
         return self

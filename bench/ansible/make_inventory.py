@@ -3,6 +3,7 @@ package's own endpoint catalog (the same 13 calls as the verification)."""
 
 import json
 import runpy
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -16,7 +17,6 @@ for host in fleet["hosts"]:
         f"ansible_ssh_common_args='-o UserKnownHostsFile={fleet['known_hosts']} -o StrictHostKeyChecking=yes'"
     )
 (HERE / "inventory.ini").write_text("\n".join(lines) + "\n")
-import urllib.request
 
 with urllib.request.urlopen(
         f"http://{fleet['hosts'][0]['address']}:8000/api/v1/alerts/rules?force_domain=false") as answer:

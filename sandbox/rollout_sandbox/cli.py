@@ -17,9 +17,7 @@ import sys
 
 import click
 
-from rollout_sandbox import fleet
-from rollout_sandbox import lb as lb_mod
-from rollout_sandbox import monitoring
+from rollout_sandbox import fleet, lb as lb_mod, monitoring
 from rollout_sandbox.settings import SandboxError, max_hosts
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -146,13 +144,14 @@ def status(count: int) -> None:
     click.echo(f"{'host':<10} {'address':<14} {'file':>5} {'process':>8} {'health':>7}  unforced requests")
     for row in rows:
         mix = ", ".join(f"{name} {n}" for name, n in sorted(row["mix"].items())) or "-"
-        click.echo(f"{row['host']:<10} {row['address']:<14} {str(row['file_stage']):>5} "
-                   f"{str(row['process_stage']):>8} {str(row['health']):>7}  {mix}")
+        click.echo(f"{row['host']:<10} {row['address']:<14} {row['file_stage']!s:>5} "
+                   f"{row['process_stage']!s:>8} {row['health']!s:>7}  {mix}")
     where = fleet.load_fleet().get("monitoring") or {}
     if where:
         alive = monitoring.running()
         click.echo(f"prometheus {where['prometheus_url']} ({'running' if alive['prometheus'] else 'NOT running'}), "
-                   f"alertmanager {where['alertmanager_url']} ({'running' if alive['alertmanager'] else 'NOT running'}), "
+                   f"alertmanager {where['alertmanager_url']} "
+                   f"({'running' if alive['alertmanager'] else 'NOT running'}), "
                    f"alerts in {where['alert_log']}")
     if any(r["file_stage"] != r["process_stage"] or r["health"] != 200 for r in rows):
         sys.exit(EXIT_FAILED)

@@ -31,16 +31,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollout.project import DEPLOY_ROOT
-from rollout_sandbox import lb as lb_mod
-from rollout_sandbox import monitoring
+from rollout_sandbox import lb as lb_mod, monitoring
 from rollout_sandbox.image import base_image, wheelhouse
 from rollout_sandbox.procs import children, cmdline, run, wait_gone, wait_port
 from rollout_sandbox.services import (
-    ensure_postgres, ensure_redis, postgres_bin, stop_postgres, stop_redis,
+    ensure_postgres,
+    ensure_redis,
+    postgres_bin,
+    stop_postgres,
+    stop_redis,
 )
 from rollout_sandbox.settings import (
-    BRIDGE, PROJECT_ROOT, RUN_DIR, STATE_DIR, SUBNET, SandboxError, gateway, host_address, host_name, log,
-    max_hosts, read_json, write_json,
+    BRIDGE,
+    PROJECT_ROOT,
+    RUN_DIR,
+    STATE_DIR,
+    SUBNET,
+    SandboxError,
+    gateway,
+    host_address,
+    host_name,
+    log,
+    max_hosts,
+    read_json,
+    write_json,
 )
 
 BOOT_TIMEOUT_S = 90
@@ -93,7 +107,7 @@ def _stop_nspawns(machines: list[tuple[int, str]]) -> None:
     """Power off hosts in parallel: SIGTERM makes systemd-nspawn ask the host's
     systemd to shut down cleanly; SIGKILL only for one that hangs."""
     ours = [(pid, name) for pid, name in machines if _is_our_nspawn(pid, name)]
-    for pid, name in ours:
+    for pid, _name in ours:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
     for pid, name in ours:

@@ -75,8 +75,8 @@ def wheelhouse(image: Path) -> Path:
 
 
 #: What goes into the product's wheel (pyproject.toml's packages and package data).
-_PRODUCT_FILES = ("pyproject.toml", "deploy.py", "group_data/all.py", "inventories/prod.py", "rollout/**/*.py", "rollout/static/*",
-                  "tasks/*.py", "templates/*.j2", "tests/hosts/*.py")
+_PRODUCT_FILES = ("pyproject.toml", "deploy.py", "group_data/all.py", "inventories/prod.py", "rollout/**/*.py",
+                  "rollout/static/*", "tasks/*.py", "templates/*.j2", "tests/hosts/*.py")
 
 
 def product_wheelhouse() -> Path:

@@ -63,7 +63,7 @@ def wait_port(address: str, port: int, timeout_s: float, what: str) -> None:
         try:
             with socket.create_connection((address, port), timeout=1):
                 return
-        except OSError:
+        except OSError as error:
             if time.monotonic() >= deadline:
-                raise SandboxError(f"{what} at {address}:{port} did not answer within {timeout_s:.0f} s")
+                raise SandboxError(f"{what} at {address}:{port} did not answer within {timeout_s:.0f} s") from error
             time.sleep(0.1)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from fleetlib import ROOT, FleetHost
 
 FLEET_SIZE = int(os.environ.get("ROLLOUT_TEST_HOSTS", "4"))

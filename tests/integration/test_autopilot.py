@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fleetlib import ROOT, run_pyinfra
 
+from fleetlib import ROOT, run_pyinfra
 from rollout.autopilot import alerts_env
 from rollout_sandbox.image import product_wheelhouse
 from rollout_sandbox.settings import STATE_DIR
@@ -114,8 +114,8 @@ def test_install_runs_the_timer_s_command_against_the_fleet_and_a_second_install
     assert first.returncode == 0, output[-3000:]
     assert changed_operations(first) > 0
     # --diff -v: the units are shown, the key and the webhook URL never.
-    assert "+ ExecStart=/var/lib/rollout-watch/venv/bin/rollout --project /var/lib/rollout-watch/project " \
-           f"{COMMAND} sandbox" in output
+    assert ("+ ExecStart=/var/lib/rollout-watch/venv/bin/rollout --project /var/lib/rollout-watch/project "
+            f"{COMMAND} sandbox") in output
     assert "id_rollout (secret: contents not shown)" in output
     assert HOOK_URL not in output and "autopilotHookSecret5521" not in output
     key_lines = [line for line in Path(setup["key"]).read_text().splitlines() if line and "-----" not in line]

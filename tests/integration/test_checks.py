@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from fleetlib import implementations, run_pyinfra
 
 NO_CHECKS = ("--data", "checks=false")

@@ -8,6 +8,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
+
 from fleetlib import ROOT, implementations, run_pyinfra, run_rollout, stages, start_rollout, status, wait_until
 
 FAST = ("--soak", "6s", "--batch-soak", "3s")
@@ -40,7 +41,7 @@ def test_full_progression_with_deploy_and_promote(fleet):
     for host in fleet:
         assert implementations(host, 20) == ["domain"] * 20
     records = status()["hosts"]
-    for name, host_status in records.items():
+    for _name, host_status in records.items():
         current = host_status["current"]
         assert current["stage"] == 100 and current["verdict"] == "pass", current
         assert current["operator"] and current["baseline_p95_ms"] is not None
@@ -105,7 +106,7 @@ def test_a_second_concurrent_deploy_is_refused_by_the_lock(fleet):
         assert "another rollout holds the lock: " in second.stderr
         assert "(rollout deploy sandbox --stage 25)" in second.stderr
     finally:
-        out, err = first.communicate(timeout=600)
+        _out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-3000:]
     assert set(stages().values()) == {(25, 25)}
     assert all(s["lock"] is None for s in status()["hosts"].values())

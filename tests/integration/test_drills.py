@@ -16,6 +16,7 @@ import subprocess
 import textwrap
 
 import pytest
+
 from fleetlib import ROOT, run_pyinfra, run_rollout, run_sandbox, stages, start_rollout, status, wait_until
 
 FAST = ("--soak", "6s", "--batch-soak", "3s")
@@ -249,7 +250,7 @@ def test_two_operators_deploy_at_once(fleet, drill):
                    "the first operator's lock")
         second = deploy(25)
     finally:
-        out, err = first.communicate(timeout=900)
+        _out, err = first.communicate(timeout=900)
     assert second.returncode == 1
     assert "another rollout holds the lock: alice@" in last_line(second)
     assert first.returncode == 0, err[-3000:]

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from fleetlib import ROOT, run_rollout
 
 INVENTORY = """\
@@ -43,8 +44,8 @@ def installed(tmp_path_factory) -> Path:
 
 
 def test_the_installed_tool_comes_from_the_wheel_not_the_checkout(installed):
-    where = subprocess.run([str(installed / "python"), "-c", "import rollout, rollout.project as p; "
-                            "print(rollout.__file__); print(p.DEPLOY_ROOT)"],
+    where = subprocess.run([str(installed / "python"), "-c", ("import rollout, rollout.project as p; "
+                             "print(rollout.__file__); print(p.DEPLOY_ROOT)")],
                            cwd="/", env=clean_env(), text=True, capture_output=True, check=True).stdout.split()
     assert all(not path.startswith(str(ROOT)) for path in where), where
     assert where[1].endswith("site-packages/rollout_deploy")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 
 from fleetlib import run_rollout, run_sandbox, stages
-
 from rollout_sandbox import lb
 from rollout_sandbox.loadgen import LoadGenerator, summarize
 

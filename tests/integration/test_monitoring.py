@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from fleetlib import ROOT, wait_until
 from test_side_by_side import HEALTH, clear_faults, set_drop_in
 

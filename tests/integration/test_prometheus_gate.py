@@ -9,8 +9,8 @@ import time
 
 import pytest
 import requests
-from fleetlib import ROOT, run_pyinfra, run_rollout, stages, wait_until
-from fleetlib import sandbox_inventory as inventory
+
+from fleetlib import ROOT, run_pyinfra, run_rollout, sandbox_inventory as inventory, stages, wait_until
 from test_side_by_side import clear_faults, set_drop_in, set_stage
 
 
@@ -89,7 +89,8 @@ def test_an_unreachable_or_empty_prometheus_is_never_a_pass(fleet, tmp_path):
             ("no series", {**settings, "url": json.loads((ROOT / ".sandbox" / "fleet.json").read_text())
                            ["monitoring"]["prometheus_url"], "min_window_s": 6,
                            "queries": {**settings["queries"],
-                                       "instance": 'max(camera_api_start_time_seconds{host="{{host}}",job="nosuch"})'}})):
+                                       "instance":
+                                           'max(camera_api_start_time_seconds{host="{{host}}",job="nosuch"})'}})):
         result = run_rollout("--json", "check", inventory(tmp_path / case.replace(" ", "-"),
                                                           metrics_provider="prometheus", prometheus=prometheus),
                              "--no-rollback", "--yes", "--soak", "8s")

@@ -11,6 +11,7 @@ import json
 import subprocess
 
 import pytest
+
 from fleetlib import ROOT, run_rollout, run_sandbox
 
 ENV_DIR = "/etc/camera-api"

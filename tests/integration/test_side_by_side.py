@@ -9,6 +9,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+
 from fleetlib import run_pyinfra, run_rollout, stages, wait_until
 
 DROP_IN_DIR = "/etc/systemd/system/camera-api.service.d"
@@ -31,7 +32,7 @@ def clear_faults(hosts) -> None:
         host.testinfra.check_output(f"rm -f {DROP_IN} {FAULTS_FILE} && systemctl daemon-reload"
                                     " && systemctl restart camera-api")
     for host in hosts:
-        wait_until(lambda: host.testinfra.run(HEALTH).rc == 0, 60, f"{host.name} healthy again")
+        wait_until(lambda host=host: host.testinfra.run(HEALTH).rc == 0, 60, f"{host.name} healthy again")
 
 
 def set_stage(stage: int) -> None:

@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from tests.alert_receiver import running_receiver
 from fleetlib import ROOT, run_pyinfra, run_rollout, stages, status, wait_until
+from tests.alert_receiver import running_receiver
 
 FAULTS_FILE = "/etc/camera-api/faults.json"
 DROP_IN_DIR = "/etc/systemd/system/camera-api.service.d"
@@ -97,7 +96,7 @@ def test_promote_before_the_minimum_is_refused_with_the_time_left(fleet, tmp_pat
     early = run_rollout("--project", str(root), "deploy", "sandbox", "--stage", "25", "--yes", "--batches", "100%",
                         "--soak", "0", "--early", "drill: hotfix verified by QA")
     assert early.returncode == 0, early.stderr[-3000:]
-    for name, host_status in status()["hosts"].items():
+    for _name, host_status in status()["hosts"].items():
         override = host_status["current"].get("override")
         assert override and override["reason"] == "drill: hotfix verified by QA", host_status["current"]
         assert override["operator"] and re.fullmatch(r"\d+m( \d+s)?", override["early"]), override
@@ -131,7 +130,7 @@ def test_watch_drives_an_unattended_progression_and_alerts_each_step_once(fleet,
         output[-4000:]
     keys = [r["body"]["key"] for r in received]
     assert len(set(keys)) == len(keys)
-    for name, host_status in status()["hosts"].items():
+    for _name, host_status in status()["hosts"].items():
         history = [r for r in host_status["history"] if r.get("command") == "rollout watch sandbox"]
         assert [r["stage"] for r in history][-4:] == [10, 25, 50, 100], history
         assert all(r["verdict"] in ("pass", "inconclusive") for r in history[-4:]), history
@@ -182,7 +181,7 @@ def test_a_tick_killed_between_batches_is_finished_by_the_next(fleet, tmp_path):
                 os.killpg(tick.pid, signal.SIGKILL)  # the control machine loses power between batches
             tick.wait(timeout=60)
         assert tick.returncode == -signal.SIGKILL, log.read_text()[-3000:]
-        before = {h: s for h, s in stages().items()}
+        before = dict(stages())
         assert before[canary] == (25, 25) and list(before.values()).count((10, 10)) >= 2, before
         nxt = run_rollout("--project", str(root), "--json", "watch", "sandbox", env=env)
         assert nxt.returncode == 0, nxt.stderr[-4000:]
@@ -227,4 +226,4 @@ def test_a_fault_at_stage_25_mid_watch_rolls_every_host_back(fleet, tmp_path):
             host.testinfra.check_output(f"rm -f {DROP_IN} {FAULTS_FILE} && systemctl daemon-reload"
                                         " && systemctl restart camera-api")
         for host in fleet:
-            wait_until(lambda: host.testinfra.run(HEALTH).rc == 0, 60, f"{host.name} healthy again")
+            wait_until(lambda host=host: host.testinfra.run(HEALTH).rc == 0, 60, f"{host.name} healthy again")

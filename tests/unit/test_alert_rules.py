@@ -23,8 +23,8 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_the_committed_rules_are_the_render_of_the_gate_thresholds():
     settings = defaults()
-    assert RULES.read_text() == render(settings["gate"], settings["alert_rules"], settings["prometheus_metric_names"]), \
-        "monitoring/rules.yml is stale: run `rollout rules > monitoring/rules.yml`"
+    rendered = render(settings["gate"], settings["alert_rules"], settings["prometheus_metric_names"])
+    assert RULES.read_text() == rendered, "monitoring/rules.yml is stale: run `rollout rules > monitoring/rules.yml`"
 
 
 def test_promtool_checks_the_rules():
@@ -57,7 +57,8 @@ def test_the_tests_fail_when_a_threshold_moves(tmp_path, change, failing):
 def test_the_minimum_traffic_keeps_a_lone_failure_quiet(tmp_path):
     """With no minimum worth the name, the 'too little traffic' case pages."""
     settings = defaults()
-    (tmp_path / "rules.yml").write_text(render(settings["gate"], {**settings["alert_rules"], "min_requests_per_s": 0.001},
+    (tmp_path / "rules.yml").write_text(render(settings["gate"],
+                                               {**settings["alert_rules"], "min_requests_per_s": 0.001},
                                                settings["prometheus_metric_names"]))
     shutil.copy(TESTS, tmp_path / TESTS.name)
     result = promtool("test", "rules", TESTS.name, cwd=tmp_path)

@@ -211,8 +211,8 @@ def test_neither_the_key_nor_an_alert_url_is_ever_printed(tmp_path, local, flags
     if "--diff" in flags:
         assert "id_rollout (secret: contents not shown)" in output
         assert "alerts.env (secret: contents not shown)" in output
-        assert "+ ExecStart=/var/lib/rollout-watch/venv/bin/rollout --project /var/lib/rollout-watch/project " \
-               "watch prod" in output  # the units are shown: they hold no secret
+        assert ("+ ExecStart=/var/lib/rollout-watch/venv/bin/rollout --project /var/lib/rollout-watch/project "
+                "watch prod") in output  # the units are shown: they hold no secret
 
 
 def test_files_are_replaced_by_rename_and_the_install_marked_after_pip(tmp_path, local):
@@ -234,8 +234,8 @@ def test_files_are_replaced_by_rename_and_the_install_marked_after_pip(tmp_path,
     assert written["/var/lib/rollout-watch/wheelhouse/camera_rollout-0.1.0-py3-none-any.whl"]["mode"] == "644"
     assert "simulating put_file" not in output
     assert KEY_BODY not in output
-    assert "--no-index --find-links /var/lib/rollout-watch/wheelhouse --force-reinstall camera-rollout " \
-           "&& echo" in output
+    assert ("--no-index --find-links /var/lib/rollout-watch/wheelhouse --force-reinstall camera-rollout "
+            "&& echo") in output
 
 
 @pytest.mark.parametrize("changes, environ, message", [

@@ -222,7 +222,8 @@ CASES = [
      "min_requests must be a whole number, got 1.5"),
     ("gate-nan", ["check", "ENV"], {"body": "camera_api = ([{hosts}], {{'gate': {{'abort_after': float('nan')}}}})\n"},
      "abort_after must be a finite number"),
-    ("health-timeout-inf", ["check", "ENV"], {"body": "camera_api = ([{hosts}], {{'health_timeout_s': float('inf')}})\n"},
+    ("health-timeout-inf", ["check", "ENV"],
+     {"body": "camera_api = ([{hosts}], {{'health_timeout_s': float('inf')}})\n"},
      "health_timeout_s (host trap-1): must be a number > 0, got inf"),
     ("hooks-attribute", ["deploy", "ENV", "--stage", "10", "--yes"],
      {"group_data": {"batch_hooks": {"before": ["drain {hosts.x}"]}}}, "unknown placeholder 'hosts.x'"),
@@ -241,8 +242,8 @@ CASES = [
      "hosts disagree on soak_s"),
     # Issue 12: the timetable, the watch, the alert sinks.
     ("durations-missing-stage", ["watch", "ENV"], {"group_data": {"stage_durations": {10: ["1d", "2d"]}}},
-     "setting stage_durations (host trap-1): must give exactly the plan's stages [10, 25, 50, 100]: "
-     "missing: [25, 50, 100]"),
+     ("setting stage_durations (host trap-1): must give exactly the plan's stages [10, 25, 50, 100]: "
+      "missing: [25, 50, 100]")),
     ("durations-crossed", ["promote", "ENV", "--yes"],
      {"group_data": {"stage_durations": {10: ["2d", "1d"], 25: [1, 2], 50: [1, 2], 100: [1, 2]}}},
      "stage 10: the minimum 2d is longer than the maximum 1d"),

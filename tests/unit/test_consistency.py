@@ -40,10 +40,10 @@ def test_matching_reads_pass_and_a_mismatch_names_the_endpoint_and_the_field():
     assert judge(CHECKS, CONTEXT, consistent) == []
     unit_bug = [written, rules(450.0), written, rules(0.2), written, camera(False), written, camera(True)]
     assert [str(m) for m in judge(CHECKS, CONTEXT, unit_bug)] == [
-        "alert rule threshold [domain wrote, legacy read]: GET /api/v1/alerts/rules field "
-        "rules[id={rule_id}].threshold: wrote 7.5, read back 450.0",
-        "alert rule threshold [legacy wrote, domain read]: GET /api/v1/alerts/rules field "
-        "rules[id={rule_id}].threshold: wrote 12.0, read back 0.2",
+        ("alert rule threshold [domain wrote, legacy read]: GET /api/v1/alerts/rules field "
+         "rules[id={rule_id}].threshold: wrote 7.5, read back 450.0"),
+        ("alert rule threshold [legacy wrote, domain read]: GET /api/v1/alerts/rules field "
+         "rules[id={rule_id}].threshold: wrote 12.0, read back 0.2"),
     ]
     failed_write = [{"status": 500}, rules(7.5)] + consistent[2:]
     assert "answered 500" in str(judge(CHECKS, CONTEXT, failed_write)[0])

@@ -13,9 +13,9 @@ import pytest
 
 from rollout import hostprobe
 from rollout.catalog import with_force
-from rollout.metrics import field_paths, parse_metrics
 from rollout.hoststate import state_spec
 from rollout.inputs import SETTINGS, InputError, check_settings
+from rollout.metrics import field_paths, parse_metrics
 from rollout.preflight import judge_preflight
 from rollout.project import defaults
 from rollout.stages import rollout_env, stage_from_env
@@ -46,8 +46,8 @@ def test_group_data_gives_every_contract_setting_and_they_pass_their_checks():
         ({"switch_variables": {"enabled": "A B", "percent": "C"}}, "not an environment variable name"),
         ({"implementation_header": "X Impl"}, "setting implementation_header: must be an HTTP header name"),
         ({"force_domain_parameter": "force&domain"}, "setting force_domain_parameter: must be a URL query"),
-        ({"metrics_field_defaults": {"instance": "n"}}, "setting metrics_field_defaults: lacks the path of "
-                                                       "usage_requests, usage_domain"),
+        ({"metrics_field_defaults": {"instance": "n"}}, ("setting metrics_field_defaults: lacks the path of "
+                                                        "usage_requests, usage_domain")),
         ({"metrics_field_defaults": {**defaults()["metrics_field_defaults"], "p99": "x"}},
          "unknown metric(s) 'p99'"),
         ({"switch_variables": OTHER, "app_env": {"NEW_IMPL_SHARE": "5"}},

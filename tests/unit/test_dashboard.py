@@ -19,7 +19,7 @@ from rollout import dashboard, dashboard_data
 from rollout.project import defaults
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from browser import Browser  # noqa: E402
+from browser import Browser
 
 HOSTS = ("camera-1", "camera-2")
 
@@ -101,7 +101,8 @@ class FakePrometheus:
         self.queries.append(query)
         if path.endswith("/query"):
             if "rollout_gate_verdict" in query:
-                return vector(({"host": "camera-1", "verdict": "pass"}, "1"), ({"host": "camera-2", "verdict": "abort"}, "1"))
+                return vector(({"host": "camera-1", "verdict": "pass"}, "1"),
+                              ({"host": "camera-2", "verdict": "abort"}, "1"))
             if "timestamp" in query:
                 return vector(*[({"host": h}, str(time.time() - 30)) for h in HOSTS])
             return vector(({"host": "camera-1"}, "25"), ({"host": "camera-2"}, "0"))
@@ -113,7 +114,8 @@ class FakePrometheus:
             return [[t, str(f(t))] for t in times]
         if query.startswith("max by (host) (rollout_stage_percent"):
             return matrix(({"host": "camera-1"}, values(lambda t: 25 if t > start + 60 else 10)),
-                          ({"host": "camera-2"}, values(lambda t: 0 if t > fault + 30 else 25 if t > start + 60 else 10)))
+                          ({"host": "camera-2"},
+                           values(lambda t: 0 if t > fault + 30 else 25 if t > start + 60 else 10)))
         if "histogram_quantile" in query:
             return matrix(*[({"host": h, "implementation": i}, values(lambda t, i=i: 0.012 if i == "domain" else 0.009))
                             for h in HOSTS for i in ("domain", "legacy")])
@@ -134,7 +136,8 @@ def served():
 
     def start(broken: bool = False) -> str:
         prometheus = FakePrometheus(broken)
-        cache = dashboard.Cache(dashboard.PrometheusSource(prometheus.url, defaults()["prometheus_metric_names"], 3600, "1m"), 1.0)
+        cache = dashboard.Cache(
+            dashboard.PrometheusSource(prometheus.url, defaults()["prometheus_metric_names"], 3600, "1m"), 1.0)
         stop, where = threading.Event(), []
         thread = threading.Thread(target=dashboard.serve, args=(cache, "sandbox", 0, 1.0),
                                   kwargs={"ready": where.append, "stop": stop}, daemon=True)
@@ -239,7 +242,8 @@ def test_an_environment_name_cannot_end_the_page_s_script():
 
     stop, where = threading.Event(), []
     env = "prod</script><script>document.title='owned'</script>"
-    thread = threading.Thread(target=dashboard.serve, args=(dashboard.Cache(dashboard.RecordsSource(dict), 1.0), env, 0, 1.0),
+    cache = dashboard.Cache(dashboard.RecordsSource(dict), 1.0)
+    thread = threading.Thread(target=dashboard.serve, args=(cache, env, 0, 1.0),
                               kwargs={"ready": where.append, "stop": stop}, daemon=True)
     thread.start()
     try:

@@ -7,7 +7,15 @@ from __future__ import annotations
 import pytest
 
 from rollout.orchestrate import (
-    EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, HostsRun, NOT_RUN, UNREACHABLE, Orchestrator, StageChange, Stop,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_ROLLED_BACK,
+    NOT_RUN,
+    UNREACHABLE,
+    HostsRun,
+    Orchestrator,
+    StageChange,
+    Stop,
 )
 
 HOSTS = ["h1", "h2", "h3", "h4"]

@@ -9,7 +9,15 @@ import pytest
 
 from rollout.project import defaults
 from rollout.timetable import (
-    Duration, entries, format_timetable, human, parse_durations, progression, stage_since, time_left, timetable,
+    Duration,
+    entries,
+    format_timetable,
+    human,
+    parse_durations,
+    progression,
+    stage_since,
+    time_left,
+    timetable,
 )
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.controller import Alerts, LocalState, Tick, WatchSettings, sent_to_keep, tick_failed, tick_succeeded
+from rollout.controller import Alerts, LocalState, Tick, WatchSettings, tick_failed, tick_succeeded
 from rollout.orchestrate import EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, HostsRun, Orchestrator, Stop
 from rollout.timetable import Duration
 from rollout.watch import after_gate, fleet_verdict, situation
@@ -255,7 +255,7 @@ def test_at_100_due_and_passing_completes_once():
 
 def test_start_moves_a_fleet_on_stage_0_to_the_first_stage():
     world = World(stage=0)
-    code, tick = world.tick(start=True)
+    code, _tick = world.tick(start=True)
     assert code == EXIT_OK and world.stages() == {h: 10 for h in world.hosts.names}
     assert world.kinds()[0] == "stage-started" and world.kinds()[-1] == "promoted"
 
@@ -263,7 +263,7 @@ def test_start_moves_a_fleet_on_stage_0_to_the_first_stage():
 def test_a_failed_batch_of_a_promotion_rolls_every_host_back():
     world = World(stage=10, failing={"h2"})
     world.now = T0 + timedelta(days=1, minutes=1)
-    code, tick = world.tick()
+    code, _tick = world.tick()
     assert code == EXIT_ROLLED_BACK and world.stages() == {h: 0 for h in world.hosts.names}
     assert world.kinds() == ["stage-started", "batch-passed", "aborted", "rolled-back"]
 
@@ -305,7 +305,7 @@ def test_a_lock_held_by_an_operator_makes_the_tick_do_nothing_and_a_stale_one_al
 def test_drift_holds_and_alerts():
     world = World(stage=10)
     world.hosts.record("h3", 50, T0)
-    code, tick = world.tick()
+    code, _tick = world.tick()
     assert code == EXIT_FAILED and world.kinds() == ["held"]
     assert "h3=50" in world.events[0]["summary"]
 
@@ -313,7 +313,7 @@ def test_drift_holds_and_alerts():
 def test_a_half_done_rollback_is_finished():
     world = World(stage=25)
     world.hosts.record("h1", 0, T0 + timedelta(hours=1), "rolled back", target=0)
-    code, tick = world.tick()
+    code, _tick = world.tick()
     assert code == EXIT_ROLLED_BACK and world.stages() == {h: 0 for h in world.hosts.names}
 
 
@@ -399,12 +399,12 @@ def test_a_stop_request_during_the_tick_rolls_nothing_back():
     """SIGTERM to a --loop also reaches its pyinfra run: a gate cut by it has no
     verdict, which must not read as a failed gate."""
     world = World(stage=25, verdicts={"h2": "not run"})
-    code, tick = world.tick(stopping=True)
+    code, _tick = world.tick(stopping=True)
     assert code == EXIT_FAILED and world.stages() == {h: 25 for h in world.hosts.names}
     assert world.kinds() == []
     world = World(stage=10, failing={"h2"})
     world.now = T0 + timedelta(days=1, minutes=1)
-    code, tick = world.tick(stopping=True)
+    code, _tick = world.tick(stopping=True)
     assert code == EXIT_FAILED and ("roll_back",) not in [c[:1] for c in world.runner.calls]
 
 
@@ -454,7 +454,7 @@ def test_a_promotion_an_operator_left_half_way_is_held_not_finished():
 def test_the_watch_s_own_half_done_promotion_waits_when_auto_promote_is_off():
     world = World(stage=10)
     world.hosts.record("h1", 25, T0 + timedelta(hours=1), command="rollout watch prod")
-    code, tick = world.tick(auto_promote=False)
+    _code, tick = world.tick(auto_promote=False)
     assert tick.summary["action"] == "hold: promotion" and world.stages()["h2"] == 10
 
 
@@ -482,11 +482,11 @@ def test_an_old_failed_gate_on_the_stage_does_not_hold_a_later_run_on_it():
         world.hosts.state[host]["gate_last"] = {"stage": 25, "verdict": "abort", "time": iso(T0 + timedelta(hours=1))}
         world.hosts.record(host, 0, T0 + timedelta(hours=2), "rolled back", target=0)
         world.hosts.record(host, 25, T0 + timedelta(hours=3))
-    code, tick = world.tick()
+    _code, tick = world.tick()
     assert tick.summary["action"] == "observe"
     for host in world.hosts.names:  # a gate on this run that failed holds it
         world.hosts.state[host]["gate_last"] = {"stage": 25, "verdict": "abort", "time": iso(T0 + timedelta(hours=4))}
-    code, tick = world.tick()
+    _code, tick = world.tick()
     assert tick.summary["action"] == "hold: drift"
 
 
@@ -536,7 +536,7 @@ def test_a_forged_promotion_is_held_even_while_the_watch_remembers_another(marke
     world.state.start_promotion({"env": "prod", "token": "t", **marker})
     world.hosts.record("h2", 25, T0 + timedelta(hours=1), command="rollout watch prod")
     world.now = T0 + timedelta(days=2)
-    code, tick = world.tick()
+    _code, tick = world.tick()
     assert tick.summary["action"] == "hold: promotion" and world.stages()["h1"] == 10
     assert [c for c in world.runner.calls if c[0] in ("apply", "gate")] == []
 
@@ -590,7 +590,7 @@ def test_a_resumed_promotion_whose_gate_is_inconclusive_waits():
 def test_a_resumed_promotion_whose_gate_aborts_rolls_every_host_back():
     world, before = killed_after_canary()
     world.runner_options["verdicts"] = {"h1": "abort"}
-    code, tick = world.tick()
+    code, _tick = world.tick()
     assert code == EXIT_ROLLED_BACK and world.stages() == {h: 0 for h in world.hosts.names}
     assert world.kinds()[len(before):] == ["aborted", "rolled-back"]
     assert world.state.promotion() is None

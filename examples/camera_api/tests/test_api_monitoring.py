@@ -20,7 +20,7 @@ BOUNDS = [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 125,
 
 
 def cumulative_at(block: dict, bound_ms: float) -> int:
-    return dict((bound, count) for bound, count in block["latency_buckets_ms"])[bound_ms]
+    return dict(block["latency_buckets_ms"])[bound_ms]
 
 
 def assert_histogram_is_sound(block: dict) -> None:

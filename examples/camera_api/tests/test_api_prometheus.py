@@ -8,7 +8,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 
 from src.api.prom import status_class
 
@@ -40,8 +39,8 @@ class Uvicorn:
             [sys.executable, "-m", "uvicorn", "src.api.app:app", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", "2"],
             # An inherited PROMETHEUS_MULTIPROC_DIR (this process's) must not be used.
-            cwd=ROOT, env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(ROOT), **env, "RUNTIME_DIRECTORY": runtime, "USE_DOMAIN_SERVICE": "true",
-                           "ROLLOUT_PERCENT": "25"},
+            cwd=ROOT, env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(ROOT), **env, "RUNTIME_DIRECTORY": runtime,
+                           "USE_DOMAIN_SERVICE": "true", "ROLLOUT_PERCENT": "25"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60

@@ -16,8 +16,20 @@ from datetime import datetime
 from ..errors import Conflict, InvalidInput, NotFound
 from ..faults import Faults, FaultSwitch, maybe_fail
 from ..schemas import ACTION_MESSAGES
-from ..store import (DEFAULT_STATE, HOSTNAME, LOG_LIMIT, RULE_COLUMNS, Camera, Store, decode_bool,
-                     encode_bool, is_unique_violation, logs_key, state_key, utcnow)
+from ..store import (
+    DEFAULT_STATE,
+    HOSTNAME,
+    LOG_LIMIT,
+    RULE_COLUMNS,
+    Camera,
+    Store,
+    decode_bool,
+    encode_bool,
+    is_unique_violation,
+    logs_key,
+    state_key,
+    utcnow,
+)
 
 OPERATORS = {">", "<", ">=", "<=", "=="}
 #: DOMAIN_WRITE_FAULT's unit bug: thresholds stored in seconds where the column holds minutes.

@@ -11,8 +11,19 @@ import json
 from ..errors import Conflict, NotFound
 from ..faults import FaultSwitch, maybe_fail
 from ..schemas import ACTION_MESSAGES
-from ..store import (DEFAULT_STATE, HOSTNAME, LOG_LIMIT, RULE_COLUMNS, Store, decode_bool,
-                     encode_bool, is_unique_violation, logs_key, state_key, utcnow)
+from ..store import (
+    DEFAULT_STATE,
+    HOSTNAME,
+    LOG_LIMIT,
+    RULE_COLUMNS,
+    Store,
+    decode_bool,
+    encode_bool,
+    is_unique_violation,
+    logs_key,
+    state_key,
+    utcnow,
+)
 
 RULE_FIELDS = ("name", "camera_id", "metric", "operator", "threshold", "enabled")
 

@@ -39,24 +39,24 @@ known = hoststate.read(host)
 verdicts: dict = {}
 
 # A rollout driven by the CLI holds the fleet's lock; anyone else is refused.
-checks.lock("check", known)
-require_secrets(known)
+checks.lock(action="check", known=known)
+require_secrets(known=known)
 
 if host.data.checks:
-    checks.record_baseline(stage, known)
+    checks.record_baseline(to_stage=stage, known=known)
 
-apply_stage(stage, known)
+apply_stage(stage=stage, known=known)
 
 rolled_back = None
 if host.data.checks:
     failed = checks.after_stage(stage, verdicts)
     if host.data.rollback_on_abort and stage != ROLLBACK_STAGE:
         # No ``known``: the files and the process may have changed in this run.
-        apply_stage(ROLLBACK_STAGE, _if=[failed])
+        apply_stage(stage=ROLLBACK_STAGE, _if=[failed])
         checks.prove_legacy(_if=[failed])
         rolled_back = failed
 
-checks.record(stage, verdicts, rolled_back)
+checks.record(target_stage=stage, verdicts=verdicts, rolled_back=rolled_back)
 
 if host.data.checks:
     checks.fail(

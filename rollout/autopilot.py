@@ -51,7 +51,7 @@ def time_span(key: str, value: Any) -> float:
     matches = [_SPAN.fullmatch(token) for token in tokens]
     if not tokens or not all(matches):
         raise InputError(f"setting {key}: {value!r} is not a duration (e.g. 30s, 1min, 1h)")
-    seconds = sum(int(m.group(1)) * _SPAN_SECONDS[m.group(2)] for m in matches)
+    seconds = sum(int(m.group(1)) * _SPAN_SECONDS[m.group(2)] for m in matches if m)  # all match (above)
     if seconds < 1:
         raise InputError(f"setting {key}: {value!r} must be at least one second")
     return seconds

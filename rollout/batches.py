@@ -93,10 +93,10 @@ def hook_commands(hooks: dict | None, when: str, hosts: list[str], stage: int, b
         raise BatchError(f"batch_hooks.{when} must be a list of command strings")
     for command in commands:
         try:
-            unknown = unknown_placeholders(command, ("hosts", "stage", "batch"))
+            placeholders = unknown_placeholders(command, ("hosts", "stage", "batch"))
         except ValueError as error:  # an unmatched brace
             raise BatchError(f"batch_hooks.{when}: {error}") from None
-        if unknown:
-            raise BatchError(f"batch_hooks.{when}: unknown placeholder {unknown[0]!r} in {command!r} "
+        if placeholders:
+            raise BatchError(f"batch_hooks.{when}: unknown placeholder {placeholders[0]!r} in {command!r} "
                              "(hosts, stage, batch)")
     return [fill(c, hosts=list(hosts), stage=stage, batch=batch) for c in commands]

@@ -65,9 +65,9 @@ def load_catalog(entries: Any) -> tuple[Endpoint, ...]:
                 fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
             except ValueError as error:
                 raise CatalogError(f"endpoint {name}: {error} in {text!r}") from None
-            unknown = [f for f in fields if f not in PLACEHOLDERS]
-            if unknown:
-                raise CatalogError(f"endpoint {name}: unknown placeholder {{{unknown[0]}}} in {text!r} "
+            placeholders = [f for f in fields if f not in PLACEHOLDERS]
+            if placeholders:
+                raise CatalogError(f"endpoint {name}: unknown placeholder {{{placeholders[0]}}} in {text!r} "
                                    f"({', '.join(PLACEHOLDERS)})")
         names.add(name)
         catalog.append(Endpoint(name, method, path, expect, entry.get("body"), entry.get("retry", False)))

@@ -246,7 +246,8 @@ def mix(state, host, stage: int | None = None, legacy_proof: bool = False,
     file's when None). ``legacy_proof``: part of the proof after a rollback
     (``legacy_proof_requests`` of them)."""
     data = host.data
-    usage, findings = None, []
+    usage = None
+    findings: list[v.Finding] = []
     try:
         stage = hoststate.file_stage(_current(host), data.switch_variables) if stage is None else stage
         if stage is None:
@@ -287,8 +288,8 @@ def record_baseline(state, host, from_stage: int | None, to_stage: int) -> bool:
         traffic(host, 30.0, from_stage, count=thresholds.min_requests - served.combined.requests + 5).join()
         served, error = read_since_restart(host)
     if served is not None and served.combined.requests < thresholds.min_requests:
-        served, error = None, (f"only {served.combined.requests} requests served "
-                               f"(fewer than {thresholds.min_requests})")
+        error = f"only {served.combined.requests} requests served (fewer than {thresholds.min_requests})"
+        served = None
     p95 = served.combined.quantile(LATENCY_QUANTILE) if served is not None else None
     record = {
         "from_stage": from_stage, "to_stage": to_stage,
@@ -356,21 +357,21 @@ def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
     synthetic = traffic(host, soak_s, stage)
     try:
         while True:
-            now, error, wait_s = window.read()
+            now, read_error, wait_s = window.read()
             if wait_s is not None and time.monotonic() + min(wait_s, interval_s) <= deadline:
                 gevent.sleep(min(wait_s, interval_s))  # too early for a first read: not a failed one
                 continue
             if now is not None and not based:  # the window's base, as its first good read says
                 run.base, based = window.base, True
-            if run.observe(now, error) or time.monotonic() + interval_s > deadline:
+            if run.observe(now, read_error) or time.monotonic() + interval_s > deadline:
                 break
             gevent.sleep(interval_s)
     finally:
         synthetic.stop(host)
     window_note = window.note
     verdict, reason = run.verdict()
-    keep_gate(host, stage, verdict, reason, window.cursor(run.latest) if verdict == PASS else None,
-              gate_metrics(host, stage, verdict))
+    cursor = window.cursor(run.latest) if verdict == PASS and run.latest is not None else None
+    keep_gate(host, stage, verdict, reason, cursor, gate_metrics(host, stage, verdict))
     for line in format_verdict(host.name, run, f"{window_note}, {time.time() - started:.0f}s of reads"):
         say(host, line, error=verdict in (ABORT, ERROR))
     if verdict == INCONCLUSIVE:

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,8 @@ class RolloutGroup(click.Group):
     """Click's own usage errors (an unknown option, a missing argument) as one
     line and exit 2, like every other refused input."""
 
-    def main(self, args=None, prog_name=None, **extra):
+    # Narrower than click's main on purpose: standalone_mode is always off here.
+    def main(self, args=None, prog_name=None, **extra):  # type: ignore[override]
         try:
             return super().main(args, prog_name or "rollout", standalone_mode=False, **extra)
         except click.UsageError as error:
@@ -406,7 +408,7 @@ def rules(ctx: Context, env: str | None) -> None:
     from rollout.alert_rules import render
     from rollout.project import defaults
 
-    settings = ctx.fleet(env, connecting=False).setting if env else defaults().get
+    settings: Callable[[str], Any] = ctx.fleet(env, connecting=False).setting if env else defaults().get
     text = render(settings("gate"), settings("alert_rules"), settings("prometheus_metric_names"))
     ctx.result["rules"] = text
     if not ctx.as_json:
@@ -431,6 +433,7 @@ def dashboard(ctx: Context, env: str, port: int, refresh: str, range_: str, rate
     from rollout import dashboard as board  # requests: imported after pyinfra's patching, as notify
 
     url = (fleet.setting("prometheus") or {}).get("url")
+    source: board.PrometheusSource | board.RecordsSource
     if url:
         source = board.PrometheusSource(url, fleet.setting("prometheus_metric_names"), options.range_s,
                                         options.rate_window,

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rollout import hooks
 from rollout.batches import fill, plan_batches
@@ -76,7 +76,7 @@ class LocalState:
         self.lock_path = directory / f"watch-{env}.lock"
         self.path = directory / f"watch-{env}.json"
         self.own_path = directory / f"watch-{env}.own.json"
-        self._lock_file = None
+        self._lock_file: TextIO | None = None
 
     def try_lock(self) -> bool:
         """The tick lock, without waiting; False when another tick holds it."""

@@ -140,7 +140,8 @@ def load_fleet(env: str, project: Path | None = None, connecting: bool = True) -
     hosts = [host.name for host in loaded]
     if not hosts:
         raise InputError(f"inventory {inventory.name} has no hosts")
-    data, unwritable = {}, {}
+    data: dict[str, dict[str, Any]] = {}
+    unwritable: dict[str, str | None] = {}
     for host in loaded:
         check_connection(host.name, host.data.get)
         settings = settings_of(host.data.get)

@@ -76,7 +76,7 @@ class Thresholds:
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ValueError(f"unknown gate setting(s): {', '.join(unknown)}")
-        values = {}
+        values: dict[str, Any] = {}
         for name, value in {**defaults()["gate"], **data}.items():
             whole = known[name].type in ("int", int)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -321,6 +321,7 @@ def _latency_row(d: Side, lg: Side, t: Thresholds) -> SideRow:
     limit_bucket = above[0]
     slower = d.requests - d.at_or_below(limit_bucket)
     log_e = log_e_rate(slower, d.requests, 1 - LATENCY_QUANTILE)
+    assert d95 is not None and l95 is not None  # both sides served requests (upper is a bound of legacy's)
     passes = d95 <= max(l95 * t.p95_max_ratio, l95 + t.domain_p95_min_increase_ms)
     outcome = ABORT if log_e >= log_needed else PASS if passes else INCONCLUSIVE
     return SideRow("p95 latency", _ms(d95), _ms(l95), pass_when,
@@ -339,6 +340,7 @@ def _attribute_latency(rows: list[Row], sides: list[SideRow], served: Counters, 
     if not sides or min(d.requests, lg.requests) < t.min_requests:
         return rows
     d95, l95 = d.quantile(LATENCY_QUANTILE), lg.quantile(LATENCY_QUANTILE)
+    assert d95 is not None and l95 is not None  # min_requests (at least 1) of each
     if d95 > max(l95 * t.p95_max_ratio, l95 + t.domain_p95_min_increase_ms):
         return rows
     return [Row(r.metric, f"{r.observed}; legacy alike", r.pass_when, r.abort_when, INCONCLUSIVE)
@@ -429,6 +431,7 @@ class GateRun:
             return self.decided
         self.read_failures = 0
         self._advance(now)
+        assert self.served is not None  # _advance sets it
         self.last = evaluate(self.served, self.ratio, self.baseline_p95_ms, self.percent, self.thresholds)
         self.history.append(f"read {self.reads}: {self.last.outcome} ({self.served.domain.requests} domain, "
                             f"{self.served.legacy.requests} legacy)")
@@ -455,6 +458,7 @@ class GateRun:
         self.latest = now
 
     def _decide(self) -> None:
+        assert self.last is not None  # called after a read was evaluated
         side_breaches = self.last.breached("side")
         if side_breaches:
             self.decided = ABORT

@@ -194,8 +194,7 @@ def write_atomic(path, content, mode="644", user=None, group=None, directory=Non
     uid, gid = _owner_ids(user, group)
     fd, temp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.")
     try:
-        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w", **({} if isinstance(content, bytes)
-                                                                          else {"encoding": "utf-8"})) as handle:
+        with (os.fdopen(fd, "wb") if isinstance(content, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
@@ -388,7 +387,9 @@ def mode_traffic(spec):
     stop_file = spec.get("stop_file")
     if stop_file:
         remove_stale(os.path.dirname(stop_file), "traffic-", ".stop", max_age_s=3600)
-    statuses, implementations, sent = {}, {}, 0
+    statuses: dict[str, int] = {}
+    implementations: dict[str, int] = {}
+    sent = 0
     while sent < int(spec["count"]) and time.monotonic() < deadline \
             and not (stop_file and os.path.exists(stop_file)):
         if rate:

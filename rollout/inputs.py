@@ -152,8 +152,9 @@ def _port(value: Any) -> None:
 
 
 def _stage_plan(value: Any) -> None:
+    plan: Any = value if isinstance(value, (list, tuple)) else None  # None: refused by validate_plan
     try:
-        validate_plan(value if isinstance(value, (list, tuple)) else None)
+        validate_plan(plan)
     except StageError as error:
         raise ValueError(str(error)) from None
 

@@ -32,7 +32,8 @@ def when(*conditions):
     """``_if`` for an operation inside a deploy function: pyinfra lets an
     operation's own ``_if`` replace the enclosing deploy's, so carry that over
     (``apply_stage(0, _if=[failed])`` must skip every one of its operations)."""
-    inherited = (host.current_deploy_kwargs or {}).get("_if") or []
+    deploy_kwargs = host.current_deploy_kwargs
+    inherited = (deploy_kwargs.get("_if") if deploy_kwargs else None) or []
     return [*(inherited if isinstance(inherited, list) else [inherited]), *conditions]
 
 
@@ -294,10 +295,13 @@ def installed_file(
     from pyinfra.facts.files import File, Sha256File
 
     text = content if src is None else open(src, encoding="utf-8").read()
+    assert text is not None  # every caller gives src or content
     remote = host.get_fact(File, path=dest)
     exists = bool(remote)
     same_content = exists and host.get_fact(Sha256File, path=dest) == hashlib.sha256(text.encode()).hexdigest()
-    same_meta = exists and (remote["user"], remote["group"], remote["mode"]) == (user, group, mode)
+    same_meta = False
+    if remote:  # exists
+        same_meta = (remote["user"], remote["group"], remote["mode"]) == (user, group, mode)
     if same_content and same_meta:
         host.noop(f"{dest} is up to date")
         return

@@ -50,7 +50,7 @@ def probe_shell(mode: str, spec: dict) -> str:
 def probe_command(mode: str, spec: dict | None = None, stdin: dict | None = None) -> StringCommand:
     """``probe_argv`` as a pyinfra command; ``stdin``: the spec, sent on the
     command's stdin instead (never on its command line: a file's content)."""
-    arguments = {"_stdin": json.dumps(stdin)} if stdin is not None else {}
+    arguments: dict[str, Any] = {"_stdin": json.dumps(stdin)} if stdin is not None else {}
     return StringCommand(*(QuoteString(arg) for arg in probe_argv(mode, spec)), **arguments)
 
 

@@ -46,8 +46,8 @@ def parse_durations(raw, plan: Sequence[int], compression: float = 1) -> dict[in
     missing = [s for s in stages if s not in given]
     if unknown or missing:
         raise ValueError(f"must give exactly the plan's stages {list(stages)}: "
-                         + "; ".join(filter(None, [unknown and f"not in the plan: {unknown}",
-                                                   missing and f"missing: {missing}"])))
+                         + "; ".join(filter(None, [f"not in the plan: {unknown}" if unknown else None,
+                                                   f"missing: {missing}" if missing else None])))
     durations = {}
     for stage in stages:
         value = given[stage]
@@ -158,7 +158,7 @@ def left(until: datetime | None, now: datetime) -> float | None:
 def human(seconds: float) -> str:
     """``1d 3h``, ``4h 12m``, ``7m 5s``, ``12s``: the two largest units."""
     seconds = max(0, round(seconds))
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
             parts.append(f"{seconds // size}{unit}")

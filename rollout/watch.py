@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
 from rollout.stages import ROLLBACK_STAGE, next_stage
 from rollout.timetable import Duration, human, parse_time
@@ -73,7 +74,7 @@ def situation(statuses: Mapping[str, Mapping], plan: Sequence[int]) -> Situation
     tick killed after the restart but before the record leaves a host to redo:
     the record starts the stage's clock). Whatever is not plainly one of the
     safe cases is drift: the watch holds and a person decides."""
-    files = {h: s.get("file_stage") for h, s in statuses.items()}
+    files: dict[str, Any] = {h: s.get("file_stage") for h, s in statuses.items()}  # None: refused below
     if any(stage is None for stage in files.values()):
         unknown = sorted(h for h, stage in files.items() if stage is None)
         return Situation("drift", reason=f"no stage in the env file of {', '.join(unknown)}")
@@ -91,7 +92,7 @@ def situation(statuses: Mapping[str, Mapping], plan: Sequence[int]) -> Situation
         others = [parse_time(_record(s).get("time")) for h, s in statuses.items() if files[h] != lower]
         rolled = [parse_time(_record(s).get("time")) for h, s in statuses.items()
                   if files[h] == lower and _record(s).get("target_stage") == ROLLBACK_STAGE]
-        if down or (rolled and all(others) and all(r and r > max(others) for r in rolled)):
+        if down or (rolled and all(others) and all(r and r > max(cast("list[datetime]", others)) for r in rolled)):
             return Situation("rollback", upper, ROLLBACK_STAGE,
                              tuple(sorted(h for h, stage in files.items() if stage != lower)),
                              "a rollback stopped half-way")
@@ -186,7 +187,9 @@ def after_gate(stage: int, verdicts: Mapping[str, str], since: datetime | None, 
         alerts.append(Alert("inconclusive-past-due", f"stage {stage} is due (after {human(duration.min_s)}) "
                                                      "but its gate does not pass yet: keep observing"))
     if overdue:
-        alerts.append(overdue_alert(stage, since, duration, now))
+        alert = overdue_alert(stage, since, duration, now)
+        assert alert is not None  # past the maximum, the same test as overdue_alert's
+        alerts.append(alert)
     if not due:
         notes.append(f"due in {human(duration.min_s - elapsed)}")
     return Decision(alerts=tuple(alerts), notes=tuple(notes))

@@ -132,7 +132,7 @@ def continues(now: Counters, base: Counters | None) -> bool:
 def window(now: Counters, base: Counters | None) -> tuple[Counters, bool]:
     """(what was served since ``base``, whether the window restarted): from the
     instance's start when ``base`` is missing or belongs to another instance."""
-    if continues(now, base):
+    if base is not None and continues(now, base):
         return now.minus(base), False
     return now, base is not None
 

@@ -12,8 +12,11 @@ then to the record, which records what they concluded.
 
 from __future__ import annotations
 
+from typing import cast
+
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import python
 
 from rollout import checks, hoststate, operations as ops
@@ -86,9 +89,11 @@ def after_stage(stage: int, verdicts: dict | None = None):
     before passed, and their errors are let through so the caller can roll back
     first. Returns a run-time test: did any of them fail on this host?"""
     # A skipped operation counts as succeeded, so each step waits on all before it.
-    steps = [preflight(stage, verdicts, _ignore_errors=True)]
-    steps += verify(stage, verdicts, _ignore_errors=True, _if=[steps[0].did_succeed])
-    steps.append(gate(stage, verdicts, _ignore_errors=True, _if=[s.did_succeed for s in steps]))
+    steps = [preflight(expected_stage=stage, verdicts=verdicts, _ignore_errors=True)]
+    # verify() returns its two operations (pyinfra types any @deploy's result as one).
+    steps += cast("tuple[OperationMeta, OperationMeta]",
+                  verify(stage=stage, verdicts=verdicts, _ignore_errors=True, _if=[steps[0].did_succeed]))
+    steps.append(gate(stage=stage, verdicts=verdicts, _ignore_errors=True, _if=[s.did_succeed for s in steps]))
     return lambda: any(step.is_complete() and step.did_error() for step in steps)
 
 

@@ -16,4 +16,4 @@ begin()
 action = host.data.get("lock_action") or "check"
 if action not in ("acquire", "check", "release"):
     raise PyinfraError(f"lock_action must be acquire, check or release, got {action!r}")
-checks.lock(action, hoststate.read(host) if action == "check" else None)
+checks.lock(action=action, known=hoststate.read(host) if action == "check" else None)

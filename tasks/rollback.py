@@ -19,11 +19,11 @@ begin()
 # The host's state in one read; the lock check and the stage task decide from it.
 known = hoststate.read(host)
 # The CLI's rollback takes the lock itself (take_lock) for this one run.
-checks.lock("acquire" if host.data.get("take_lock") else "check", known)
-require_secrets(known)
-apply_stage(ROLLBACK_STAGE, known)
+checks.lock(action="acquire" if host.data.get("take_lock") else "check", known=known)
+require_secrets(known=known)
+apply_stage(stage=ROLLBACK_STAGE, known=known)
 if host.data.checks:
     checks.prove_legacy()
-checks.record(ROLLBACK_STAGE)
+checks.record(target_stage=ROLLBACK_STAGE)
 if host.data.get("take_lock"):
-    checks.lock("release")
+    checks.lock(action="release")

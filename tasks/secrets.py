@@ -21,7 +21,7 @@ from tasks.stage import restart_and_wait, write_secrets_file
 begin(writes_secrets=True)
 # One read of the host's state, the secrets file's checksum with it (never its content).
 known = hoststate.read(host, secrets_checksum=True)
-checks.lock("check", known)
+checks.lock(action="check", known=known)
 secrets = write_secrets_file(known)
 if hoststate.path_state(known, host.data.rollout_env_file)["type"] == "file":
     restart_and_wait(secrets.did_change, "its secrets file changed", known)

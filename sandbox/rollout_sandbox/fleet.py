@@ -471,7 +471,8 @@ def up(count: int = 3, install: bool = True, lb: bool = False, light: bool = Fal
 def _boot_all(to_boot: list[Host], wanted: list[Host], key: Path) -> None:
     """Boot ``to_boot`` with at most BOOT_WINDOW of them booting at once, in order;
     every host is recorded as soon as its nspawn runs, so ``down`` finds it."""
-    queue, booting = list(to_boot), []
+    queue = list(to_boot)
+    booting: list[Host] = []
     while queue or booting:
         if queue and len(booting) < BOOT_WINDOW:
             while queue and len(booting) < BOOT_WINDOW:
@@ -594,7 +595,7 @@ def power_off(name: str) -> None:
     """Cut a host's power: SIGKILL its init (PID 1 of the host's PID namespace),
     which takes every process of the host with it at once; no shutdown runs."""
     host = _fleet_host(name)
-    if not _is_our_nspawn(host.pid, host.name):
+    if host.pid is None or not _is_our_nspawn(host.pid, host.name):
         raise SandboxError(f"{name} is not running")
     init = children(host.pid)
     if not init:

@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import jinja2
@@ -41,7 +42,7 @@ class LbError(RuntimeError):
 # --- pure --------------------------------------------------------------------------------------
 
 
-def plan_pool(hosts: list[str], drained: set[str], drain: list[str] = (), enable: list[str] = ()) -> set[str]:
+def plan_pool(hosts: list[str], drained: set[str], drain: Sequence[str] = (), enable: Sequence[str] = ()) -> set[str]:
     """The drained set after draining ``drain`` and enabling ``enable``. Unknown
     names are refused, and so is a pool left with no host serving."""
     unknown = sorted(n for n in set(drain) | set(enable) if n not in hosts)
@@ -164,7 +165,7 @@ def start(hosts: list[dict]) -> str:
         detail = (started.stderr.strip().splitlines() or ["no output"])[-1]
         raise LbError(f"nginx did not start: {detail}")
     deadline = time.monotonic() + 10
-    while master_pid() is None or not _workers(master_pid()):
+    while (pid := master_pid()) is None or not _workers(pid):
         if time.monotonic() > deadline:
             raise LbError(f"nginx did not come up (see {directory / 'error.log'})")
         time.sleep(0.05)
@@ -182,7 +183,7 @@ def stop() -> bool:
     return True
 
 
-def change(drain: list[str] = (), enable: list[str] = ()) -> set[str]:
+def change(drain: Sequence[str] = (), enable: Sequence[str] = ()) -> set[str]:
     """Drain and/or enable hosts; returns the drained set once nginx uses it."""
     state = _read_state()
     if not state or master_pid() is None:

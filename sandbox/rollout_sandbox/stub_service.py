@@ -30,6 +30,7 @@ import os
 import random
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
 HEALTH_PATH = "/api/v1/monitoring/health"
@@ -113,7 +114,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=1)
     options, _ = parser.parse_known_args(argv)
     server = serve(options.host, options.port)
-    use_domain, percent = server.RequestHandlerClass.switch
+    use_domain, percent = cast("type[Handler]", server.RequestHandlerClass).switch
     print(f"camera-api stub on {options.host}:{options.port}: USE_DOMAIN_SERVICE={str(use_domain).lower()} "
           f"ROLLOUT_PERCENT={percent}", file=sys.stderr, flush=True)
     server.serve_forever()

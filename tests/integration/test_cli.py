@@ -213,7 +213,7 @@ def test_batch_hooks_run_around_each_batch_and_a_failing_hook_stops(fleet, tmp_p
     assert result.stderr.strip().splitlines()[-1] == (
         "rollout: stage 50 failed in batch 1 (camera-1): its before hook failed, so the batch never ran; "
         "nothing was changed")
-    assert "hook (before) failed with 4: drain refused" in result.stdout
+    assert "hook (before) failed with exit 4: drain refused" in result.stdout
     assert log.read_text() == logged  # no after hook for a batch that never ran
     assert {h.name: h.main_pid() for h in fleet} == pids  # nothing restarted
     assert set(stages().values()) == {(25, 25)}

@@ -236,8 +236,9 @@ def pyinfra(
                 sys.stderr.write(line)
         process.wait()
         reports: dict[str, dict[str, dict]] = {}
-        for report in Path(reports_dir).glob("*.json"):
-            host, check = report.name[: -len(".json")].rsplit(".", 1)
+        # A host name with a "/" (@fake/web-1, @docker/web-1) puts its reports in a subdirectory.
+        for report in Path(reports_dir).rglob("*.json"):
+            host, check = report.relative_to(reports_dir).as_posix()[: -len(".json")].rsplit(".", 1)
             reports.setdefault(host, {})[check] = json.loads(report.read_text())
     return Run(process.returncode, "".join(lines), reports)
 

@@ -211,7 +211,9 @@ class Orchestrator:
 
     def apply_in_batches(self, change: StageChange, previous: dict[str, int | None]) -> None:
         """The batches, in order; the first failure stops the rollout and applies
-        the failure policy to the hosts already touched."""
+        the failure policy to the hosts already touched. A batch whose before hook
+        failed never ran: its hosts are not touched (no revert, no after hook),
+        and when no earlier batch ran either, nothing changed: exit 1."""
         self.result["batches"] = []
         done: list[str] = []
         stage = change.stage
@@ -224,16 +226,17 @@ class Orchestrator:
             self.say(f"batch {number}/{len(change.batches)}: {', '.join(batch)} -> stage {stage} "
                      f"(gate soak {soak:.0f}s)")
             started = time.monotonic()
-            if self.run_hooks("before", batch, stage, number):
+            ran = self.run_hooks("before", batch, stage, number)
+            if ran:
                 run = self.runner.apply(batch, stage, soak_s=soak, smoke=change.smoke, command=change.command)
                 if run.ok and not self.run_hooks("after", batch, stage, number):
                     run.ok = False
+                done += batch
             else:
                 run = HostsRun(ok=False)
             verdicts = {h: UNREACHABLE if h in run.unreachable else run.verdicts.get(h, NOT_RUN) for h in batch}
-            self.result["batches"].append({"hosts": batch, "ok": run.ok, "gate": verdicts,
+            self.result["batches"].append({"hosts": batch, "ok": run.ok, "ran": ran, "gate": verdicts,
                                            "seconds": round(time.monotonic() - started, 1)})
-            done += batch
             unrecorded = [h for h in batch if h not in run.recorded]
             if unrecorded and run.ok:
                 self.say(f"  no record from {', '.join(unrecorded)}: the run did not reach it")
@@ -245,30 +248,42 @@ class Orchestrator:
                            "checks: " + ", ".join(f"{h} {v}" for h, v in verdicts.items()), ",".join(batch))
                 continue
             untouched = [h for h in self.runner.hosts if h not in done]
-            self.say(f"batch {number} FAILED: the rollout stops; untouched: {', '.join(untouched) or 'none'}")
+            never = ":" if ran else f" before it ran: nothing changed on {', '.join(batch)};"
+            self.say(f"batch {number} FAILED{never} the rollout stops; untouched: {', '.join(untouched) or 'none'}")
+            what = (", ".join(f"{h} {v}" for h, v in verdicts.items()) if ran
+                    else "its before hook failed, the batch never ran")
             self.alert("aborted", stage, f"stage {stage} failed in batch {number} on {', '.join(batch)} ("
-                       + ", ".join(f"{h} {v}" for h, v in verdicts.items()) + f"); on failure: {change.on_failure}",
-                       "")
+                       + what + f"); on failure: {change.on_failure}", "")
+            failed = f"stage {stage} failed in batch {number} ({', '.join(batch)})"
+            if not ran:
+                failed += ": its before hook failed, so the batch never ran"
+                if not done:  # nothing ran anywhere: nothing to revert, nothing rolled back
+                    raise Stop(EXIT_FAILED, f"{failed}; nothing was changed")
             code = self.handle_failure(done, previous, change.on_failure)
-            if code == EXIT_ROLLED_BACK:
+            if code == EXIT_ROLLED_BACK and ran:
                 # Reverted and healthy again: back into the load balancer's pool. A
                 # host whose revert failed stays drained.
                 self.run_hooks("after", batch, stage, number)
-            outcome = {"stop": "; nothing was reverted", "previous": "; reverted to the previous stage",
-                       "rollback": "; rolled back to stage 0"}[change.on_failure]
+            # The hosts the policy applied to are named when they are not the failed batch's.
+            whose = "" if ran else f"{', '.join(done)} "
+            outcome = {"stop": "; nothing was reverted", "previous": f"; {whose}reverted to the previous stage",
+                       "rollback": f"; {whose}rolled back to stage 0"}[change.on_failure]
             if change.on_failure != "stop" and code == EXIT_FAILED:
-                outcome = f"; the revert ({change.on_failure}) FAILED on some host (see above)"
+                of = "" if ran else f" of {', '.join(done)}"
+                outcome = f"; the revert ({change.on_failure}){of} FAILED on some host (see above)"
             if code == EXIT_ROLLED_BACK and change.on_failure == "rollback":
                 self.alert("rolled-back", stage, f"rolled back to stage 0 after stage {stage} failed: "
                            f"{', '.join(done)} serve legacy", "")
-            raise Stop(code, f"stage {stage} failed in batch {number} ({', '.join(batch)}){outcome}")
+            raise Stop(code, f"{failed}{outcome}")
         if change.from_stage is None or stage > change.from_stage:
             self.alert("promoted", stage, f"every host on stage {stage} (from {change.from_stage}), "
                        f"{len(change.batches)} batch(es) checked", "")
 
     def handle_failure(self, touched: list[str], previous: dict[str, int | None], on_failure: str) -> int:
-        """Apply the failure policy to the hosts this rollout touched."""
-        if on_failure == "stop":
+        """Apply the failure policy to the hosts this rollout touched: exit 3
+        when they are reverted, 1 when it leaves them (``stop``), a revert
+        failed, or there is no host to revert (nothing was rolled back)."""
+        if on_failure == "stop" or not touched:
             return EXIT_FAILED
         targets: dict[int, list[str]] = {}
         for host in touched:

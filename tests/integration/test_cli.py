@@ -206,10 +206,16 @@ def test_batch_hooks_run_around_each_batch_and_a_failing_hook_stops(fleet, tmp_p
         "before 3 camera-3 camera-4 stage 25", "after 3 camera-3 camera-4",
     ]
     pids = {h.name: h.main_pid() for h in fleet}
+    logged = log.read_text()
     write_inventory("echo drain refused >&2; exit 4")
     result = run_rollout("deploy", str(inventory), "--stage", "50", "--yes", *FAST)
-    assert result.returncode in (1, 3)
-    assert "hook (before) failed with 4: drain refused" in result.stdout
+    # The canary's batch never ran: nothing changed, so failed (1), not rolled back (3).
+    assert result.returncode == 1, (result.stdout + result.stderr)[-4000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "rollout: stage 50 failed in batch 1 (camera-1): its before hook failed, so the batch never ran; "
+        "nothing was changed")
+    assert "hook (before) failed with exit 4: drain refused" in result.stdout
+    assert log.read_text() == logged  # no after hook for a batch that never ran
     assert {h.name: h.main_pid() for h in fleet} == pids  # nothing restarted
     assert set(stages().values()) == {(25, 25)}
 

@@ -157,6 +157,62 @@ def test_a_failing_before_hook_fails_the_batch_without_touching_its_hosts():
     assert "  hook (before) failed with 4: drain refused" in runner.said
 
 
+HOOKS = {"before": ["drain {hosts}"], "after": ["enable {hosts}"]}
+
+
+@pytest.mark.parametrize("policy", ["previous", "rollback", "stop"])
+def test_a_first_batch_whose_before_hook_failed_changes_nothing_and_exits_1(policy):
+    """Nothing ran anywhere: nothing to revert, so not "rolled back" (3) but
+    failed (1), whatever the policy; the hosts get neither a run nor the after hook."""
+    runner = FakeRunner(failing_hooks=["drain h1"])
+    orchestrator = Orchestrator(runner, hooks=HOOKS)
+    with pytest.raises(Stop) as stop:
+        orchestrator.deploy(change(on_failure=policy), previous={h: 10 for h in HOSTS})
+    assert stop.value.code == EXIT_FAILED
+    assert str(stop.value) == ("stage 10 failed in batch 1 (h1): its before hook failed, so the batch never "
+                               "ran; nothing was changed")
+    assert [c[0] for c in runner.calls if c[0] not in ("hook", "lock")] == []  # no apply, no rollback
+    assert [c[1] for c in runner.calls if c[0] == "hook"] == ["drain h1"]
+    assert orchestrator.result["batches"] == [
+        {"hosts": ["h1"], "ok": False, "ran": False, "gate": {"h1": NOT_RUN}, "seconds": 0.0}]
+    assert "batch 1 FAILED before it ran: nothing changed on h1; the rollout stops; untouched: h1, h2, h3, h4" \
+        in runner.said
+    assert runner.calls[-1] == ("lock", "release")
+
+
+@pytest.mark.parametrize("policy, code, reverts, words", [
+    ("previous", EXIT_ROLLED_BACK, [("apply", ("h1",), 10, False)], "h1 reverted to the previous stage"),
+    ("rollback", EXIT_ROLLED_BACK, [("roll_back", ("h1",), False)], "h1 rolled back to stage 0"),
+    ("stop", EXIT_FAILED, [], "nothing was reverted"),
+])
+def test_a_before_hook_failing_after_applied_batches_reverts_those_only(policy, code, reverts, words):
+    runner = FakeRunner(failing_hooks=["drain h2"])
+    orchestrator = Orchestrator(runner, hooks=HOOKS)
+    with pytest.raises(Stop) as stop:
+        orchestrator.deploy(change(stage=25, on_failure=policy), previous={h: 10 for h in HOSTS})
+    assert stop.value.code == code
+    assert str(stop.value) == f"stage 25 failed in batch 2 (h2): its before hook failed, so the batch never ran; {words}"
+    assert applied(runner) == [("h1",)]
+    assert [c for c in runner.calls if c[0] == "roll_back" or (c[0] == "apply" and not c[3])] == reverts
+    # h1's after hook ran when its batch passed; h2 never ran, so no after hook for it.
+    assert [c[1] for c in runner.calls if c[0] == "hook"] == ["drain h1", "enable h1", "drain h2"]
+    assert [b["ran"] for b in orchestrator.result["batches"]] == [True, False]
+
+
+def test_a_never_run_batch_whose_earlier_batches_fail_to_revert_exits_1():
+    runner = FakeRunner(failing_hooks=["drain h2"], failing_reverts=True)
+    with pytest.raises(Stop) as stop:
+        Orchestrator(runner, hooks=HOOKS).deploy(change(stage=25), previous={h: 10 for h in HOSTS})
+    assert stop.value.code == EXIT_FAILED
+    assert str(stop.value).endswith("never ran; the revert (previous) of h1 FAILED on some host (see above)")
+
+
+def test_the_failure_policy_on_no_host_reverts_nothing():
+    runner = FakeRunner()
+    assert Orchestrator(runner).handle_failure([], {}, "previous") == EXIT_FAILED
+    assert runner.calls == []
+
+
 def test_a_failing_after_hook_fails_the_batch():
     runner = FakeRunner(failing_hooks=["enable h1"])
     orchestrator = Orchestrator(runner, hooks={"after": ["enable {hosts}"]})

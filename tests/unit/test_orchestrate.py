@@ -191,7 +191,8 @@ def test_a_before_hook_failing_after_applied_batches_reverts_those_only(policy, 
     with pytest.raises(Stop) as stop:
         orchestrator.deploy(change(stage=25, on_failure=policy), previous={h: 10 for h in HOSTS})
     assert stop.value.code == code
-    assert str(stop.value) == f"stage 25 failed in batch 2 (h2): its before hook failed, so the batch never ran; {words}"
+    assert str(stop.value) == \
+        f"stage 25 failed in batch 2 (h2): its before hook failed, so the batch never ran; {words}"
     assert applied(runner) == [("h1",)]
     assert [c for c in runner.calls if c[0] == "roll_back" or (c[0] == "apply" and not c[3])] == reverts
     # h1's after hook ran when its batch passed; h2 never ran, so no after hook for it.

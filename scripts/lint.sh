@@ -5,7 +5,7 @@
 # pyproject.toml. Exits non-zero on any finding; both run either way. No cache
 # is written into the work tree. VENV: another venv than .venv.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 venv=${VENV:-.venv}
 if [ ! -x "$venv/bin/ruff" ] || ! "$venv/bin/python" -c "import mypy" 2>/dev/null; then
     echo "lint.sh: ruff or mypy missing in $venv (bash scripts/setup.sh installs them)" >&2

@@ -273,7 +273,7 @@ def test_a_full_disk_when_the_env_file_is_written(fleet, drill):
     t.check_output(
         f"cp -a {ENV_DIR} /root/env-backup && mount -t tmpfs -o size=64k,mode=750 tmpfs {ENV_DIR}"
         f" && cp -a /root/env-backup/. {ENV_DIR}/"
-        f" && (dd if=/dev/zero of={ENV_DIR}/.filler bs=4k 2>/dev/null || true)")
+        f" && (dd if=/dev/zero of={ENV_DIR}/filler bs=4k 2>/dev/null || true)")
     try:
         result = deploy(25)
         output = result.stdout + result.stderr
@@ -284,7 +284,7 @@ def test_a_full_disk_when_the_env_file_is_written(fleet, drill):
         lost = data_lost(fleet, before)
     finally:
         # Free the space; copy what the drill left back to the real directory.
-        t.check_output(f"rm -f {ENV_DIR}/.filler && cp -a {ENV_DIR}/. /root/env-backup/"
+        t.check_output(f"rm -f {ENV_DIR}/filler && cp -a {ENV_DIR}/. /root/env-backup/"
                        f" && umount {ENV_DIR} && cp -a /root/env-backup/. {ENV_DIR}/ && rm -r /root/env-backup")
     assert lost == []
     converge(fleet, 25)

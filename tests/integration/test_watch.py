@@ -25,11 +25,14 @@ HEALTH = "curl -fs -o /dev/null http://127.0.0.1:8000/api/v1/monitoring/health"
 STATE_DIR = "/var/lib/camera-rollout"
 
 #: Durations in seconds, two batches a stage (the canary, then the rest), short
-#: gate windows: a whole progression in minutes.
+#: gate windows on less evidence (150 requests of each implementation, not 500:
+#: these tests prove the controller, docs/benchmarks.md the statistics): a whole
+#: progression in minutes.
 WATCH = {
     "time_compression": 1,
     "stage_durations": {10: [5, 900], 25: [5, 900], 50: [5, 900], 100: [5, 900]},
-    "batches": "1,100%", "batch_soak_s": 15, "soak_s": 20, "watch_soak_s": 20, "auto_promote": True,
+    "gate": {"min_requests_per_implementation": 150},
+    "batches": "1,100%", "batch_soak_s": 8, "soak_s": 10, "watch_soak_s": 10, "auto_promote": True,
     "alert_sinks": [{"name": "ops", "kind": "webhook", "url_env": "ROLLOUT_TEST_WEBHOOK_URL"}],
 }
 
@@ -183,11 +186,19 @@ def test_a_tick_killed_between_batches_is_finished_by_the_next(fleet, tmp_path):
         assert tick.returncode == -signal.SIGKILL, log.read_text()[-3000:]
         before = dict(stages())
         assert before[canary] == (25, 25) and list(before.values()).count((10, 10)) >= 2, before
-        nxt = run_rollout("--project", str(root), "--json", "watch", "sandbox", env=env)
-        assert nxt.returncode == 0, nxt.stderr[-4000:]
-        tick_report = json.loads(nxt.stdout)["ticks"][0]
-        assert tick_report["action"] == "resume promotion to 25", tick_report
-        assert "taking over the lock of a tick that died" in nxt.stderr
+        # The next tick takes over the dead tick's lock and judges the half-way
+        # promotion as a new one: a window too thin to pass is observed (and the
+        # following tick judges again), a passing one resumes it.
+        actions = []
+        for _ in range(5):
+            nxt = run_rollout("--project", str(root), "--json", "watch", "sandbox", env=env)
+            assert nxt.returncode == 0, nxt.stderr[-4000:]
+            if not actions:
+                assert "taking over the lock of a tick that died" in nxt.stderr
+            actions.append(json.loads(nxt.stdout)["ticks"][0]["action"])
+            if actions[-1] != "observe: promotion to 25 half-way":
+                break
+        assert actions[-1] == "resume promotion to 25", actions
         assert [k for k, _ in kinds(receiver)][-2:] == ["batch-passed", "promoted"]
         assert [k for k, _ in kinds(receiver)].count("stage-started") == 1
     assert set(stages().values()) == {(25, 25)}

@@ -9,11 +9,12 @@ import json
 
 import pytest
 
-from fleetlib import implementations, run_pyinfra
+from fleetlib import LESS_EVIDENCE, implementations, run_pyinfra
 
 NO_CHECKS = ("--data", "checks=false")
-#: Long enough for 500 requests of each implementation (a pass); an abort ends it early.
-FAST_GATE = ("--data", "soak_s=30", "--data", "gate_interval_s=3")
+#: Long enough for 150 requests of each implementation (a pass on LESS_EVIDENCE);
+#: an abort ends it early.
+FAST_GATE = ("--data", "soak_s=12", "--data", "gate_interval_s=3", *LESS_EVIDENCE)
 
 
 def set_stage(stage: int, *extra: str) -> None:
@@ -73,7 +74,8 @@ def test_domain_errors_roll_the_fleet_back_to_legacy(fleet, report_dir):
             f"gate {host.name}: ABORT")), output[-3000:]
         assert host.process_switch() == {"USE_DOMAIN_SERVICE": "false", "ROLLOUT_PERCENT": "0"}
         assert implementations(host, 50) == ["legacy"] * 50
-    assert all(r["ok"] for r in reports(report_dir, "legacy-proof").values())
+    proofs = reports(report_dir, "legacy-proof")
+    assert {name: proof["ok"] for name, proof in proofs.items()} == {h.name: True for h in fleet}, proofs
 
 
 def test_gate_aborts_on_error_rate(fleet, report_dir):
@@ -160,10 +162,18 @@ def test_read_only_verification_writes_nothing(fleet, report_dir):
     # Every write to a camera appends a log entry (timestamp, host): the newest
     # entries of the verification camera change with any write.
     logs = "curl -s 'http://127.0.0.1:8000/api/v1/cameras/cam-verify/logs?limit=5&force_domain=false'"
+    # A write first, so that the camera's log has entries a later write would push out.
+    for host in fleet:
+        host.testinfra.check_output("curl -fs -X POST -o /dev/null "
+                                    "'http://127.0.0.1:8000/api/v1/cameras/cam-verify/activate?force_domain=false'")
     before = {h.name: h.testinfra.check_output(logs) for h in fleet}
-    assert all('"logs"' in text for text in before.values())
+    assert all(json.loads(text)["logs"] for text in before.values()), before
     result = run_pyinfra("tasks/verify.py", "--data", "verify_read_only=true",
                          "--data", f"report_dir={report_dir}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    # The verification ran on every host, read-only, and called the service.
+    compares = reports(report_dir, "compare")
+    assert {name: (r["ok"], r["read_only"], r["calls"] > 0) for name, r in compares.items()} == \
+        {h.name: (True, True, True) for h in fleet}, compares
     assert {h.name: h.testinfra.check_output(logs) for h in fleet} == before
     assert all(r["read_only"] and r["calls"] == 6 for r in reports(report_dir, "compare").values())

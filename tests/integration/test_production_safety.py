@@ -109,7 +109,7 @@ def _closed_port() -> int:
 
 
 def test_an_unreachable_host_is_named_and_rolls_back_nothing(fleet, tmp_path):
-    result = run_rollout("deploy", "sandbox", "--stage", "10", "--yes", *FAST)
+    result = run_rollout("deploy", "sandbox", "--stage", "10", "--yes", "--batches", "100%", *FAST)
     assert result.returncode == 0, result.stderr[-3000:]
     pids = {h.name: h.main_pid() for h in fleet}
     fleet_file = json.loads((ROOT / ".sandbox" / "fleet.json").read_text())

@@ -10,7 +10,15 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from fleetlib import (
-    EVIDENCE, ROOT, implementations, run_pyinfra, run_rollout, sandbox_inventory, stages, start_rollout, status,
+    EVIDENCE,
+    ROOT,
+    implementations,
+    run_pyinfra,
+    run_rollout,
+    sandbox_inventory,
+    stages,
+    start_rollout,
+    status,
     wait_until,
 )
 

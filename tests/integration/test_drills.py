@@ -18,7 +18,15 @@ import textwrap
 import pytest
 
 from fleetlib import (
-    ROOT, run_pyinfra, run_rollout, run_sandbox, sandbox_inventory, stages, start_rollout, status, wait_until,
+    ROOT,
+    run_pyinfra,
+    run_rollout,
+    run_sandbox,
+    sandbox_inventory,
+    stages,
+    start_rollout,
+    status,
+    wait_until,
 )
 
 FAST = ("--soak", "6s", "--batch-soak", "3s")

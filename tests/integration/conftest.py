@@ -7,29 +7,44 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 from fleetlib import ROOT, FleetHost
 
 FLEET_SIZE = int(os.environ.get("ROLLOUT_TEST_HOSTS", "4"))
+UP = [sys.executable, "-m", "rollout_sandbox", "up", "--hosts", str(FLEET_SIZE)]
+#: The fleet's boot, started as soon as the session knows it will need it, so the
+#: unit tests and the reference service's run while the hosts boot (the fleet
+#: fixture waits for it): (process, its output file).
+_booting: list[tuple[subprocess.Popen, object]] = []
 
 
 def pytest_collection_modifyitems(config, items):
+    wanted = False
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+            wanted = True
+    if wanted and os.geteuid() == 0 and not _booting:
+        output = tempfile.TemporaryFile(mode="w+")
+        _booting.append((subprocess.Popen(UP, cwd=ROOT, text=True, stdout=output, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL), output))
 
 
 @pytest.fixture(scope="session")
 def fleet() -> list[FleetHost]:
     if os.geteuid() != 0:
         pytest.skip("integration tests boot systemd-nspawn hosts and need root")
-    result = subprocess.run(
-        [sys.executable, "-m", "rollout_sandbox", "up", "--hosts", str(FLEET_SIZE)],
-        cwd=ROOT, text=True, capture_output=True, timeout=1200,
-    )
-    assert result.returncode == 0, f"sandbox up failed:\n{result.stdout}\n{result.stderr}"
+    if _booting:
+        process, output = _booting[0]
+        returncode = process.wait(timeout=1200)
+        output.seek(0)
+        assert returncode == 0, f"sandbox up failed:\n{output.read()}"
+    else:
+        result = subprocess.run(UP, cwd=ROOT, text=True, capture_output=True, timeout=1200)
+        assert result.returncode == 0, f"sandbox up failed:\n{result.stdout}\n{result.stderr}"
     state = json.loads((ROOT / ".sandbox" / "fleet.json").read_text())
     hosts = [FleetHost(h["name"], h["address"], state["ssh_config"]) for h in state["hosts"]]
     yield hosts

@@ -44,7 +44,7 @@ def healthy(host) -> bool:
 
 
 def test_rollback_and_check_without_secret_values_leave_the_secrets_file(fleet, tmp_path):
-    result = run_rollout("deploy", "sandbox", "--stage", "10", "--yes", *FAST)
+    result = run_pyinfra("deploy.py", "--data", "stage=10", "--data", "checks=false")
     assert result.returncode == 0, result.stderr[-3000:]
     before = secrets_sums(fleet)
     inventory = tmp_path / "sandbox.py"
@@ -109,7 +109,7 @@ def _closed_port() -> int:
 
 
 def test_an_unreachable_host_is_named_and_rolls_back_nothing(fleet, tmp_path):
-    result = run_rollout("deploy", "sandbox", "--stage", "10", "--yes", "--batches", "100%", *FAST)
+    result = run_pyinfra("deploy.py", "--data", "stage=10", "--data", "checks=false")
     assert result.returncode == 0, result.stderr[-3000:]
     pids = {h.name: h.main_pid() for h in fleet}
     fleet_file = json.loads((ROOT / ".sandbox" / "fleet.json").read_text())

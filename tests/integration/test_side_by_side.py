@@ -67,6 +67,7 @@ def test_three_percent_domain_errors_at_stage_10_abort_the_canary_batch(fleet):
     (canary,) = report["batches"][0]["hosts"]
     assert report["batches"][0]["gate"] == {canary: "abort"}
     assert "errors vs legacy" in result.stderr
+    assert "window since the restart, json" in result.stderr  # the provider that judged
     assert set(stages().values()) == {(0, 0)}
 
 

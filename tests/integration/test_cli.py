@@ -1,4 +1,4 @@
-"""Issue 4 on a real fleet of 4 hosts: the operator CLI end to end. The tests run
+"""Issue 4 on a real fleet: the operator CLI end to end. The tests run
 in file order: a full progression, refusals, a failing canary, drift, rollback."""
 
 from __future__ import annotations
@@ -36,32 +36,36 @@ def test_start_from_stage_zero(fleet):
 def test_full_progression_with_deploy_and_promote(fleet, tmp_path):
     # Each gate passes on 150 requests of each implementation (EVIDENCE), judged at
     # the end of its window: 10 s for one or two hosts, 12 s for every host at once
-    # (four hosts' synthetic traffic shares two cores).
+    # (the hosts' synthetic traffic shares two cores).
     env = sandbox_inventory(tmp_path, gate=EVIDENCE)
     result = run_rollout("--json", "deploy", env, "--stage", "10", "--yes", "--soak", "10s", "--batch-soak", "10s")
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout)
-    # canary, a quarter, the rest
-    assert [len(batch) for batch in report["plan"]] == [1, 1, 2]
+    # canary, a quarter (rounded up: one host), the rest
+    assert [len(batch) for batch in report["plan"]] == [1, 1, len(fleet) - 2]
     assert report["plan"][0] == ["camera-1"]
     assert [set(b["gate"].values()) for b in report["batches"]] == [{"pass"}] * 3
-    for expected in (25, 50, 100):
-        result = run_rollout("--json", "promote", env, "--yes", "--gate-soak", "12s", "--soak", "12s",
-                             "--batches", "100%")
-        assert result.returncode == 0, result.stderr[-4000:]
-        assert json.loads(result.stdout)["stage"] == expected
-        assert set(stages().values()) == {(expected, expected)}
-    for host in fleet:
-        assert implementations(host, 20) == ["domain"] * 20
+    # promote: the gate on stage 10, then the plan's next stage (the watch's test
+    # goes on through 50 and 100 by the same orchestration).
+    result = run_rollout("--json", "promote", env, "--yes", "--gate-soak", "12s", "--soak", "12s",
+                         "--batches", "100%")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert json.loads(result.stdout)["stage"] == 25
+    assert set(stages().values()) == {(25, 25)}
     records = status()["hosts"]
+    assert sorted(records) == sorted(h.name for h in fleet)
     for _name, host_status in records.items():
         current = host_status["current"]
-        assert current["stage"] == 100 and current["verdict"] == "pass", current
+        assert current["stage"] == 25 and current["verdict"] == "pass", current
         assert current["operator"] and current["baseline_p95_ms"] is not None
-        assert [r["stage"] for r in host_status["history"]][-4:] == [10, 25, 50, 100]
+        assert [r["stage"] for r in host_status["history"]][-2:] == [10, 25]
 
 
 def test_promote_at_100_is_refused(fleet):
+    set_up = run_pyinfra("deploy.py", "--data", "stage=100", "--data", "checks=false")
+    assert set_up.returncode == 0, set_up.stderr[-3000:]
+    for host in fleet:
+        assert implementations(host, 20) == ["domain"] * 20
     result = run_rollout("promote", "sandbox", "--yes")
     assert result.returncode == 1
     assert "already at 100%" in result.stderr
@@ -213,10 +217,11 @@ def test_batch_hooks_run_around_each_batch_and_a_failing_hook_stops(fleet, tmp_p
     result = run_rollout("deploy", str(inventory), "--stage", "25", "--yes", *FAST)
     # stdout too: the per-host check lines say which check failed
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    rest = " ".join(sorted(h.name for h in fleet)[2:])
     assert log.read_text().splitlines() == [
         "before 1 camera-1 stage 25", "after 1 camera-1",
         "before 2 camera-2 stage 25", "after 2 camera-2",
-        "before 3 camera-3 camera-4 stage 25", "after 3 camera-3 camera-4",
+        f"before 3 {rest} stage 25", f"after 3 {rest}",
     ]
     pids = {h.name: h.main_pid() for h in fleet}
     logged = log.read_text()

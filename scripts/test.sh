@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 bash scripts/setup.sh
+echo "suite: set up after $(( $(date +%s) - started )) s"
 status=0
 bash scripts/lint.sh || status=$?
 ROLLOUT_TESTS_NO_SKIP=1 .venv/bin/python -m pytest -v -p no:cacheprovider "$@" || status=$?

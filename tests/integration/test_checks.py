@@ -99,7 +99,7 @@ def test_gate_aborts_on_error_rate(fleet, report_dir):
 def test_added_domain_latency_aborts_and_rolls_back(fleet, report_dir):
     set_stage(0)
     result = run_pyinfra("deploy.py", "--data", "stage=10", *FAST_GATE,
-                         "--data", 'app_env={"DOMAIN_EXTRA_LATENCY_MS": "400"}',
+                         "--data", 'app_env={"DOMAIN_EXTRA_LATENCY_MS": "150"}',
                          "--data", f"report_dir={report_dir}")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]

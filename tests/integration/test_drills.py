@@ -198,8 +198,8 @@ def test_a_service_that_crash_loops_after_the_restart(fleet, drill, tmp_path):
     pids = {h.name: h.main_pid() for h in others}
     canary.testinfra.check_output(_BAD_VALUE_ON_25)
     try:
-        # A health wait of 20 s, not 60: the bound is what is tested, not its length.
-        result = deploy(25, env=sandbox_inventory(tmp_path, health_timeout_s=20))
+        # A health wait of 15 s, not 60: the bound is what is tested, not its length.
+        result = deploy(25, env=sandbox_inventory(tmp_path, health_timeout_s=15))
         journal = canary.testinfra.check_output(
             "journalctl -u camera-api.service --since '-3min' --no-pager | grep -c 'DOMAIN_ERROR_RATE must be' || true")
     finally:
@@ -208,7 +208,7 @@ def test_a_service_that_crash_loops_after_the_restart(fleet, drill, tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 3, output[-3000:]
     assert int(journal) > 0  # the service really refused the bad value, again and again
-    assert f"[{canary.name}] camera-api.service not healthy after 20s" in output, output[-3000:]
+    assert f"[{canary.name}] camera-api.service not healthy after 15s" in output, output[-3000:]
     assert f"failed in batch 1 ({canary.name}); reverted to the previous stage" in last_line(result)
     assert stages()[canary.name] == (10, 10)
     assert {h.name: h.main_pid() for h in others} == pids  # never touched

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from fleetlib import ROOT, run_rollout
+from rollout_sandbox.image import product_wheelhouse
 
 INVENTORY = """\
 import json
@@ -32,13 +33,15 @@ def clean_env() -> dict:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    """A fresh venv with the wheel built from this checkout; returns its bin/."""
+    """A fresh venv with the wheel built from this checkout, installed with no
+    index from the wheelhouse of scripts/wheelhouse.sh (the offline install the
+    autopilot uses; built once per change of the product's files and shared with
+    test_autopilot.py); returns its bin/."""
     work = tmp_path_factory.mktemp("install")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(work / "dist"), str(ROOT)],
-                   check=True, cwd=work, env=clean_env(), timeout=600)
-    (wheel,) = (work / "dist").glob("camera_rollout-*.whl")
+    wheels = product_wheelhouse()
     subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True, timeout=120)
-    subprocess.run([str(work / "venv" / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)],
+    subprocess.run([str(work / "venv" / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                    "--no-index", "--find-links", str(wheels), "camera-rollout"],
                    check=True, cwd=work, env=clean_env(), timeout=900)
     return work / "venv" / "bin"
 

@@ -32,7 +32,7 @@ WATCH = {
     "time_compression": 1,
     "stage_durations": {10: [5, 900], 25: [5, 900], 50: [5, 900], 100: [5, 900]},
     "gate": {"min_requests_per_implementation": 150},
-    "batches": "1,100%", "batch_soak_s": 6, "soak_s": 8, "watch_soak_s": 8, "auto_promote": True,
+    "batches": "1,100%", "batch_soak_s": 5, "soak_s": 6, "watch_soak_s": 6, "auto_promote": True,
     "alert_sinks": [{"name": "ops", "kind": "webhook", "url_env": "ROLLOUT_TEST_WEBHOOK_URL"}],
 }
 

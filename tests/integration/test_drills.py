@@ -160,8 +160,8 @@ def test_ssh_drops_after_the_env_file_is_written_before_the_restart(fleet, drill
     try:
         result = deploy(25)
     finally:
+        watcher.wait(timeout=660)  # the watcher ends by itself (its own bound: 600 s); its output is a line
         seen, problem = watcher.stdout.read(), watcher.stderr.read()
-        watcher.wait(timeout=120)
     # The drop happened while the process still ran stage 10: after the write, before the restart.
     assert seen.startswith("killed ") and "'ROLLOUT_PERCENT=10'" in seen, seen + problem
     assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-2000:]

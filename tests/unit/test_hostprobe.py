@@ -95,7 +95,10 @@ def test_the_running_process_switch_comes_back_and_nothing_else():
     env = {"USE_DOMAIN_SERVICE": "true", "ROLLOUT_PERCENT": "10", "DATABASE_URL": f"postgresql://{SECRET}@db"}
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], env={**env, "PATH": os.defpath})
     try:
-        time.sleep(0.2)
+        deadline = time.monotonic() + 10  # until the child has exec'd (its own environment in /proc)
+        while b"time.sleep(30)" not in open(f"/proc/{child.pid}/cmdline", "rb").read():
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.01)
         assert hostprobe.process_switch(child.pid, list(SWITCH.values())) == {
             "USE_DOMAIN_SERVICE": "true", "ROLLOUT_PERCENT": "10"}
         assert hostprobe.process_switch(None, list(SWITCH.values())) is None

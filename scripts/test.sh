@@ -11,7 +11,7 @@ bash scripts/setup.sh
 echo "suite: set up after $(( $(date +%s) - started )) s"
 status=0
 bash scripts/lint.sh || status=$?
-ROLLOUT_TESTS_NO_SKIP=1 .venv/bin/python -m pytest -v -p no:cacheprovider "$@" || status=$?
+ROLLOUT_TESTS_NO_SKIP=1 .venv/bin/python -m pytest -v -p no:cacheprovider --durations=30 "$@" || status=$?
 elapsed=$(( $(date +%s) - started ))
 echo "suite: $(( elapsed / 60 )) min $(( elapsed % 60 )) s, exit $status"
 exit "$status"

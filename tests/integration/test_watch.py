@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from fleetlib import ROOT, run_pyinfra, run_rollout, stages, status, wait_until
 from tests.alert_receiver import running_receiver
 
@@ -35,6 +37,17 @@ WATCH = {
     "batches": "1,100%", "batch_soak_s": 5, "soak_s": 6, "watch_soak_s": 6, "auto_promote": True,
     "alert_sinks": [{"name": "ops", "kind": "webhook", "url_env": "ROLLOUT_TEST_WEBHOOK_URL"}],
 }
+
+
+@pytest.fixture(autouse=True)
+def _no_lock_left_by_a_failure(request):
+    """A test that failed may leave a dead tick's lock on the hosts; break it so
+    the failure is reported once, not again by every later test of the module.
+    A passing test's lock is left alone (the tests that care assert it)."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        run_rollout("unlock", "sandbox", "--force")
 
 
 def project(tmp_path: Path, **overrides) -> Path:
@@ -185,7 +198,9 @@ def test_a_tick_killed_between_batches_is_finished_by_the_next(fleet, tmp_path):
             tick.wait(timeout=60)
         assert tick.returncode == -signal.SIGKILL, log.read_text()[-3000:]
         before = dict(stages())
-        assert before[canary] == (25, 25) and list(before.values()).count((10, 10)) >= 2, before
+        # Half-way: the canary promoted, at least one later batch not yet (the
+        # kill lands within a poll of the canary batch, the next may have begun).
+        assert before[canary] == (25, 25) and (10, 10) in before.values(), before
         # The next tick takes over the dead tick's lock and judges the half-way
         # promotion as a new one: a window too thin to pass is observed (and the
         # following tick judges again), a passing one resumes it.

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -98,18 +98,38 @@ class Sink:
     allow_http: bool = False
 
 
+#: The characters of a URL (RFC 3986: unreserved, reserved and ``%``). Anything
+#: else, a backslash above all, is refused: ``http://evil\\@127.0.0.1/`` is a
+#: loopback URL to Python's urlsplit but a request to ``evil`` to a browser's
+#: (WHATWG) parser, and the check must judge the host the request goes to.
+_URL = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
+
+
+def web_url(url: str) -> SplitResult | None:
+    """``url`` split, when it is a plain http(s) URL with a host (RFC 3986's
+    characters only); None otherwise. Never shows the URL (it may be a secret)."""
+    if not _URL.fullmatch(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    return parts
+
+
 def url_problem(sink: Sink, url: str | None) -> str | None:
     """Why ``sink`` may not be posted to at ``url`` (its variable's value), in
     one line that never shows the URL; None when it may."""
     url = (url or "").strip()
     if not url:
         return f"sink {sink.name}: environment variable {sink.url_env} is not set"
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        parts, host = None, None
-    if parts is None or parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in url):
+    parts = web_url(url)
+    host = parts.hostname if parts else None
+    if parts is None or host is None:
         return f"sink {sink.name}: {sink.url_env} does not hold an http(s) URL (not shown)"
     if parts.scheme == "http" and not sink.allow_http and not is_loopback(host):
         return (f"sink {sink.name}: {sink.url_env} holds a plain http:// URL to another host (not shown): refused, "

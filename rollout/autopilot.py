@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rollout.inputs import InputError
+from rollout.inputs import InputError, is_host_path
 from rollout.render import env_quote
 
 #: Every autopilot setting (the keys of group_data/all.py's autopilot section).
@@ -65,6 +65,9 @@ def _absolute(key: str, value: Any, local: str | None = None) -> str:
     path = os.path.expanduser(value) if local else value
     if not path.startswith("/") or "\n" in path or any(c.isspace() for c in path) or path.rstrip("/") == "":
         raise InputError(f"setting {key}: {value!r} must be an absolute path (no spaces, not /)")
+    if not local and not is_host_path(path):  # it reaches the unit files: no specifier, quote or $
+        raise InputError(f"setting {key}: {value!r} must be an absolute path of letters, digits and . _ + @ - "
+                         "(no quote, $, % or ..)")
     path = os.path.normpath(path)
     if local == "file" and not os.path.isfile(path):
         raise InputError(f"setting {key}: no file {path} on this machine")

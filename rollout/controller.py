@@ -45,13 +45,20 @@ from rollout.batches import fill, plan_batches
 from rollout.orchestrate import EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, Orchestrator, StageChange, Stop
 from rollout.stages import ROLLBACK_STAGE
 from rollout.timetable import Duration, durations_from, histories, human, parse_time, stage_since, utcnow
-from rollout.watch import after_gate, is_stale, lock_holders, overdue_alert, situation
+from rollout.watch import after_gate, is_stale, key_time, lock_holders, overdue_alert, situation
 
 #: Alert keys kept on the hosts and on this machine (the newest).
 SENT_KEPT = 300
+#: Rollout locks held by others, with when this machine first saw each (the newest).
+LOCKS_SEEN_KEPT = 20
 #: Alerts a sink did not take, kept here for the next tick (the newest), and for how long.
 PENDING_KEPT = 100
 PENDING_MAX_AGE_S = 24 * 3600
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace and control characters made one space."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def default_state_dir() -> Path:
@@ -163,6 +170,18 @@ class LocalState:
     def keep_sent(self, new: list[str]) -> None:
         self._own(sent=sent_to_keep(self.sent(), new))
 
+    def first_seen(self, token: str, now: datetime) -> datetime:
+        """When a tick of this machine first saw the lock ``token`` (``now``, the
+        first time): a lock's age that no host's clock or record can change."""
+        seen = self._load(self.own_path).get("locks_seen")
+        seen = {k: v for k, v in seen.items() if isinstance(v, str)} if isinstance(seen, dict) else {}
+        moment = parse_time(seen.get(token))
+        if moment is None:
+            moment = now
+            kept = list(seen.items())[-(LOCKS_SEEN_KEPT - 1):]
+            self._own(locks_seen={**dict(kept), token: moment.isoformat(timespec="seconds")})
+        return moment
+
 
 @dataclass
 class Alerts:
@@ -181,7 +200,9 @@ class Alerts:
     keep_pending: Callable[[list[dict]], None] | None = None
 
     def __call__(self, kind: str, stage: int | None, summary: str, key: str = "") -> None:
-        full = f"{kind}:{self.base}:{key}"
+        # One line each, whatever a host wrote into the text (a newline would
+        # make the event unsendable after its key counted as sent).
+        summary, full = one_line(summary), one_line(f"{kind}:{self.base}:{key}")
         if full in self.sent:
             return
         self.sent.add(full)
@@ -323,8 +344,8 @@ class Tick:
             since = stage_since(histories(statuses), place.stage) if place.stage is not None else None
             # The alerts' keys tell this stage's time on it from any other: when the
             # whole fleet reached it, else the newest record (a new drift, a new rollback).
-            newest = max((str((s.get("current") or {}).get("time")) for s in statuses.values()), default="-")
-            self.alerts.base = f"{place.stage}@{since.isoformat() if since else newest}"
+            records = [(s.get("current") or {}).get("time") for s in statuses.values()]
+            self.alerts.base = f"{place.stage}@{key_time(since, records, self.now())}"
             if place.kind in ("settled", "rollback"):
                 self._forget_promotion()  # none half-way: whatever was started is over
             try:
@@ -391,7 +412,8 @@ class Tick:
         described = f"{other.get('owner')} since {other.get('time')} ({other.get('command')})"
         self.say(f"the rollout lock is held by {described}: this tick does nothing")
         self.summary["action"] = "none: locked"
-        if is_stale(other, self.now(), self.settings.lock_stale_after_s):
+        first_seen = self.state.first_seen(str(other.get("token")), self.now()) if self.state is not None else None
+        if is_stale(other, self.now(), self.settings.lock_stale_after_s, first_seen):
             saved, self.alerts.base = self.alerts.base, "lock"
             self.alerts("lock-stale", None, f"the rollout lock is held by {described}, longer than "
                         f"{human(self.settings.lock_stale_after_s)}: `rollout unlock {self.settings.env} --force` "
@@ -458,8 +480,8 @@ class Tick:
         if not marker or (marker.get("env"), marker.get("from"), marker.get("to")) != \
                 (self.settings.env, place.stage, place.target):
             return False
-        if place.stage == ROLLBACK_STAGE or since is None:  # a --start; or never due (the timetable holds it)
-            return True
+        if since is None:  # never due (the timetable holds it); at stage 0, hosts with no record there
+            return place.stage != ROLLBACK_STAGE or self.start
         started = parse_time(marker.get("time"))
         return started is not None and since <= started
 

@@ -171,6 +171,7 @@ def make_directory(path, owner):
     """The directory a file goes into, created when missing (with its missing
     parents): each private while it is made (umask 077), then given ``owner``
     (user, group, mode)."""
+    uid, gid = _owner_ids(owner.get("user"), owner.get("group"))  # an unknown owner makes nothing
     parent = os.path.dirname(path.rstrip("/"))
     if parent and not os.path.isdir(parent):
         make_directory(parent, owner)
@@ -178,7 +179,6 @@ def make_directory(path, owner):
         os.mkdir(path, 0o700)
     except FileExistsError:
         return
-    uid, gid = _owner_ids(owner.get("user"), owner.get("group"))
     os.chown(path, uid, gid)
     os.chmod(path, int(str(owner.get("mode", "755")), 8))
 
@@ -189,9 +189,9 @@ def write_atomic(path, content, mode="644", user=None, group=None, directory=Non
     and mode, then renamed over ``path``; removed on any failure. The directory
     is created when missing (``directory``: its owner and mode)."""
     parent = os.path.dirname(path)
+    uid, gid = _owner_ids(user, group)  # before anything is made: an unknown owner leaves no trace
     if not os.path.isdir(parent):
         make_directory(parent, directory or {"mode": "755"})
-    uid, gid = _owner_ids(user, group)
     fd, temp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.")
     try:
         with (os.fdopen(fd, "wb") if isinstance(content, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as handle:

@@ -22,10 +22,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from rollout.alert_rules import check as check_alert_rules, check_names as check_metric_names
-from rollout.alerts import is_loopback, parse_sinks
+from rollout.alerts import is_loopback, parse_sinks, web_url
 from rollout.batches import (
     BatchError,
     hook_commands,
@@ -37,6 +36,7 @@ from rollout.batches import (
 from rollout.catalog import CatalogError, load_catalog
 from rollout.consistency import ConsistencyError, check_spec
 from rollout.gate import Thresholds
+from rollout.hooks import MINIMAL_ENV
 from rollout.metrics import METRICS
 from rollout.promql import PROMETHEUS, PROVIDERS, check_queries
 from rollout.render import check_app_env, reserved_variables
@@ -102,8 +102,13 @@ def control_characters(text: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
+def is_host_path(value: Any) -> bool:
+    """A path of the host in the grammar above (safe in a unit file and a shell)."""
+    return isinstance(value, str) and bool(_PATH.fullmatch(value))
+
+
 def _absolute_path(value: Any) -> None:
-    if not isinstance(value, str) or not _PATH.fullmatch(value):
+    if not is_host_path(value):
         raise ValueError(f"must be an absolute path of letters, digits and . _ + @ - "
                          f"(no space, quote, $, % or control character), got {value!r}")
 
@@ -120,8 +125,11 @@ def _app_module(value: Any) -> None:
 
 
 def is_address(value: Any) -> bool:
-    """An IP address or a DNS name."""
-    if not isinstance(value, str):
+    """An IP address or a DNS name. No IPv6 zone (``fe80::1%eth0``): Python
+    accepts any text after the ``%``, a newline included, and the address
+    reaches a unit file and SSH configs."""
+    if not isinstance(value, str) or "%" in value or control_characters(value) \
+            or any(c.isspace() for c in value):
         return False
     try:
         ipaddress.ip_address(value)
@@ -199,9 +207,8 @@ def _prometheus(value: Any) -> None:
         raise ValueError(f"unknown key {unknown[0]!r} (known: url, timeout_s, min_window_s, queries)")
     url = value.get("url")
     if url is not None:
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
-                or any(c.isspace() for c in url):
+        parts = web_url(url) if isinstance(url, str) else None
+        if parts is None or parts.hostname is None:
             raise ValueError("url must be an http:// or https:// URL of the server "
                              "(not shown: it may hold credentials)")
         if parts.scheme == "http" and (parts.username or parts.password) and not is_loopback(parts.hostname):
@@ -419,10 +426,18 @@ def check_settings(settings: Mapping[str, Any], host: str | None = None) -> None
         durations_from(settings.get)
     except ValueError as error:
         raise InputError(f"setting stage_durations{where}: {error}") from None
-    urls = {sink.url_env for sink in parse_sinks(settings["alert_sinks"])} & set(settings["hook_env"])
+    shared = set(settings["switch_variables"].values()) & set(settings["secret_variables"])
+    if shared:  # the stage would be written into the secrets file, or a secret into the stage's
+        raise InputError(f"setting secret_variables{where}: {sorted(shared)[0]} is also a switch variable")
+    url_envs = {sink.url_env for sink in parse_sinks(settings["alert_sinks"])}
+    urls = url_envs & set(settings["hook_env"])
     if urls:
         raise InputError(f"setting hook_env{where}: {sorted(urls)[0]} holds an alert sink's URL (a secret): "
                          "no hook may get it")
+    inherited = sorted(name for name in url_envs if name in MINIMAL_ENV or name.startswith("LC_"))
+    if inherited:
+        raise InputError(f"setting alert_sinks{where}: url_env {inherited[0]} is a variable every hook "
+                         "inherits: name the URL's own variable")
 
 
 def check_connection(host: str, data: Callable[[str], Any]) -> None:
@@ -430,9 +445,9 @@ def check_connection(host: str, data: Callable[[str], Any]) -> None:
     before any connection: each of these reaches a shell (a batch hook's
     ``{hosts}``) or an SSH config file (``rollout verify``'s), so each must fit
     its grammar: a host name, an address, a login name, a port, a path."""
-    if not isinstance(host, str) or not _HOST_NAME.fullmatch(host):
-        raise InputError(f"host name {host!r}: letters, digits and . _ : / @ - only (it reaches batch hooks "
-                         "and SSH configs)")
+    if not isinstance(host, str) or not _HOST_NAME.fullmatch(host) or ".." in host:
+        raise InputError(f"host name {host!r}: letters, digits and . _ : / @ - only, no '..' (it reaches batch "
+                         "hooks, SSH configs and report file names)")
 
     def plain_path(value: Any) -> bool:
         return isinstance(value, str) and bool(value) and not control_characters(value) \

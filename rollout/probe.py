@@ -50,7 +50,9 @@ def probe_shell(mode: str, spec: dict) -> str:
 def probe_command(mode: str, spec: dict | None = None, stdin: dict | None = None) -> StringCommand:
     """``probe_argv`` as a pyinfra command; ``stdin``: the spec, sent on the
     command's stdin instead (never on its command line: a file's content)."""
-    arguments: dict[str, Any] = {"_stdin": json.dumps(stdin)} if stdin is not None else {}
+    # No terminal with stdin, whatever the inventory's _get_pty: a pty echoes what
+    # it is given, and a file's content (a secret) would come back as output.
+    arguments: dict[str, Any] = {"_stdin": json.dumps(stdin), "_get_pty": False} if stdin is not None else {}
     return StringCommand(*(QuoteString(arg) for arg in probe_argv(mode, spec)), **arguments)
 
 
@@ -65,6 +67,7 @@ def probe(host, mode: str, spec: dict, timeout: float = 300) -> Any:
     """Run the probe on ``host``; the spec goes over stdin, the answer is JSON."""
     ok, output = host.run_shell_command(
         probe_command(mode), _stdin=json.dumps(spec), _timeout=timeout, _sudo=bool(host.data.get("_sudo")),
+        _get_pty=False,
     )
     if not ok:
         detail = (output.stderr_lines or ["no output"])[-1]

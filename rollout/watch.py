@@ -26,7 +26,7 @@ alert; past the maximum -> alert "overdue"; at 100 % due and passing -> complete
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -214,6 +214,33 @@ def lock_holders(statuses: Mapping[str, Mapping]) -> list[Mapping]:
     return list(seen.values())
 
 
-def is_stale(lock: Mapping, now: datetime, stale_after_s: float) -> bool:
-    taken = parse_time(lock.get("time"))
-    return taken is not None and (now - taken).total_seconds() >= stale_after_s
+#: How far ahead of this machine's clock a host's time may be and still count.
+CLOCK_SKEW_S = 300
+
+
+def trusted_time(text: Any, now: datetime) -> datetime | None:
+    """A host-written time, unless unreadable or in the future (beyond the clock
+    skew): root on one host can write any time, and a future one would hold a
+    check that counts from it (a lock never stale, an alert key never new)."""
+    moment = parse_time(text)
+    if moment is None or (moment - now).total_seconds() > CLOCK_SKEW_S:
+        return None
+    return moment
+
+
+def is_stale(lock: Mapping, now: datetime, stale_after_s: float, first_seen: datetime | None = None) -> bool:
+    """Whether ``lock`` is held longer than ``stale_after_s``: from the earlier of
+    the time it says it was taken and the time this machine first saw it
+    (``first_seen``), so a lock with a forged time still grows stale."""
+    taken = [t for t in (trusted_time(lock.get("time"), now), first_seen) if t is not None]
+    return bool(taken) and (now - min(taken)).total_seconds() >= stale_after_s
+
+
+def key_time(since: datetime | None, records: Iterable[Any], now: datetime) -> str:
+    """The time an alert key tells a stage's time on it by: when the whole fleet
+    reached it (``since``), else the newest of the hosts' current ``records``
+    times (a new drift, a new rollback), future and unreadable times left out."""
+    if since is not None and trusted_time(since.isoformat(), now) is not None:
+        return since.isoformat()
+    times = [t for t in (trusted_time(r, now) for r in records) if t is not None]
+    return max(times).isoformat() if times else "-"

@@ -83,7 +83,11 @@ def install(s: dict) -> None:
         create_home=False,
         ensure_home=False,
     )
-    files.directory(name=f"Home {home} (the user's only)", path=home, user=user, group=user, mode=700)
+    # Root owns every directory root writes into (home, project, .ssh): the user
+    # can plant no symlink there for a later install, running as root, to follow.
+    # The state directory is the user's only writable place (and the tick's cwd).
+    files.directory(name=f"Home {home} (root's; the user reads it)", path=home, user="root", group=user,
+                    mode=750)
     files.directory(name=f"State directory {state_dir}", path=state_dir, user=user, group=user, mode=700)
 
     # --- the tool, in a venv owned by root: the user runs it and cannot change it
@@ -117,21 +121,21 @@ def install(s: dict) -> None:
             fingerprint=s["autopilot_package"],
         )
 
-    # --- the operator's project: inventories/ and group_data/ only, the user's only
-    files.directory(name=f"Project {p['project']}", path=p["project"], user=user, group=user, mode=700)
+    # --- the operator's project: inventories/ and group_data/ only, read-only to the user
+    files.directory(name=f"Project {p['project']}", path=p["project"], user="root", group=user, mode=750)
     for folder in ("inventories", "group_data"):
         local = posixpath.join(s["autopilot_project"], folder)
         remote = f"{p['project']}/{folder}"
         if posixpath.isdir(local):
-            files.directory(name=f"Project directory {remote}", path=remote, user=user, group=user, mode=700)
+            files.directory(name=f"Project directory {remote}", path=remote, user="root", group=user, mode=750)
             installed_tree(
                 name=f"Project {folder}/ -> {remote}",
                 src=local,
                 dest=remote,
-                user=user,
+                user="root",
                 group=user,
-                mode=600,
-                dir_mode=700,
+                mode=640,
+                dir_mode=750,
                 exclude=["*.pyc"],
                 exclude_dir=["__pycache__"],
             )
@@ -139,23 +143,23 @@ def install(s: dict) -> None:
             files.directory(name=f"No {folder}/ in the project: {remote} removed", path=remote, present=False)
 
     # --- SSH: the key (never shown) and the fleet's host keys
-    files.directory(name=f"SSH directory {p['ssh_dir']}", path=p["ssh_dir"], user=user, group=user, mode=700)
+    files.directory(name=f"SSH directory {p['ssh_dir']}", path=p["ssh_dir"], user="root", group=user, mode=750)
     installed_file(
         name=f"SSH key {p['ssh_dir']}/id_rollout (contents never shown)",
         src=s["autopilot_ssh_key"],
         dest=f"{p['ssh_dir']}/id_rollout",
-        user=user,
+        user="root",
         group=user,
-        mode=600,
+        mode=640,
         secret=True,
     )
     installed_file(
         name=f"Known hosts {p['ssh_dir']}/known_hosts",
         src=s["autopilot_known_hosts"],
         dest=f"{p['ssh_dir']}/known_hosts",
-        user=user,
+        user="root",
         group=user,
-        mode=644,
+        mode=640,
     )
 
     # --- alert webhook URLs: secrets, from the installing operator's environment
@@ -176,7 +180,7 @@ def install(s: dict) -> None:
         files.file(name=f"No alert variables: no {p['alerts_env_file']}", path=p["alerts_env_file"], present=False)
 
     # --- the units
-    writable = [home] + ([] if _inside(state_dir, home) else [state_dir])
+    writable = [state_dir]
     context = {
         "unit": s["autopilot_unit"], "user": user, "home": home, "venv": p["venv"], "state_dir": state_dir,
         "alerts_env_file": p["alerts_env_file"], "command": s["autopilot_command"], "env": s["autopilot_env"],

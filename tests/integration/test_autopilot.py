@@ -125,12 +125,17 @@ def test_install_runs_the_timer_s_command_against_the_fleet_and_a_second_install
     assert user.exists and user.home == HOME and user.shell == "/usr/sbin/nologin" and user.uid < 1000
     for unit in UNITS:
         assert host.file(unit).is_file and host.file(unit).user == "root"
+    # Root owns all root writes into; the user reads it and writes only its state.
     key = host.file(f"{HOME}/.ssh/id_rollout")
-    assert (key.mode, key.user, key.group) == (0o600, USER, USER)
+    assert (key.mode, key.user, key.group) == (0o640, "root", USER)
     assert key.sha256sum == sha256(setup["key"])
-    assert host.file(f"{HOME}/.ssh/known_hosts").user == USER
-    assert (host.file(HOME).mode, host.file(HOME).user) == (0o700, USER)
-    assert host.file(f"{HOME}/project/inventories/sandbox.py").mode == 0o600
+    for path in (HOME, f"{HOME}/.ssh", f"{HOME}/project", f"{HOME}/project/inventories"):
+        assert (host.file(path).mode, host.file(path).user, host.file(path).group) == (0o750, "root", USER), path
+    for path in (f"{HOME}/.ssh/known_hosts", f"{HOME}/project/inventories/sandbox.py"):
+        assert (host.file(path).mode, host.file(path).user) == (0o640, "root"), path
+    state = host.file(f"{HOME}/state")
+    assert (state.mode, state.user) == (0o700, USER)
+    assert host.run(f"runuser -u {USER} -- ln -s /etc {HOME}/project/planted").rc != 0
     alerts = host.file(ALERTS)
     assert (alerts.mode, alerts.user, alerts.group) == (0o640, "root", USER)
     assert alerts.sha256sum == hashlib.sha256(alerts_env({HOOK_VARIABLE: HOOK_URL}).encode()).hexdigest()

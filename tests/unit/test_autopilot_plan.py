@@ -72,6 +72,8 @@ def test_the_defaults_name_every_setting_and_a_good_install_passes(local):
     ({"autopilot_home": "var/lib/x"}, "setting autopilot_home: 'var/lib/x' must be an absolute path"),
     ({"autopilot_home": "/"}, "setting autopilot_home: '/' must be an absolute path"),
     ({"autopilot_state_dir": "/var/lib/a b"}, "setting autopilot_state_dir"),
+    ({"autopilot_home": "/var/lib/%h"}, "setting autopilot_home: '/var/lib/%h' must be an absolute path of letters"),
+    ({"autopilot_state_dir": "/var/lib/$(id)"}, "setting autopilot_state_dir: '/var/lib/$(id)' must be"),
     ({"autopilot_interval": "soon"}, "setting autopilot_interval: 'soon' is not a duration (e.g. 30s, 1min, 1h)"),
     ({"autopilot_interval": "0s"}, "setting autopilot_interval: '0s' must be at least one second"),
     ({"autopilot_interval": "500ms"}, "setting autopilot_interval: '500ms' is not a duration"),
@@ -154,7 +156,7 @@ def data(local: dict) -> list[str]:
 
 INSTALL_PLAN = [
     "System user rollout-watch (no login shell, home /var/lib/rollout-watch)",
-    "Home /var/lib/rollout-watch (the user's only)",
+    "Home /var/lib/rollout-watch (root's; the user reads it)",
     "State directory /var/lib/rollout-watch/state",
     "venv /var/lib/rollout-watch/venv",
     "Wheelhouse directory /var/lib/rollout-watch/wheelhouse",
@@ -225,12 +227,13 @@ def test_files_are_replaced_by_rename_and_the_install_marked_after_pip(tmp_path,
     assert {k: written["/etc/rollout-watch/alerts.env"][k] for k in ("user", "group", "mode")} == \
         {"user": "root", "group": "rollout-watch", "mode": "640"}
     assert {k: written["/var/lib/rollout-watch/.ssh/id_rollout"][k] for k in ("user", "group", "mode")} == \
-        {"user": "rollout-watch", "group": "rollout-watch", "mode": "600"}
-    # The project's files and the wheels too (a fresh control host: every file is new).
+        {"user": "root", "group": "rollout-watch", "mode": "640"}
+    # The project's files and the wheels too (a fresh control host: every file is new),
+    # root's: the user reads them and can plant no symlink where root writes.
     project = written["/var/lib/rollout-watch/project/inventories/prod.py"]
     assert {k: project[k] for k in ("user", "group", "mode", "directory")} == \
-        {"user": "rollout-watch", "group": "rollout-watch", "mode": "600",
-         "directory": {"user": "rollout-watch", "group": "rollout-watch", "mode": "700"}}
+        {"user": "root", "group": "rollout-watch", "mode": "640",
+         "directory": {"user": "root", "group": "rollout-watch", "mode": "750"}}
     assert written["/var/lib/rollout-watch/wheelhouse/camera_rollout-0.1.0-py3-none-any.whl"]["mode"] == "644"
     assert "simulating put_file" not in output
     assert KEY_BODY not in output

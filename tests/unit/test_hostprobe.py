@@ -285,6 +285,19 @@ def test_a_failed_write_says_one_line_and_leaves_no_copy_of_the_content(tmp_path
     assert leftovers == []
 
 
+@pytest.mark.parametrize("owner", ["file", "directory"])
+def test_an_unknown_owner_makes_no_directory_either(tmp_path, owner):
+    path = tmp_path / "etc" / "camera-api" / "secrets.env"
+    spec = {"path": str(path), "content": "A=1\n", "mode": "640", "directory": {"mode": "750"}}
+    if owner == "file":
+        spec["group"] = "no-such-group-rollout"
+    else:
+        spec["directory"]["group"] = "no-such-group-rollout"
+    result = write(spec)
+    assert result.returncode == 1 and "unknown group 'no-such-group-rollout'" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_write_takes_bytes_as_base64_and_tree_reads_them_back(tmp_path):
     """The autopilot's trees (rollout.operations.installed_tree): a wheel's bytes,
     nested directories made with the owner asked for, then read by ``tree``."""

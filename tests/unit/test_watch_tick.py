@@ -13,7 +13,7 @@ import pytest
 from rollout.controller import Alerts, LocalState, Tick, WatchSettings, tick_failed, tick_succeeded
 from rollout.orchestrate import EXIT_FAILED, EXIT_OK, EXIT_ROLLED_BACK, HostsRun, Orchestrator, Stop
 from rollout.timetable import Duration
-from rollout.watch import after_gate, fleet_verdict, situation
+from rollout.watch import after_gate, fleet_verdict, key_time, situation
 
 PLAN = (10, 25, 50, 100)
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
@@ -666,3 +666,62 @@ def test_this_machine_keeps_the_newest_sent_keys(tmp_path):
     assert state.load() == {}  # run_tick's own file is another
     state.end_promotion()
     assert state.promotion() is None and len(state.sent()) == 300
+
+
+# --- host-written state that would steer the watch (docs/security.md) ------------------------------
+
+
+def test_a_lock_with_a_forged_future_time_still_grows_stale_and_alerts():
+    """Root on the hosts writes a lock dated years ahead: by its own time it
+    is never stale. The watch counts from when it first saw the lock."""
+    world = World(stage=10)
+    for status in world.hosts.state.values():
+        status["lock"] = {"token": "forged", "owner": "mallory", "command": "rollout deploy prod",
+                          "time": iso(T0 + timedelta(days=3650))}
+    world.now = T0 + timedelta(hours=1)
+    code, tick = world.tick()
+    assert code == EXIT_OK
+    assert tick.summary["action"] == "none: locked" and world.kinds() == []
+    world.now += timedelta(hours=4)  # lock_stale_after_s after this machine first saw it
+    world.tick()
+    assert world.kinds() == ["lock-stale"]
+    assert all(s["lock"]["owner"] == "mallory" for s in world.hosts.state.values())  # never broken
+
+
+def test_alert_key_times_leave_out_what_a_host_dates_in_the_future():
+    """A host whose record says 2099 would make every later event's key carry
+    the same time (the newest), so a new drift or rollback would count as sent."""
+    now = T0 + timedelta(hours=5)
+    future, later = iso(T0 + timedelta(days=30000)), iso(T0 + timedelta(hours=4))
+    assert key_time(None, [iso(T0), future, later, "garbage", None], now) == later
+    assert key_time(None, [future], now) == "-"
+    assert key_time(T0, [future], now) == iso(T0)
+    assert key_time(T0 + timedelta(days=30000), [iso(T0)], now) == iso(T0)  # a forged fleet-wide start
+    assert key_time(None, [iso(now + timedelta(seconds=60))], now) == iso(now + timedelta(seconds=60))  # skew
+
+
+def test_a_host_written_newline_is_flattened_and_the_alert_still_goes_out():
+    world = World(stage=10)
+    for status in world.hosts.state.values():
+        status["lock"] = {"token": "x", "owner": "alice\nFORGED: all clear", "command": "rollout deploy prod",
+                          "time": iso(T0)}
+    world.now = T0 + timedelta(days=1)
+    world.tick()
+    assert world.kinds() == ["lock-stale"]
+    event = world.events[0]
+    assert "\n" not in event["summary"] and "\n" not in event["key"]
+    assert "alice FORGED: all clear" in event["summary"]
+
+
+def test_a_start_marker_left_from_an_earlier_time_on_stage_0_is_not_resumed_without_start():
+    """The watch's own --start marker 0 -> 10, then the fleet was settled on 0 by
+    someone else while no tick ran; a record forged on h2 as the watch's 10 is
+    held: the marker predates the fleet's latest time on stage 0."""
+    world = World(stage=0)
+    world.state.start_promotion({"env": "prod", "from": 0, "to": 10, "token": "t",
+                                 "time": iso(T0 - timedelta(days=2))})
+    world.hosts.record("h2", 10, T0 + timedelta(hours=1), command="rollout watch prod")
+    world.now = T0 + timedelta(hours=2)
+    _code, tick = world.tick()
+    assert tick.summary["action"] == "hold: promotion" and world.stages()["h1"] == 0
+    assert [c for c in world.runner.calls if c[0] in ("apply", "gate")] == []

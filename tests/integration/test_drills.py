@@ -241,21 +241,24 @@ def test_a_metrics_endpoint_that_hangs_fails_or_answers_html(fleet, drill, fault
     # The rollback's env file has no fault knob: every host is back on legacy, metrics readable.
     assert set(stages().values()) == {(0, 0)}
     assert data_lost(fleet, before) == []
-    start_at(10)
-    gate = run_rollout("check", "sandbox", "--soak", "0")
-    assert gate.returncode == 0, gate.stdout[-3000:] + gate.stderr
+    fixed = ""
+    if fault == "hang":  # the recovery is the same for the three: shown once
+        start_at(10)
+        gate = run_rollout("check", "sandbox", "--soak", "0")
+        assert gate.returncode == 0, gate.stdout[-3000:] + gate.stderr
+        fixed = "; after the fix the gate passes"
     lost = data_lost(fleet, before)  # after the re-run too
     assert lost == []
     drill(f"metrics endpoint {'hangs' if fault == 'hang' else 'answers ' + fault.upper()}",
           "gate ERROR on every host (never a pass on missing data); fleet rolled back; exit 3",
-          f"exit {result.returncode}: {last_line(result)} ({cause}); after the fix the gate passes",
+          f"exit {result.returncode}: {last_line(result)} ({cause}){fixed}",
           lost)
 
 
 def test_two_operators_deploy_at_once(fleet, drill):
     start_at(10)
     before = snapshot(fleet)
-    first = start_rollout("deploy", "sandbox", "--stage", "25", "--yes", *FAST,
+    first = start_rollout("deploy", "sandbox", "--stage", "25", "--yes", *FAST, "--batches", "100%",
                           env={**os.environ, "USER": "alice"})
     try:
         wait_until(lambda: fleet[0].testinfra.file("/var/lib/camera-rollout/lock.json").exists, 120,
@@ -265,6 +268,7 @@ def test_two_operators_deploy_at_once(fleet, drill):
         _out, err = first.communicate(timeout=900)
     assert second.returncode == 1
     assert "another rollout holds the lock: alice@" in last_line(second)
+    assert "(rollout deploy sandbox --stage 25)" in second.stderr  # the holder's command too
     assert first.returncode == 0, err[-3000:]
     assert set(stages().values()) == {(25, 25)}
     assert all(s["lock"] is None for s in status()["hosts"].values())

@@ -404,13 +404,14 @@ autopilot_state_dir = "/var/lib/rollout-watch/state"
 autopilot_wheelhouse = None
 autopilot_package = None
 #: The operator's project on this machine: its ``inventories/`` and ``group_data/``
-#: (only those two folders) are copied to ``<home>/project``, readable by the
-#: user only. Its inventory for the control host names the key and known hosts
+#: (only those two folders) are copied to ``<home>/project``, root's, readable by
+#: the user (no other). Its inventory for the control host names the key and known hosts
 #: below by their place there: ``~/.ssh/id_rollout``, ``~/.ssh/known_hosts``.
 autopilot_project = None
 #: The SSH private key the ticks reach the fleet with (a file here), installed
-#: as ``<home>/.ssh/id_rollout`` (0600, the user's), and the fleet's host keys
-#: (``<home>/.ssh/known_hosts``: strict checking, no trust on first use). The
+#: as ``<home>/.ssh/id_rollout`` (0640 root:<user>), and the fleet's host keys
+#: (``<home>/.ssh/known_hosts``, read-only to the ticks: strict checking, every
+#: host listed; ``accept-new`` could not add a key there). The
 #: key's contents are never printed, not even by --diff.
 autopilot_ssh_key = None
 autopilot_known_hosts = None

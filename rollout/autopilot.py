@@ -57,6 +57,23 @@ def time_span(key: str, value: Any) -> float:
     return seconds
 
 
+#: What root writes under the home: the state directory (the user's) may not be, or hold, any of them.
+_ROOTS_PLACES = (".ssh", "project", "venv", "wheelhouse")
+
+
+def _own_state_dir(home: str, state_dir: str) -> None:
+    """The state directory is the user's (its only writable place): never the
+    home, a directory above it, or one of the places root writes under it, or
+    the user would own what the next install, as root, writes into."""
+    def within(path: str, directory: str) -> bool:
+        return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+    if within(home, state_dir) or any(within(state_dir, f"{home}/{place}") for place in _ROOTS_PLACES):
+        raise InputError(f"setting autopilot_state_dir: {state_dir!r} must be a directory of its own (e.g. "
+                         f"{home}/state), not the home {home!r}, above it, or in its "
+                         f"{', '.join(_ROOTS_PLACES)}")
+
+
 def _absolute(key: str, value: Any, local: str | None = None) -> str:
     """An absolute path (``~`` expanded for local paths); ``local``: it must be an
     existing ``"file"`` or ``"dir"`` on the machine running the install."""
@@ -124,6 +141,7 @@ def check_autopilot(settings: Mapping[str, Any], environ: Mapping[str, str] | No
     checked: dict[str, Any] = {key: settings.get(key) for key in SETTINGS}
     checked["autopilot_home"] = _absolute("autopilot_home", settings.get("autopilot_home"))
     checked["autopilot_state_dir"] = _absolute("autopilot_state_dir", settings.get("autopilot_state_dir"))
+    _own_state_dir(checked["autopilot_home"], checked["autopilot_state_dir"])
     if state == "absent":
         return checked
 

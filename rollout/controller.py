@@ -31,6 +31,7 @@ counts as sent when this machine sent it or every host keeps it.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import time
@@ -172,14 +173,17 @@ class LocalState:
 
     def first_seen(self, token: str, now: datetime) -> datetime:
         """When a tick of this machine first saw the lock ``token`` (``now``, the
-        first time): a lock's age that no host's clock or record can change."""
+        first time): a lock's age that no host's clock or record can change. Kept
+        by a digest of the token (a host writes it: any length), the newest
+        ``LOCKS_SEEN_KEPT`` by time."""
+        digest = hashlib.sha256(token.encode()).hexdigest()[:16]
         seen = self._load(self.own_path).get("locks_seen")
-        seen = {k: v for k, v in seen.items() if isinstance(v, str)} if isinstance(seen, dict) else {}
-        moment = parse_time(seen.get(token))
+        times = {k: t for k, v in seen.items() if (t := parse_time(v))} if isinstance(seen, dict) else {}
+        moment = times.get(digest)
         if moment is None:
-            moment = now
-            kept = list(seen.items())[-(LOCKS_SEEN_KEPT - 1):]
-            self._own(locks_seen={**dict(kept), token: moment.isoformat(timespec="seconds")})
+            moment = times[digest] = now
+            newest = sorted(times.items(), key=lambda item: item[1])[-LOCKS_SEEN_KEPT:]
+            self._own(locks_seen={k: t.isoformat(timespec="seconds") for k, t in newest})
         return moment
 
 
@@ -480,8 +484,11 @@ class Tick:
         if not marker or (marker.get("env"), marker.get("from"), marker.get("to")) != \
                 (self.settings.env, place.stage, place.target):
             return False
-        if since is None:  # never due (the timetable holds it); at stage 0, hosts with no record there
-            return place.stage != ROLLBACK_STAGE or self.start
+        # No time on the stage it leaves: a stage never due (the timetable holds it),
+        # or a --start from hosts never recorded on stage 0 (nothing happened to them
+        # since the marker). With one, the marker must be newer (below).
+        if since is None:
+            return True
         started = parse_time(marker.get("time"))
         return started is not None and since <= started
 

@@ -72,6 +72,10 @@ def test_the_defaults_name_every_setting_and_a_good_install_passes(local):
     ({"autopilot_home": "var/lib/x"}, "setting autopilot_home: 'var/lib/x' must be an absolute path"),
     ({"autopilot_home": "/"}, "setting autopilot_home: '/' must be an absolute path"),
     ({"autopilot_state_dir": "/var/lib/a b"}, "setting autopilot_state_dir"),
+    ({"autopilot_state_dir": "/var/lib/rollout-watch"}, "setting autopilot_state_dir: '/var/lib/rollout-watch' "
+                                                        "must be a directory of its own"),
+    ({"autopilot_state_dir": "/var/lib"}, "must be a directory of its own"),
+    ({"autopilot_state_dir": "/var/lib/rollout-watch/.ssh/state"}, "must be a directory of its own"),
     ({"autopilot_home": "/var/lib/%h"}, "setting autopilot_home: '/var/lib/%h' must be an absolute path of letters"),
     ({"autopilot_state_dir": "/var/lib/$(id)"}, "setting autopilot_state_dir: '/var/lib/$(id)' must be"),
     ({"autopilot_interval": "soon"}, "setting autopilot_interval: 'soon' is not a duration (e.g. 30s, 1min, 1h)"),

@@ -713,7 +713,7 @@ def test_a_host_written_newline_is_flattened_and_the_alert_still_goes_out():
     assert "alice FORGED: all clear" in event["summary"]
 
 
-def test_a_start_marker_left_from_an_earlier_time_on_stage_0_is_not_resumed_without_start():
+def test_a_start_marker_left_from_an_earlier_time_on_stage_0_is_not_resumed():
     """The watch's own --start marker 0 -> 10, then the fleet was settled on 0 by
     someone else while no tick ran; a record forged on h2 as the watch's 10 is
     held: the marker predates the fleet's latest time on stage 0."""
@@ -725,3 +725,28 @@ def test_a_start_marker_left_from_an_earlier_time_on_stage_0_is_not_resumed_with
     _code, tick = world.tick()
     assert tick.summary["action"] == "hold: promotion" and world.stages()["h1"] == 0
     assert [c for c in world.runner.calls if c[0] in ("apply", "gate")] == []
+
+
+def test_the_watch_s_own_start_killed_half_way_on_a_fresh_fleet_is_finished_without_start():
+    """Hosts with no record at all: --start, killed after the canary; the next
+    tick (a timer's: no --start) finishes it."""
+    world = World(stage=0, die_after_batches=1)
+    for status in world.hosts.state.values():
+        status.update(current=None, history=[])
+    with pytest.raises(KeyboardInterrupt):
+        world.tick(start=True)
+    world.runner_options["die_after_batches"] = None
+    world.now += timedelta(minutes=1)
+    code, tick = world.tick()
+    assert code == EXIT_OK and tick.summary["action"] == "resume promotion to 10", tick.summary
+    assert set(world.stages().values()) == {10}
+
+
+def test_the_locks_seen_are_kept_by_digest_the_newest_by_time():
+    world = World()
+    for n in range(25):
+        world.state.first_seen(f"{'z' if n % 2 else 'a'}-{n}" * 1000, T0 + timedelta(minutes=n))
+    kept = LocalState._load(world.state.own_path)["locks_seen"]
+    assert len(kept) == 20 and all(len(k) == 16 for k in kept)
+    assert world.state.first_seen("z-23" * 1000, T0 + timedelta(days=1)) == T0 + timedelta(minutes=23)
+    assert world.state.first_seen("a-0" * 1000, T0 + timedelta(days=1)) == T0 + timedelta(days=1)  # pruned

@@ -121,8 +121,7 @@ def test_promote_before_the_minimum_is_refused_with_the_time_left(fleet, tmp_pat
 
 def test_watch_drives_an_unattended_progression_and_alerts_each_step_once(fleet, tmp_path):
     set_stage(0)
-    # One batch a stage: the watch's batches are the killed tick's and the fault's subject.
-    root = project(tmp_path, batches="100%")
+    root = project(tmp_path)
     log = tmp_path / "watch.log"
     with running_receiver(tmp_path) as receiver:
         started = time.monotonic()
@@ -138,7 +137,7 @@ def test_watch_drives_an_unattended_progression_and_alerts_each_step_once(fleet,
     assert receiver.url not in output and f":{receiver.port}" not in output  # a webhook URL is a secret
     expected = []
     for stage in (10, 25, 50, 100):
-        expected += [("stage-started", stage), ("batch-passed", stage), ("promoted", stage)]
+        expected += [("stage-started", stage), ("batch-passed", stage), ("batch-passed", stage), ("promoted", stage)]
     # A due stage whose tick found too little traffic yet is inconclusive: the watch may
     # say so (at most once per stage) and promotes at a later tick; nothing else may differ.
     past_due = [k for k in kinds(receiver) if k[0] == "inconclusive-past-due"]

@@ -17,7 +17,6 @@ from fleetlib import (
     run_rollout,
     sandbox_inventory,
     stages,
-    start_rollout,
     status,
     wait_until,
 )

@@ -72,8 +72,8 @@ def test_the_defaults_name_every_setting_and_a_good_install_passes(local):
     ({"autopilot_home": "var/lib/x"}, "setting autopilot_home: 'var/lib/x' must be an absolute path"),
     ({"autopilot_home": "/"}, "setting autopilot_home: '/' must be an absolute path"),
     ({"autopilot_state_dir": "/var/lib/a b"}, "setting autopilot_state_dir"),
-    ({"autopilot_state_dir": "/var/lib/rollout-watch"}, "setting autopilot_state_dir: '/var/lib/rollout-watch' "
-                                                        "must be a directory of its own"),
+    ({"autopilot_state_dir": "/var/lib/rollout-watch"},
+     "setting autopilot_state_dir: '/var/lib/rollout-watch' must be a directory of its own"),
     ({"autopilot_state_dir": "/var/lib"}, "must be a directory of its own"),
     ({"autopilot_state_dir": "/var/lib/rollout-watch/.ssh/state"}, "must be a directory of its own"),
     ({"autopilot_home": "/var/lib/%h"}, "setting autopilot_home: '/var/lib/%h' must be an absolute path of letters"),

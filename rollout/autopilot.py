@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,14 +62,16 @@ def time_span(key: str, value: Any) -> float:
 _ROOTS_PLACES = (".ssh", "project", "venv", "wheelhouse")
 
 
+def inside(path: str, directory: str) -> bool:
+    """Whether ``path`` is ``directory`` or under it (both absolute, normalised)."""
+    return posixpath.commonpath([path, directory]) == directory
+
+
 def _own_state_dir(home: str, state_dir: str) -> None:
     """The state directory is the user's (its only writable place): never the
     home, a directory above it, or one of the places root writes under it, or
     the user would own what the next install, as root, writes into."""
-    def within(path: str, directory: str) -> bool:
-        return path == directory or path.startswith(directory.rstrip("/") + "/")
-
-    if within(home, state_dir) or any(within(state_dir, f"{home}/{place}") for place in _ROOTS_PLACES):
+    if inside(home, state_dir) or any(inside(state_dir, f"{home}/{place}") for place in _ROOTS_PLACES):
         raise InputError(f"setting autopilot_state_dir: {state_dir!r} must be a directory of its own (e.g. "
                          f"{home}/state), not the home {home!r}, above it, or in its "
                          f"{', '.join(_ROOTS_PLACES)}")

@@ -240,7 +240,7 @@ def key_time(since: datetime | None, records: Iterable[Any], now: datetime) -> s
     """The time an alert key tells a stage's time on it by: when the whole fleet
     reached it (``since``), else the newest of the hosts' current ``records``
     times (a new drift, a new rollback), future and unreadable times left out."""
-    if since is not None and trusted_time(since.isoformat(), now) is not None:
+    if since is not None and trusted_time(since, now) is not None:
         return since.isoformat()
     times = [t for t in (trusted_time(r, now) for r in records) if t is not None]
     return max(times).isoformat() if times else "-"

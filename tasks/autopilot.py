@@ -29,7 +29,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import files, pip, server, systemd
 from pyinfra.operations.util import any_changed
 
-from rollout.autopilot import SETTINGS, alerts_env, check_autopilot, time_span, wheel_fingerprint
+from rollout.autopilot import SETTINGS, alerts_env, check_autopilot, inside, time_span, wheel_fingerprint
 from rollout.inputs import InputError
 from rollout.operations import installed_file, installed_tree, pip_install, unit_idle
 from rollout.project import defaults
@@ -64,10 +64,6 @@ def _paths(s: dict) -> dict:
         "service_file": f"/etc/systemd/system/{unit}.service",
         "timer_file": f"/etc/systemd/system/{unit}.timer",
     }
-
-
-def _inside(path: str, directory: str) -> bool:
-    return posixpath.commonpath([path, directory]) == directory
 
 
 def install(s: dict) -> None:
@@ -231,7 +227,7 @@ def remove(s: dict) -> None:
         _if=any_changed(*removed),
     )
     files.directory(name=f"Remove {p['config_dir']} (alerts env file)", path=p["config_dir"], present=False)
-    if not _inside(state_dir, home):
+    if not inside(state_dir, home):
         files.directory(name=f"Remove {state_dir}", path=state_dir, present=False)
     files.directory(name=f"Remove {home} (venv, project, SSH key)", path=home, present=False)
     server.user(name=f"Remove user {user}", user=user, present=False)

@@ -87,16 +87,17 @@ def test_implementations_count_forced_and_unforced_requests_and_errors(make_clie
         assert block["latency_buckets_ms"][-1][1] == block["requests"]  # none took 10 s
 
 
-def test_slow_domain_calls_land_above_the_25_ms_bound_for_domain_only(make_client):
-    client = make_client(DOMAIN_EXTRA_LATENCY_MS="30")
+def test_slow_domain_calls_land_above_the_400_ms_bound_for_domain_only(make_client):
+    # 500 ms of added latency against a 400 ms bound: a local Redis read stays far below it
+    # even on a machine loaded by the integration lane (a 30/25 ms pair failed there once)
+    client = make_client(DOMAIN_EXTRA_LATENCY_MS="500")
     for flag in ("true", "false") * 3:
         assert client.get(STATUS, params={"force_domain": flag}).status_code == 200
     domain, legacy = (client.get(METRICS).json()["implementations"][i] for i in ("domain", "legacy"))
     assert_histogram_is_sound(domain)
     assert_histogram_is_sound(legacy)
-    assert (cumulative_at(domain, 25.0), cumulative_at(domain, 10000.0)) == (0, 3)
-    # a local Redis read is a few ms; 25 ms leaves room for a loaded test machine
-    assert cumulative_at(legacy, 25.0) == legacy["requests"] == 3
+    assert (cumulative_at(domain, 400.0), cumulative_at(domain, 10000.0)) == (0, 3)
+    assert cumulative_at(legacy, 400.0) == legacy["requests"] == 3
 
 
 def test_histogram_buckets_are_inclusive_and_cumulative(tmp_path):

@@ -5,6 +5,8 @@ the reference service for the hosts' Python (the hosts have no package index).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -21,13 +23,28 @@ PACKAGES = (
 )
 
 
+@contextlib.contextmanager
+def _cache_lock():
+    """The cache to ourselves while we look into it and build: two fleets booting
+    at once (the test suite's two lanes) build each thing once, and neither
+    replaces what the other is reading."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def base_image() -> Path:
     """The cached root file system all hosts are made from (built once, ~20-40 s)."""
+    with _cache_lock():
+        return _base_image()
+
+
+def _base_image() -> Path:
     key = hashlib.sha256(f"{SUITE}|{PACKAGES}|v2".encode()).hexdigest()[:12]
     image = CACHE_DIR / f"base-{SUITE}-{key}"
     if (image / "etc" / "os-release").exists():
         return image
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
     building = CACHE_DIR / f".building-{key}-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     log(f"building base image {image.name} with mmdebstrap (cached afterwards)")
@@ -54,6 +71,11 @@ HOST_ONLY_WHEELS = ("async-timeout>=4.0.3",)
 def wheelhouse(image: Path) -> Path:
     """Wheels of the reference service for the hosts' Python version (read from
     the base image)."""
+    with _cache_lock():
+        return _wheelhouse(image)
+
+
+def _wheelhouse(image: Path) -> Path:
     requirements = APP_SOURCE / "requirements.txt"
     version = run(["chroot", str(image), "python3", "-c",
                    "import platform; print(platform.python_version())"]).stdout.strip()

@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from fleetlib import ROOT, FleetHost
+from fleetlib import ROOT, SANDBOX_DIR, FleetHost
 
 #: Three hosts: a canary, a quarter (one host) and the rest, each batch of the
 #: default plan its own; ROLLOUT_TEST_HOSTS=4 for the fleet of docs/benchmarks.md.
@@ -47,7 +47,7 @@ def fleet() -> list[FleetHost]:
     else:
         result = subprocess.run(UP, cwd=ROOT, text=True, capture_output=True, timeout=1200)
         assert result.returncode == 0, f"sandbox up failed:\n{result.stdout}\n{result.stderr}"
-    state = json.loads((ROOT / ".sandbox" / "fleet.json").read_text())
+    state = json.loads((SANDBOX_DIR / "fleet.json").read_text())
     hosts = [FleetHost(h["name"], h["address"], state["ssh_config"]) for h in state["hosts"]]
     yield hosts
     if not os.environ.get("ROLLOUT_KEEP_SANDBOX"):
@@ -57,7 +57,7 @@ def fleet() -> list[FleetHost]:
 @pytest.fixture(scope="session")
 def secret_values() -> list[str]:
     """The sandbox's generated passwords: must never appear in any output."""
-    data = json.loads((ROOT / ".sandbox" / "secrets.json").read_text())
+    data = json.loads((SANDBOX_DIR / "secrets.json").read_text())
     return [data["db_password"], data["redis_password"]]
 
 

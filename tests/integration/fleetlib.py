@@ -16,6 +16,7 @@ import testinfra
 from rollout.hoststate import state_spec
 from rollout.probe import probe_shell
 from rollout.project import defaults
+from rollout_sandbox.settings import STATE_DIR as SANDBOX_DIR  # ROLLOUT_SANDBOX_DIR: each lane's fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +31,7 @@ class FleetHost:
     def testinfra(self):
         """The host as root: directly, or through sudo while the fleet is reached
         as its non-root sudoer (``rollout-sandbox ssh-login deploy``)."""
-        user = json.loads((ROOT / ".sandbox" / "fleet.json").read_text()).get("ssh_user") or "root"
+        user = json.loads((SANDBOX_DIR / "fleet.json").read_text()).get("ssh_user") or "root"
         return testinfra.get_host(f"ssh://{self.name}", ssh_config=self.ssh_config, sudo=user != "root")
 
     def url(self, path: str) -> str:

@@ -18,7 +18,7 @@ import textwrap
 import pytest
 
 from fleetlib import (
-    ROOT,
+    SANDBOX_DIR,
     run_pyinfra,
     run_rollout,
     run_sandbox,
@@ -152,7 +152,7 @@ def test_ssh_drops_after_the_env_file_is_written_before_the_restart(fleet, drill
     start_at(10)
     before = snapshot(fleet)
     canary = fleet[0]
-    config = json.loads((ROOT / ".sandbox" / "fleet.json").read_text())["ssh_config"]
+    config = json.loads((SANDBOX_DIR / "fleet.json").read_text())["ssh_config"]
     watcher = subprocess.Popen(["ssh", "-F", config, canary.name, "python3", "-"], text=True,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     watcher.stdin.write(_DROP_SSH)

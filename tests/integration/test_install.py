@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetlib import ROOT, run_rollout
+from fleetlib import ROOT, SANDBOX_DIR, run_rollout
 from rollout_sandbox.image import product_wheelhouse
 
 INVENTORY = """\
@@ -62,7 +62,7 @@ def test_init_then_dry_deploy_and_verify_from_a_project_outside_the_checkout(ins
                             text=True, capture_output=True, timeout=120)
     assert result.returncode == 0, result.stderr
     (project / "inventories" / "sandbox.py").write_text(
-        INVENTORY.format(fleet_json=str(ROOT / ".sandbox" / "fleet.json")))
+        INVENTORY.format(fleet_json=str(SANDBOX_DIR / "fleet.json")))
 
     def rollout(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(installed / "rollout"), *args], cwd=project, env=clean_env(), text=True,

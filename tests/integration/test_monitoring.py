@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from fleetlib import ROOT, wait_until
+from fleetlib import ROOT, SANDBOX_DIR, wait_until
 from test_side_by_side import HEALTH, clear_faults, set_drop_in
 
 
 @pytest.fixture(scope="module")
 def monitoring(fleet) -> dict:
-    where = json.loads((ROOT / ".sandbox" / "fleet.json").read_text()).get("monitoring") or {}
+    where = json.loads((SANDBOX_DIR / "fleet.json").read_text()).get("monitoring") or {}
     assert where.get("prometheus_url") and where.get("alertmanager_url"), "rollout-sandbox up started no monitoring"
     return where
 

@@ -9,7 +9,7 @@ import json
 import os
 import socket
 
-from fleetlib import ROOT, run_pyinfra, run_rollout, stages, wait_until
+from fleetlib import SANDBOX_DIR, run_pyinfra, run_rollout, stages, wait_until
 
 SECRETS_FILE = "/etc/camera-api/secrets.env"
 ENV_FILE = "/etc/camera-api/rollout.env"
@@ -112,11 +112,11 @@ def test_an_unreachable_host_is_named_and_rolls_back_nothing(fleet, tmp_path):
     result = run_pyinfra("deploy.py", "--data", "stage=10", "--data", "checks=false")
     assert result.returncode == 0, result.stderr[-3000:]
     pids = {h.name: h.main_pid() for h in fleet}
-    fleet_file = json.loads((ROOT / ".sandbox" / "fleet.json").read_text())
+    fleet_file = json.loads((SANDBOX_DIR / "fleet.json").read_text())
     inventory = tmp_path / "sandbox.py"
     inventory.write_text(
         "import json\n"
-        f"_fleet = json.load(open({str(ROOT / '.sandbox' / 'fleet.json')!r}))\n"
+        f"_fleet = json.load(open({str(SANDBOX_DIR / 'fleet.json')!r}))\n"
         "_ssh = {'ssh_user': 'root', 'ssh_key': _fleet['ssh_key'], 'ssh_known_hosts_file': _fleet['known_hosts'],"
         " 'ssh_strict_host_key_checking': 'yes'}\n"
         "camera_api = [(h['name'], {'ssh_hostname': h['address'], **_ssh}) for h in _fleet['hosts']]\n"

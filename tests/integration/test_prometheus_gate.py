@@ -10,13 +10,21 @@ import time
 import pytest
 import requests
 
-from fleetlib import EVIDENCE, ROOT, run_pyinfra, run_rollout, sandbox_inventory as inventory, stages, wait_until
+from fleetlib import (
+    EVIDENCE,
+    SANDBOX_DIR,
+    run_pyinfra,
+    run_rollout,
+    sandbox_inventory as inventory,
+    stages,
+    wait_until,
+)
 from test_side_by_side import clear_faults, set_drop_in, set_stage
 
 
 @pytest.fixture(scope="module")
 def prometheus_url(fleet) -> str:
-    monitoring = json.loads((ROOT / ".sandbox" / "fleet.json").read_text()).get("monitoring") or {}
+    monitoring = json.loads((SANDBOX_DIR / "fleet.json").read_text()).get("monitoring") or {}
     assert monitoring.get("prometheus_url"), "rollout-sandbox up started no Prometheus"
     return monitoring["prometheus_url"]
 
@@ -92,7 +100,7 @@ def test_an_unreachable_or_empty_prometheus_is_never_a_pass(fleet, tmp_path):
     settings = defaults()["prometheus"]
     for case, prometheus in (
             ("unreachable", {**settings, "url": "http://127.0.0.1:9", "min_window_s": 6}),
-            ("no series", {**settings, "url": json.loads((ROOT / ".sandbox" / "fleet.json").read_text())
+            ("no series", {**settings, "url": json.loads((SANDBOX_DIR / "fleet.json").read_text())
                            ["monitoring"]["prometheus_url"], "min_window_s": 6,
                            "queries": {**settings["queries"],
                                        "instance":

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from fleetlib import ROOT, run_pyinfra, run_rollout, run_sandbox
+from fleetlib import SANDBOX_DIR, run_pyinfra, run_rollout, run_sandbox
 
 ENV_DIR = "/etc/camera-api"
 SECRETS_FILE = f"{ENV_DIR}/secrets.env"
@@ -29,7 +29,7 @@ def sudo_fleet(fleet):
 
 
 def ssh(host, command: str, stdin: str | None = None, user: str | None = None) -> subprocess.CompletedProcess:
-    config = json.loads((ROOT / ".sandbox" / "fleet.json").read_text())["ssh_config"]
+    config = json.loads((SANDBOX_DIR / "fleet.json").read_text())["ssh_config"]
     return subprocess.run(["ssh", "-F", config, *(["-o", f"User={user}"] if user else []), host.name, command],
                           input=stdin, text=True, capture_output=True, timeout=120)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetlib import ROOT, run_pyinfra, run_rollout, stages, status, wait_until
+from fleetlib import ROOT, SANDBOX_DIR, run_pyinfra, run_rollout, stages, status, wait_until
 from tests.alert_receiver import running_receiver
 
 FAULTS_FILE = "/etc/camera-api/faults.json"
@@ -152,7 +152,7 @@ def test_watch_drives_an_unattended_progression_and_alerts_each_step_once(fleet,
         assert all(r["verdict"] in ("pass", "inconclusive") for r in history[-4:]), history
     report = {"seconds": round(elapsed), "hosts": len(fleet),
               "events": [{k: r["body"][k] for k in ("time", "kind", "stage", "summary")} for r in received]}
-    (ROOT / ".sandbox" / "watch-progression.json").write_text(json.dumps(report, indent=1))
+    (SANDBOX_DIR / "watch-progression.json").write_text(json.dumps(report, indent=1))
 
 
 def test_two_ticks_at_once_one_does_the_work_the_other_nothing(fleet, tmp_path):

@@ -18,3 +18,7 @@ batch_hooks = {
 #: A rollback behind the load balancer goes in two halves so that one half always
 #: serves; without a load balancer every host rolls back at once (the default).
 rollback_batches = "50%"
+#: The hooks reach the same sandbox as the run: a second fleet beside the first
+#: (its own bridge, directory and load-balancer port) is named by these.
+hook_env = ["ROLLOUT_SANDBOX_BRIDGE", "ROLLOUT_SANDBOX_SUBNET", "ROLLOUT_SANDBOX_HOST_PREFIX",
+            "ROLLOUT_SANDBOX_DIR", "ROLLOUT_SANDBOX_LB_PORT", "ROLLOUT_SANDBOX_PROJECT", "ROLLOUT_SANDBOX_CACHE"]

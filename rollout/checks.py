@@ -31,7 +31,7 @@ from rollout.metrics import field_paths
 from rollout.preflight import judge_preflight
 from rollout.probe import ProbeError, probe
 from rollout.reports import now as now_iso, report, say
-from rollout.sources import Window, keep_gate, prometheus_has, read_since_restart
+from rollout.sources import Window, keep_cursor, keep_gate, prometheus_has, read_since_restart
 from rollout.state_metrics import GATE_FILE, gate_text
 
 #: What this run's checks concluded on one host: check name -> verdict.
@@ -371,7 +371,8 @@ def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
     window_note = window.note
     verdict, reason = run.verdict()
     cursor = window.cursor(run.latest) if verdict == PASS and run.latest is not None else None
-    keep_gate(host, stage, verdict, reason, cursor, gate_metrics(host, stage, verdict))
+    _window_ends.setdefault(id(state), {})[host.name] = cursor
+    keep_gate(host, stage, verdict, reason, gate_metrics(host, stage, verdict))
     for line in format_verdict(host.name, run, f"{window_note}, {time.time() - started:.0f}s of reads"):
         say(host, line, error=verdict in (ABORT, ERROR))
     if verdict == INCONCLUSIVE:
@@ -385,6 +386,30 @@ def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
     })
     _note(verdicts, "gate", verdict)
     return verdict in (PASS, INCONCLUSIVE)
+
+
+#: Where each passing gate of this pyinfra run ended its window (None: it did not
+#: pass), per run and host, until every gate of the run has judged.
+_window_ends: dict[int, dict[str, tuple[dict, list] | None]] = {}
+
+
+def keep_window_end(state, host) -> bool:
+    """After every host's gate of the run: the window's end becomes the next
+    check's start only when every host the run reached passed. Hosts judged
+    together move on together: were a host that passed to start afresh while
+    another is still gathering evidence, the next check could find the first
+    thin and the second ready, and so on, the stage never passing everywhere at
+    once. A host whose window stays open is judged again on all of it."""
+    ends = _window_ends.get(id(state), {})
+    end = ends.get(host.name)
+    if end is None:
+        return True
+    reached = {h.name for h in state.activated_hosts}
+    if set(ends) != reached or any(e is None for e in ends.values()):
+        say(host, "gate: the window stays open (not every host of this check passed)")
+        return True
+    keep_cursor(host, end)
+    return True
 
 
 def fail(state, host, reason: str) -> bool:

@@ -14,6 +14,7 @@ web page elsewhere could otherwise read the dashboard through DNS rebinding.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -151,13 +152,20 @@ def serve(cache: Cache, env: str, port: int, refresh_s: float, ready: Callable[[
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    stop = stop or threading.Event()
+    # Ctrl-C and SIGTERM set the event rather than raise: pyinfra's gevent makes the
+    # server's threads greenlets of the main thread, and a KeyboardInterrupt raised
+    # while one of them ran (a request just answered) ended that greenlet, not the
+    # loop below, which then served on (seen under load).
+    handled = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in handled}
     if ready:
         ready(f"http://127.0.0.1:{server.server_port}/")
     try:
-        while not (stop and stop.is_set()):
+        while not stop.is_set():
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         server.shutdown()
         server.server_close()

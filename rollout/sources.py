@@ -155,26 +155,31 @@ class Window:
         return new, [c for c in self.cursors if isinstance(c, dict)]
 
 
-def keep_gate(host, stage: int, verdict: str, reason: str, cursor: tuple[dict, list] | None,
-              extra_files: list[dict] | None = None) -> None:
+def keep_gate(host, stage: int, verdict: str, reason: str, extra_files: list[dict] | None = None) -> None:
     """Keep the gate's verdict on the host (``gate-last.json``: the stage's
-    "verdict so far" of ``rollout status`` and the watch), after a pass where
-    its window ended (``cursor``: the next check of the stage starts there),
-    and ``extra_files``; one probe call, each file replaced atomically."""
+    "verdict so far" of ``rollout status`` and the watch) and ``extra_files``;
+    one probe call, each file replaced atomically."""
     from rollout.reports import now as now_iso
 
     files = [{"path": f"{host.data.state_dir}/gate-last.json",
               "content": json.dumps({"stage": stage, "verdict": verdict, "reason": reason, "time": now_iso()}) + "\n"}]
-    if cursor is not None:
-        new, cursors = cursor
-        kept = keep_cursors(cursors, new, int(host.data.gate_cursors_kept))
-        files.append({"path": cursors_file(host), "content": json.dumps(kept) + "\n"})
-    files.extend(extra_files or [])
+    _write(host, files + list(extra_files or []), "the verdict was not kept")
+
+
+def keep_cursor(host, cursor: tuple[dict, list]) -> None:
+    """Keep where a passing window ended (``cursor``: the new cursor and those
+    read at the window's start): the next check of the stage starts there."""
+    new, cursors = cursor
+    kept = keep_cursors(cursors, new, int(host.data.gate_cursors_kept))
+    _write(host, [{"path": cursors_file(host), "content": json.dumps(kept) + "\n"}],
+           "the window's cursor was not kept: the next check's window starts earlier")
+
+
+def _write(host, files: list[dict], failed: str) -> None:
     try:
         probe(host, "write", {"files": files}, timeout=30)
     except ProbeError as error:
-        say(host, f"gate: the verdict and the window's cursor were not kept ({error}): "
-                  "the next check's window starts earlier")
+        say(host, f"gate: {failed} ({error})")
 
 
 def read_since_restart(host) -> tuple[Counters | None, str | None]:

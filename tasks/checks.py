@@ -62,7 +62,10 @@ def verify(stage: int | None = None, verdicts: dict | None = None, **kwargs):
 
 @deploy("Checks")
 def gate(stage: int | None = None, verdicts: dict | None = None, **kwargs):
-    return python.call(
+    """The gate on every host at once, then, once all have judged, each passing
+    window's end kept as the next check's start if every host passed. Returns
+    the gate's operation."""
+    judged = python.call(
         name=f"Metrics gate ({host.data.soak_s}s soak)",
         function=checks.gate,
         stage=stage,
@@ -71,6 +74,9 @@ def gate(stage: int | None = None, verdicts: dict | None = None, **kwargs):
         verdicts=verdicts,
         **kwargs,
     )
+    python.call(name="Metrics gate: keep the window's end if every host passed", function=checks.keep_window_end,
+                **{k: v for k, v in kwargs.items() if k != "_if"})
+    return judged
 
 
 @deploy("Checks")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,13 +25,12 @@ import gevent
 
 from rollout import consistency, hoststate, verify as v
 from rollout.catalog import CatalogError, fill, load_catalog, with_force
-from rollout.gate import ABORT, ERROR, INCONCLUSIVE, LATENCY_QUANTILE, PASS, GateRun, Thresholds, format_verdict
+from rollout.gate import LATENCY_QUANTILE, Thresholds
 from rollout.metrics import field_paths
 from rollout.preflight import judge_preflight
 from rollout.probe import ProbeError, probe
 from rollout.reports import now as now_iso, report, say
-from rollout.sources import Window, keep_cursor, keep_gate, prometheus_has, read_since_restart
-from rollout.state_metrics import GATE_FILE, gate_text
+from rollout.sources import prometheus_has, read_since_restart
 
 #: What this run's checks concluded on one host: check name -> verdict.
 Verdicts = dict[str, Any]
@@ -318,98 +316,6 @@ def baseline_p95(known: dict, stage: int) -> float | None:
 
 
 # --- the gate ----------------------------------------------------------------------------------
-
-
-def gate_metrics(host, stage: int, verdict: str) -> list[dict]:
-    """The verdict as metrics for node_exporter's textfile directory, when set."""
-    directory = host.data.get("rollout_textfile_dir")
-    if not directory:
-        return []
-    return [{"path": f"{directory}/{GATE_FILE}", "if_dir_exists": True,
-             "content": gate_text(host.data.service_name, stage, verdict, time.time())}]
-
-
-
-def gate(state, host, stage: int | None, soak_s: float, interval_s: float,
-         verdicts: Verdicts | None = None) -> bool:
-    """Read the metrics over the soak window and judge what the window served.
-    Fails (False) on an abort or an error; an inconclusive window succeeds with
-    a warning. The window starts at the previous decisive check's cursor of
-    this stage (or its restart); a pass keeps its end as the next cursor (an
-    inconclusive window keeps gathering evidence from the same start). The
-    stage (the env file's when None) and the baseline are read when the gate
-    starts: the baseline was recorded earlier in this run."""
-    thresholds = Thresholds.from_data(host.data.gate)
-    try:
-        known = _current(host)
-    except ProbeError as error:
-        say(host, f"gate ERROR: {error}", error=True)
-        return False
-    stage = hoststate.file_stage(known, host.data.switch_variables) if stage is None else stage
-    if stage is None:
-        say(host, "gate ERROR: the rollout env file holds no stage", error=True)
-        return False
-    run = GateRun(thresholds, stage, baseline_p95(known, stage))
-    # Prometheus: only scrapes of the process running now (this run may have restarted it).
-    window = Window(host, stage, not_before=(known.get("unit") or {}).get("started"))
-    started, deadline = time.time(), time.monotonic() + soak_s
-    based = False
-    synthetic = traffic(host, soak_s, stage)
-    try:
-        while True:
-            now, read_error, wait_s = window.read()
-            if wait_s is not None and time.monotonic() + min(wait_s, interval_s) <= deadline:
-                gevent.sleep(min(wait_s, interval_s))  # too early for a first read: not a failed one
-                continue
-            if now is not None and not based:  # the window's base, as its first good read says
-                run.base, based = window.base, True
-            if run.observe(now, read_error) or time.monotonic() + interval_s > deadline:
-                break
-            gevent.sleep(interval_s)
-    finally:
-        synthetic.stop(host)
-    window_note = window.note
-    verdict, reason = run.verdict()
-    cursor = window.cursor(run.latest) if verdict == PASS and run.latest is not None else None
-    _window_ends.setdefault(id(state), {})[host.name] = cursor
-    keep_gate(host, stage, verdict, reason, gate_metrics(host, stage, verdict))
-    for line in format_verdict(host.name, run, f"{window_note}, {time.time() - started:.0f}s of reads"):
-        say(host, line, error=verdict in (ABORT, ERROR))
-    if verdict == INCONCLUSIVE:
-        say(host, "gate: not promoted; keep observing, then check again")
-    report(host, "gate", {
-        "verdict": verdict, "reason": reason, "stage": stage, "baseline_p95_ms": run.baseline_p95_ms,
-        "reads": run.reads, "history": run.history, "window": window_note,
-        "rows": [vars(r) for r in run.last.rows] if run.last else [],
-        "side_by_side": [vars(r) for r in run.last.sides] if run.last else [],
-        "served": run.served.to_json() if run.served else None,
-    })
-    _note(verdicts, "gate", verdict)
-    return verdict in (PASS, INCONCLUSIVE)
-
-
-#: Where each passing gate of this pyinfra run ended its window (None: it did not
-#: pass), per run and host, until every gate of the run has judged.
-_window_ends: dict[int, dict[str, tuple[dict, list] | None]] = {}
-
-
-def keep_window_end(state, host) -> bool:
-    """After every host's gate of the run: the window's end becomes the next
-    check's start only when every host the run reached passed. Hosts judged
-    together move on together: were a host that passed to start afresh while
-    another is still gathering evidence, the next check could find the first
-    thin and the second ready, and so on, the stage never passing everywhere at
-    once. A host whose window stays open is judged again on all of it."""
-    ends = _window_ends.get(id(state), {})
-    end = ends.get(host.name)
-    if end is None:
-        return True
-    reached = {h.name for h in state.activated_hosts}
-    if set(ends) != reached or any(e is None for e in ends.values()):
-        say(host, "gate: the window stays open (not every host of this check passed)")
-        return True
-    keep_cursor(host, end)
-    return True
 
 
 def fail(state, host, reason: str) -> bool:

@@ -69,6 +69,7 @@ from rollout.orchestrate import (
     drift,
     fleet_stage,
 )
+from rollout.pool import waiting_for
 from rollout.project import DEPLOY_ROOT, find_project, write_starter
 from rollout.stages import StageError, check_move, parse_stage
 from rollout.timetable import (
@@ -81,7 +82,7 @@ from rollout.timetable import (
     timetable,
     utcnow,
 )
-from rollout.watch import fleet_verdict, lock_holders
+from rollout.watch import fleet_verdict, gate_on, lock_holders
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_ROLLED_BACK"]
 
@@ -456,6 +457,10 @@ def print_timetable(ctx: Context, fleet: Fleet, statuses: dict[str, dict]) -> No
     ctx.say("")
     for line in format_timetable(rows, verdicts, now):
         ctx.say(line)
+    waiting = waiting_for(gate_on(s, current).get("reason", "") for s in statuses.values()) if current else ""
+    if waiting and current is not None and verdicts.get(current) == "inconclusive":
+        ctx.say(f"stage {current} waits for evidence: {waiting}")
+        ctx.result["waiting"] = waiting
     ctx.result["timetable"] = [
         {"stage": r.stage, "state": r.state, "since": r.since and r.since.isoformat(),
          "due": r.due and r.due.isoformat(), "overdue": r.overdue and r.overdue.isoformat(),

@@ -508,7 +508,7 @@ class Tick:
             raise
         now = self.now()
         decision = after_gate(stage, verdicts, since, self.settings.durations.get(stage), now,
-                              self.settings.plan, self.settings.auto_promote)
+                              self.settings.plan, self.settings.auto_promote, self.orchestrator.waiting)
         for note in decision.notes:
             self.say(note)
         for alert in decision.alerts:

@@ -22,6 +22,7 @@ from typing import Any
 from rollout import hooks
 from rollout.inputs import InputError, check_connection, check_secrets_for_writing, check_settings, settings_of
 from rollout.orchestrate import HostsRun
+from rollout.pool import waiting_for
 from rollout.project import DEPLOY_ROOT, find_project
 
 
@@ -299,6 +300,7 @@ class PyinfraRunner:
             proven={h: bool((run.report(h, "legacy-proof") or {}).get("ok"))
                     and bool((run.report(h, "mix") or {}).get("ok")) for h in hosts},
             holders=sorted({r["holder"] for h in hosts if (r := run.report(h, "lock")) and r.get("holder")}),
+            waiting=waiting_for((run.report(h, "gate") or {}).get("reason", "") for h in hosts),
         )
 
     def status(self) -> dict[str, dict | None]:

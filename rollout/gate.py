@@ -248,7 +248,7 @@ def side_rows(served: Counters, ratio: RatioTest, t: Thresholds, percent: int | 
                         f"needs {', '.join(short)}" if short else "-", INCONCLUSIVE if short else PASS))
     rows.append(SideRow("errors", str(d.errors), str(lg.errors), "-", "-", "-", PASS))
     rows += error_rows(d, lg, ratio, t)
-    rows.append(_latency_row(d, lg, t))
+    rows.append(latency_row(d, lg, t))
     if not legacy_needed and lg.requests < t.min_requests_per_implementation:
         # Stage 100 without forced legacy traffic: nothing to compare with; only a rejection counts.
         rows = [r if r.outcome != INCONCLUSIVE or r.metric not in ("errors vs legacy", "p95 latency")
@@ -282,21 +282,28 @@ def error_rows(d: Side, lg: Side, ratio: RatioTest, t: Thresholds) -> list[SideR
         rows.append(SideRow(f"{metric}", _pct(rate) if d.requests else "-", _pct(legacy_rate) if lg.requests else "-",
                             pass_when, abort_when, _test(log_e, log_needed), outcome))
 
-    # Domain errors against legacy's: both a ratio beyond the margin and a rate
-    # beyond the floor must be shown (an intersection-union test: each at alpha).
+    rows.append(versus_row("errors vs legacy", ("domain", "legacy"), d, lg, ratio, t))
+    return rows
+
+
+def versus_row(metric: str, names: tuple[str, str], d: Side, lg: Side, ratio: RatioTest, t: Thresholds) -> SideRow:
+    """``d``'s errors against ``lg``'s (``ratio``: the test already fed them):
+    both a ratio beyond the margin and a rate beyond the floor must be shown (an
+    intersection-union test: each at alpha). The domain against legacy, or one
+    host's domain against the other hosts' (rollout/pool.py)."""
+    log_needed = math.log(1 / t.alpha)
     floor_log_e = log_e_rate(d.errors, d.requests, t.error_rate_floor)
     joint = min(ratio.log_e(), floor_log_e)
     worse = d.error_rate > t.error_ratio_margin * lg.error_rate and d.error_rate > t.error_rate_floor
     outcome = ABORT if joint >= log_needed else INCONCLUSIVE if not (d.requests and lg.requests) or worse else PASS
-    rows.append(SideRow("errors vs legacy", _pct(d.error_rate) if d.requests else "-",
-                        _pct(lg.error_rate) if lg.requests else "-",
-                        f"domain <= {t.error_ratio_margin:g}x legacy or <= {_pct(t.error_rate_floor)}",
-                        f"domain > {t.error_ratio_margin:g}x legacy and > {_pct(t.error_rate_floor)}",
-                        f"ratio {_test(ratio.log_e(), log_needed)}, floor e={format_e(floor_log_e)}", outcome))
-    return rows
+    mine, theirs = names
+    return SideRow(metric, _pct(d.error_rate) if d.requests else "-", _pct(lg.error_rate) if lg.requests else "-",
+                   f"{mine} <= {t.error_ratio_margin:g}x {theirs} or <= {_pct(t.error_rate_floor)}",
+                   f"{mine} > {t.error_ratio_margin:g}x {theirs} and > {_pct(t.error_rate_floor)}",
+                   f"ratio {_test(ratio.log_e(), log_needed)}, floor e={format_e(floor_log_e)}", outcome)
 
 
-def _latency_row(d: Side, lg: Side, t: Thresholds) -> SideRow:
+def latency_row(d: Side, lg: Side, t: Thresholds, names: tuple[str, str] = ("domain", "legacy")) -> SideRow:
     """Domain P95 against legacy P95 in the same window (the seed's "P95 increase
     above 50 %"): the limit is ``p95_max_ratio`` x a confident upper bound of the
     legacy P95 (at least ``domain_p95_min_increase_ms`` above it), rounded up to a
@@ -308,11 +315,12 @@ def _latency_row(d: Side, lg: Side, t: Thresholds) -> SideRow:
     d95, l95 = d.quantile(LATENCY_QUANTILE), lg.quantile(LATENCY_QUANTILE)
     bounds = [b for b, _ in d.buckets]
     log_needed = math.log(2 / t.alpha)
-    pass_when = f"domain <= {t.p95_max_ratio:g}x legacy (+{t.domain_p95_min_increase_ms:g} ms)"
+    mine, theirs = names
+    pass_when = f"{mine} <= {t.p95_max_ratio:g}x {theirs} (+{t.domain_p95_min_increase_ms:g} ms)"
     upper = legacy_p95_bound(lg, log_needed) if lg.requests else None
     if upper is None or not d.requests:
         return SideRow("p95 latency", _ms(d95), _ms(l95), pass_when, "-",
-                       "legacy p95 not yet bounded" if d.requests else "-", INCONCLUSIVE)
+                       f"{theirs} p95 not yet bounded" if d.requests else "-", INCONCLUSIVE)
     limit = max(upper * t.p95_max_ratio, upper + t.domain_p95_min_increase_ms)
     above = [b for b in bounds if b >= limit]
     if not above:
@@ -325,7 +333,7 @@ def _latency_row(d: Side, lg: Side, t: Thresholds) -> SideRow:
     passes = d95 <= max(l95 * t.p95_max_ratio, l95 + t.domain_p95_min_increase_ms)
     outcome = ABORT if log_e >= log_needed else PASS if passes else INCONCLUSIVE
     return SideRow("p95 latency", _ms(d95), _ms(l95), pass_when,
-                   f"> 5% of domain above {limit_bucket:g} ms",
+                   f"> 5% of {mine} above {limit_bucket:g} ms",
                    f"{slower}/{d.requests} above, {_test(log_e, log_needed)}", outcome)
 
 

@@ -56,6 +56,8 @@ class HostsRun:
     proven: dict[str, bool] = field(default_factory=dict)
     #: Lock holders that refused us (tasks/lock.py acquire), described.
     holders: list[str] = field(default_factory=list)
+    #: What an inconclusive gate waits for ("needs 430 more domain at 1.5/s ≈ 5 min pooled").
+    waiting: str = ""
 
 
 class Runner(Protocol):
@@ -157,6 +159,8 @@ class Orchestrator:
         self.rollback_batches = rollback_batches or [list(runner.hosts)]
         self.lock_hint = lock_hint
         self.result: dict[str, Any] = {} if result is None else result
+        #: What the last inconclusive gate waits for (HostsRun.waiting).
+        self.waiting = ""
         self.alert = alert
 
     def say(self, message: str) -> None:
@@ -358,6 +362,9 @@ class Orchestrator:
         verdicts = {h: UNREACHABLE if h in run.unreachable else run.verdicts.get(h, NOT_RUN)
                     for h in self.runner.hosts}
         self.result["gate"] = verdicts
+        self.waiting = run.waiting
+        if run.waiting:
+            self.result["waiting"] = run.waiting
         return verdicts
 
     def act_on_gate(self, verdicts: dict[str, str], command: str, what: str, roll_back: bool = True) -> None:

@@ -163,9 +163,10 @@ class Decision:
 
 
 def after_gate(stage: int, verdicts: Mapping[str, str], since: datetime | None, duration: Duration | None,
-               now: datetime, plan: Sequence[int], auto_promote: bool) -> Decision:
+               now: datetime, plan: Sequence[int], auto_promote: bool, waiting: str = "") -> Decision:
     """The timetable applied to a settled stage whose gate neither aborted nor
-    missed a host (those end the tick before this)."""
+    missed a host (those end the tick before this). ``waiting``: what an
+    inconclusive gate waits for, said in its alert."""
     if since is None or duration is None:
         return Decision(notes=(f"stage {stage}: no record of when the whole fleet reached it: never due",))
     passing = bool(verdicts) and all(v == "pass" for v in verdicts.values())
@@ -185,7 +186,8 @@ def after_gate(stage: int, verdicts: Mapping[str, str], since: datetime | None, 
                                    "(auto_promote is off)"))
     elif due:
         alerts.append(Alert("inconclusive-past-due", f"stage {stage} is due (after {human(duration.min_s)}) "
-                                                     "but its gate does not pass yet: keep observing"))
+                                                     "but its gate does not pass yet: keep observing"
+                                                     + (f" ({waiting})" if waiting else "")))
     if overdue:
         alert = overdue_alert(stage, since, duration, now)
         assert alert is not None  # past the maximum, the same test as overdue_alert's

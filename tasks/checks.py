@@ -19,7 +19,7 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import python
 
-from rollout import checks, hoststate, operations as ops
+from rollout import checks, gate_check, hoststate, operations as ops
 from tasks.entry import run_command
 
 
@@ -62,21 +62,21 @@ def verify(stage: int | None = None, verdicts: dict | None = None, **kwargs):
 
 @deploy("Checks")
 def gate(stage: int | None = None, verdicts: dict | None = None, **kwargs):
-    """The gate on every host at once, then, once all have judged, each passing
-    window's end kept as the next check's start if every host passed. Returns
-    the gate's operation."""
-    judged = python.call(
+    """The gate on every host at once, each host's window judged alone; then,
+    once every host has judged, the hosts pooled and each verdict settled and
+    kept (rollout/gate_check.py). Returns both operations."""
+    measured = python.call(
         name=f"Metrics gate ({host.data.soak_s}s soak)",
-        function=checks.gate,
+        function=gate_check.measure,
         stage=stage,
         soak_s=float(host.data.soak_s),
         interval_s=float(host.data.gate_interval_s),
         verdicts=verdicts,
         **kwargs,
     )
-    python.call(name="Metrics gate: keep the window's end if every host passed", function=checks.keep_window_end,
-                **{k: v for k, v in kwargs.items() if k != "_if"})
-    return judged
+    concluded = python.call(name="Metrics gate: the hosts pooled, each verdict kept", function=gate_check.conclude,
+                            **kwargs)
+    return measured, concluded
 
 
 @deploy("Checks")
@@ -99,7 +99,8 @@ def after_stage(stage: int, verdicts: dict | None = None):
     # verify() returns its two operations (pyinfra types any @deploy's result as one).
     steps += cast("tuple[OperationMeta, OperationMeta]",
                   verify(stage=stage, verdicts=verdicts, _ignore_errors=True, _if=[steps[0].did_succeed]))
-    steps.append(gate(stage=stage, verdicts=verdicts, _ignore_errors=True, _if=[s.did_succeed for s in steps]))
+    steps += cast("tuple[OperationMeta, OperationMeta]",
+                  gate(stage=stage, verdicts=verdicts, _ignore_errors=True, _if=[s.did_succeed for s in steps]))
     return lambda: any(step.is_complete() and step.did_error() for step in steps)
 
 

@@ -348,6 +348,17 @@ def test_after_gate_without_a_record_of_the_start_is_never_due():
     assert decision.promote_to is None and decision.alerts == ()
 
 
+def test_an_inconclusive_stage_past_due_says_what_it_waits_for():
+    since = T0 - timedelta(hours=2)
+    waiting = "needs 430 more domain at 1.5/s ≈ 5 min pooled"
+    decision = after_gate(25, {"h1": "pass", "h2": "inconclusive"}, since, Duration(3600, 7 * 86400), T0, PLAN,
+                          True, waiting)
+    assert decision.promote_to is None
+    assert [(a.kind, a.summary) for a in decision.alerts] == [
+        ("inconclusive-past-due", f"stage 25 is due (after 1h) but its gate does not pass yet: keep observing "
+                                  f"({waiting})")]
+
+
 def test_watch_failing_after_three_failed_ticks_once_then_recovered(tmp_path):
     sent = []
     alerts = Alerts("prod", lambda e: sent.append(e["kind"]) or True, lambda m: None)

@@ -1,0 +1,259 @@
+"""The metrics gate as a check of a pyinfra run, in two steps.
+
+1. ``measure`` (on every host at once): read the host's window over the soak and
+   judge it alone (rollout/gate.py); nothing is kept yet.
+2. ``conclude`` (once every host's gate has judged: pyinfra runs an operation on
+   every host before the next): judge the hosts of the run pooled
+   (rollout/pool.py) when there are two or more, settle each host's verdict,
+   print and keep it, and keep each passing window's end as the next check's
+   start only when every host the run reached passed.
+
+The hosts' measurements meet in ``_measured``, keyed by the run's state: the
+greenlets of one run share this process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+
+from rollout import hoststate
+from rollout.checks import Verdicts, _current, _note, baseline_p95, traffic
+from rollout.gate import ABORT, ERROR, INCONCLUSIVE, PASS, GateRun, SideRow, Thresholds, format_verdict
+from rollout.pool import outlier_rows, pooled_rows, pooled_verdict, time_to_evidence
+from rollout.probe import ProbeError
+from rollout.reports import report, say
+from rollout.sources import Window, keep_cursor, keep_gate
+from rollout.state_metrics import GATE_FILE, gate_text
+from rollout.window import Counters
+
+
+@dataclass
+class Measured:
+    """One host's gate, judged alone, waiting for the run's other hosts."""
+
+    stage: int
+    run: GateRun
+    thresholds: Thresholds
+    note: str
+    cursor: tuple[dict, list] | None
+    #: Requests a second of each implementation during this gate's reads (None:
+    #: one read only, no rate).
+    rates: dict[str, float] | None
+    verdicts: Verdicts | None = None
+    final: tuple[str, str] | None = None
+
+
+@dataclass
+class Pooled:
+    verdict: str
+    reason: str
+    rows: list[SideRow]
+    outliers: dict[str, list[SideRow]] = field(default_factory=dict)
+
+
+_measured: dict[int, dict[str, Measured]] = {}
+_pooled: dict[int, Pooled | None] = {}
+_concluded: dict[int, set[str]] = {}
+
+
+def gate_metrics(host, stage: int, verdict: str) -> list[dict]:
+    """The verdict as metrics for node_exporter's textfile directory, when set."""
+    directory = host.data.get("rollout_textfile_dir")
+    if not directory:
+        return []
+    return [{"path": f"{directory}/{GATE_FILE}", "if_dir_exists": True,
+             "content": gate_text(host.data.service_name, stage, verdict, time.time())}]
+
+
+def _rates(first: tuple[float, Counters] | None, last: tuple[float, Counters] | None) -> dict[str, float] | None:
+    if first is None or last is None or last[0] - first[0] <= 0:
+        return None
+    seconds = last[0] - first[0]
+    return {name: max(0, getattr(last[1], name).requests - getattr(first[1], name).requests) / seconds
+            for name in ("domain", "legacy")}
+
+
+def measure(state, host, stage: int | None, soak_s: float, interval_s: float,
+            verdicts: Verdicts | None = None) -> bool:
+    """Read the metrics over the soak window and judge what the window served,
+    this host alone (``conclude`` settles and keeps the verdict). The window
+    starts at the previous check's cursor of this stage (or its restart). The
+    stage (the env file's when None) and the baseline are read when the gate
+    starts: the baseline was recorded earlier in this run."""
+    thresholds = Thresholds.from_data(host.data.gate)
+    try:
+        known = _current(host)
+    except ProbeError as error:
+        say(host, f"gate ERROR: {error}", error=True)
+        return False
+    stage = hoststate.file_stage(known, host.data.switch_variables) if stage is None else stage
+    if stage is None:
+        say(host, "gate ERROR: the rollout env file holds no stage", error=True)
+        return False
+    run = GateRun(thresholds, stage, baseline_p95(known, stage))
+    # Prometheus: only scrapes of the process running now (this run may have restarted it).
+    window = Window(host, stage, not_before=(known.get("unit") or {}).get("started"))
+    started, deadline = time.time(), time.monotonic() + soak_s
+    based = False
+    first = last = None
+    synthetic = traffic(host, soak_s, stage)
+    try:
+        while True:
+            now, read_error, wait_s = window.read()
+            if wait_s is not None and time.monotonic() + min(wait_s, interval_s) <= deadline:
+                gevent.sleep(min(wait_s, interval_s))  # too early for a first read: not a failed one
+                continue
+            if now is not None and not based:  # the window's base, as its first good read says
+                run.base, based = window.base, True
+            if now is not None:
+                last = (time.monotonic(), now)
+                first = first or last
+            if run.observe(now, read_error) or time.monotonic() + interval_s > deadline:
+                break
+            gevent.sleep(interval_s)
+    finally:
+        synthetic.stop(host)
+    # Where the window ends: kept by ``conclude`` if the host passes, alone or pooled.
+    cursor = window.cursor(run.latest) if run.latest is not None else None
+    _measured.setdefault(id(state), {})[host.name] = Measured(
+        stage, run, thresholds, f"{window.note}, {time.time() - started:.0f}s of reads", cursor,
+        _rates(first, last), verdicts)
+    return True
+
+
+def _held_breach(run: GateRun) -> bool:
+    """An aggregate row breaching, not yet on ``abort_after`` reads: never
+    overridden by a pooled pass."""
+    return run.last is not None and any(r.outcome == ABORT for r in run.last.rows)
+
+
+def _pool(state, measured: dict[str, Measured]) -> Pooled | None:
+    """The run's hosts pooled, once per run (None: fewer than two hosts, or not
+    on one stage)."""
+    key = id(state)
+    if key in _pooled:
+        return _pooled[key]
+    windows = {name: m.run.served for name, m in measured.items() if m.run.served is not None}
+    stages = {m.stage for m in measured.values()}
+    pooled = None
+    if len(measured) >= 2 and len(stages) == 1:
+        first = next(iter(measured.values()))
+        thresholds, stage = first.thresholds, first.stage
+        rows = pooled_rows(windows, stage, thresholds) if windows else []
+        outliers = {name: outlier_rows(windows, name, thresholds) for name in windows} if len(windows) >= 2 else {}
+        host_verdicts = {}
+        for name, m in measured.items():
+            verdict, _ = m.run.verdict()
+            host_verdicts[name] = "aggregate breach" if verdict == INCONCLUSIVE and _held_breach(m.run) else verdict
+        verdict, reason = pooled_verdict(rows, host_verdicts, outliers) if rows else (ERROR, "no window read")
+        if verdict == INCONCLUSIVE:
+            rates = [m.rates for m in measured.values()]
+            short = _short(rows)
+            if short and all(rates):
+                pooled_rates = {n: sum(r[n] for r in rates if r) for n in ("domain", "legacy")}
+                reason = f"{reason}; {time_to_evidence(short, pooled_rates)} pooled"
+        pooled = Pooled(verdict, reason, rows, outliers)
+    _pooled[key] = pooled
+    return pooled
+
+
+def _short(rows: list[SideRow]) -> dict[str, int]:
+    """The requests the side-by-side block misses, per implementation."""
+    requests = next((r for r in rows if r.metric == "requests"), None)
+    if requests is None or not requests.statistic.startswith("needs "):
+        return {}
+    short = {}
+    for part in requests.statistic[len("needs "):].split(", "):
+        count, _, name = part.partition(" more ")
+        short[name] = int(count)
+    return short
+
+
+def _settle(m: Measured, pooled: Pooled | None) -> tuple[str, str]:
+    """A host's verdict once the run's hosts are pooled: a pooled abort aborts
+    every host; a pooled pass passes a host whose own window was only too thin
+    (no aggregate breach under way); otherwise its own verdict."""
+    verdict, reason = m.run.verdict()
+    short = _short(list(m.run.last.sides)) if m.run.last is not None else {}
+    if verdict == INCONCLUSIVE and m.rates and short:
+        reason = f"{reason}; {time_to_evidence(short, m.rates)}"
+    if pooled is None or verdict in (ABORT, ERROR):
+        return verdict, reason
+    if pooled.verdict == ABORT:
+        return ABORT, f"the stage's hosts pooled: {pooled.reason}"
+    if pooled.verdict == PASS and verdict == INCONCLUSIVE and not _held_breach(m.run):
+        return PASS, f"pooled with the stage's other hosts ({reason})"
+    if pooled.verdict == INCONCLUSIVE and verdict == INCONCLUSIVE:
+        return verdict, f"{reason}; {pooled.reason}"
+    return verdict, reason
+
+
+def _pooled_lines(pooled: Pooled, hosts: list[str]) -> list[str]:
+    lines = [f"gate pooled ({', '.join(hosts)}): {pooled.verdict.upper()} - {pooled.reason}"]
+    lines.append(f"  {'side by side':<16} {'domain':<10} {'legacy':<10} {'pass when':<40} "
+                 f"{'abort when':<40} {'statistic':<34} result")
+    for row in pooled.rows:
+        lines.append(f"  {row.metric:<16} {row.domain:<10} {row.legacy:<10} {row.pass_when:<40} "
+                     f"{row.abort_when:<40} {row.statistic:<34} {row.outcome}")
+    for name, rows in sorted(pooled.outliers.items()):
+        for row in rows:
+            if row.outcome == ABORT:
+                lines.append(f"  outlier {name}: {row.metric} {row.domain} against {row.legacy} "
+                             f"({row.statistic}): {row.outcome}")
+    return lines
+
+
+def conclude(state, host) -> bool:
+    """Settle, print and keep this host's verdict, once every host's gate of
+    the run has judged; keep its window's end only when every host the run
+    reached passed. Fails (False) on an abort or an error."""
+    measured = _measured.get(id(state), {})
+    mine = measured.get(host.name)
+    if mine is None:
+        return True  # no gate on this host (an earlier check failed, or it could not start)
+    pooled = _pool(state, measured)
+    for m in measured.values():
+        m.final = m.final or _settle(m, pooled)
+    assert mine.final is not None
+    verdict, reason = mine.final
+    run = mine.run
+    keep_gate(host, mine.stage, verdict, reason, gate_metrics(host, mine.stage, verdict))
+    if pooled is not None and host.name == min(measured):
+        for line in _pooled_lines(pooled, sorted(measured)):
+            say(host, line, error=pooled.verdict in (ABORT, ERROR))
+    run_verdict, _ = run.verdict()
+    for index, line in enumerate(format_verdict(host.name, run, mine.note)):
+        if index == 0 and (verdict, reason) != run.verdict():
+            line = f"gate {host.name}: {verdict.upper()} - {reason} (alone: {run_verdict})"
+        say(host, line, error=verdict in (ABORT, ERROR))
+    if verdict == INCONCLUSIVE:
+        say(host, "gate: not promoted; keep observing, then check again")
+    document: dict[str, Any] = {
+        "verdict": verdict, "reason": reason, "stage": mine.stage, "baseline_p95_ms": run.baseline_p95_ms,
+        "reads": run.reads, "history": run.history, "window": mine.note, "alone": run_verdict,
+        "rows": [vars(r) for r in run.last.rows] if run.last else [],
+        "side_by_side": [vars(r) for r in run.last.sides] if run.last else [],
+        "served": run.served.to_json() if run.served else None,
+    }
+    if pooled is not None:
+        document["pooled"] = {"verdict": pooled.verdict, "reason": pooled.reason,
+                              "rows": [vars(r) for r in pooled.rows],
+                              "outlier": [vars(r) for r in pooled.outliers.get(host.name, [])]}
+    report(host, "gate", document)
+    _note(mine.verdicts, "gate", verdict)
+    reached = {h.name for h in state.activated_hosts}
+    if (mine.cursor is not None and verdict == PASS and set(measured) == reached
+            and all(m.final is not None and m.final[0] == PASS and m.cursor is not None for m in measured.values())):
+        keep_cursor(host, mine.cursor)
+    elif verdict == PASS:
+        say(host, "gate: the window stays open (not every host of this check passed)")
+    done = _concluded.setdefault(id(state), set())
+    done.add(host.name)
+    if done == set(measured):  # the run's last: let go of its measurements
+        for registry in (_measured, _pooled, _concluded):
+            registry.pop(id(state), None)
+    return verdict in (PASS, INCONCLUSIVE)

@@ -1,0 +1,123 @@
+"""The gate's second step (rollout/gate_check.conclude) on hosts measured alone:
+the run's hosts pooled, each verdict settled, a window's end kept only when
+every host the run reached passed."""
+
+from __future__ import annotations
+
+import pytest
+
+from rollout import gate_check
+from rollout.gate import ABORT, INCONCLUSIVE, PASS, GateRun, Thresholds
+from tests.unit.metrics_body import counters, side
+
+T = Thresholds.from_data({})  # 500 requests of each implementation, 100 in all
+
+
+class Host:
+    def __init__(self, name: str):
+        self.name = name
+        self.data: dict = {}
+
+
+class State:
+    def __init__(self, hosts):
+        self.activated_hosts = set(hosts)
+
+
+@pytest.fixture
+def kept(monkeypatch):
+    """What conclude keeps on the hosts: verdicts, cursors, reports."""
+    record: dict[str, dict] = {"verdict": {}, "cursor": {}, "report": {}, "said": {}}
+    monkeypatch.setattr(gate_check, "keep_gate", lambda host, stage, verdict, reason, extra: record["verdict"]
+                        .__setitem__(host.name, (verdict, reason)))
+    monkeypatch.setattr(gate_check, "keep_cursor", lambda host, cursor: record["cursor"].__setitem__(host.name, cursor))
+    monkeypatch.setattr(gate_check, "report", lambda host, check, document: record["report"]
+                        .__setitem__(host.name, document))
+    monkeypatch.setattr(gate_check, "say", lambda host, line, **_: record["said"].setdefault(host.name, [])
+                        .append(line))
+    return record
+
+
+def measured(state, name: str, served, rates=None) -> None:
+    """A host's gate judged alone on one read of ``served`` (a window from zero)."""
+    run = GateRun(T, 10, 4.0)
+    run.observe(served)
+    gate_check._measured.setdefault(id(state), {})[name] = gate_check.Measured(
+        10, run, T, "window since the restart, json", ({"at": 1.0, "stage": 10, "counters": {}}, []),
+        rates if rates is not None else {"domain": 2.0, "legacy": 2.0})
+
+
+def conclude_all(state, hosts) -> dict[str, bool]:
+    return {h.name: gate_check.conclude(state, h) for h in sorted(hosts, key=lambda h: h.name)}
+
+
+def paired(n: int, errors: int = 0):
+    return counters(side(n, errors), side(n), usage=(200, 20))
+
+
+def test_hosts_too_thin_alone_pass_pooled_and_move_on_together(kept):
+    hosts = [Host(f"h{i}") for i in range(4)]
+    state = State(hosts)
+    for h in hosts:
+        measured(state, h.name, paired(150))  # 150 < 500 of each alone; 600 pooled
+    assert conclude_all(state, hosts) == {h.name: True for h in hosts}
+    assert {h: v for h, (v, _) in kept["verdict"].items()} == {h.name: PASS for h in hosts}
+    assert all(r["alone"] == INCONCLUSIVE and r["pooled"]["verdict"] == PASS for r in kept["report"].values())
+    assert sorted(kept["cursor"]) == [h.name for h in hosts]
+    assert any(line.startswith("gate pooled (h0, h1, h2, h3): PASS") for line in kept["said"]["h0"])
+    assert gate_check._measured.get(id(state)) is None  # let go once every host concluded
+
+
+def test_a_host_that_passed_keeps_its_window_open_while_another_is_not_settled(kept):
+    """b's aggregate error rate breaches (5.5 % on both implementations: its
+    backend, not the change) on one read of the two an abort needs: b is not
+    passed by the pool, and a, which passed, judges its whole window next time."""
+    hosts = [Host("a"), Host("b")]
+    state = State(hosts)
+    measured(state, "a", paired(600))
+    measured(state, "b", counters(side(600, 33), side(600, 33), usage=(200, 20)))
+    assert conclude_all(state, hosts) == {"a": True, "b": True}
+    assert kept["verdict"]["a"][0] == PASS and kept["verdict"]["b"][0] == INCONCLUSIVE
+    assert kept["report"]["a"]["pooled"]["reason"] == "b: aggregate breach"
+    assert kept["cursor"] == {}
+    assert "gate: the window stays open (not every host of this check passed)" in kept["said"]["a"]
+
+
+def test_an_inconclusive_host_says_how_long_its_missing_requests_take(kept):
+    host = Host("only")
+    state = State([host])
+    measured(state, "only", paired(50), rates={"domain": 0.5, "legacy": 0.5})
+    gate_check.conclude(state, host)
+    verdict, reason = kept["verdict"]["only"]
+    assert verdict == INCONCLUSIVE
+    assert reason.endswith("; needs 450 more domain at 0.5/s, 450 more legacy at 0.5/s ≈ 15 min"), reason
+
+
+def test_a_fault_too_small_for_any_host_aborts_every_host_pooled(kept):
+    hosts = [Host(f"h{i}") for i in range(10)]
+    state = State(hosts)
+    for h in hosts:
+        measured(state, h.name, counters(side(60, 3), side(60), usage=(0, 0)))  # 5 % on 60 each
+    results = conclude_all(state, hosts)
+    assert set(results.values()) == {False}
+    assert all(v == ABORT and r.startswith("the stage's hosts pooled: pooled errors vs legacy")
+               for v, r in kept["verdict"].values()), kept["verdict"]
+    assert all(r["alone"] == INCONCLUSIVE for r in kept["report"].values())
+    assert kept["cursor"] == {}
+
+
+def test_one_host_is_judged_alone(kept):
+    host = Host("only")
+    state = State([host])
+    measured(state, "only", paired(150))
+    assert gate_check.conclude(state, host) is True
+    assert kept["verdict"]["only"][0] == INCONCLUSIVE and "pooled" not in kept["report"]["only"]
+
+
+def test_a_host_the_run_reached_without_a_gate_keeps_every_window_open(kept):
+    hosts = [Host("a"), Host("b"), Host("c")]
+    state = State(hosts)
+    measured(state, "a", paired(600))
+    measured(state, "b", paired(600))  # c's preparation check failed: no gate there
+    conclude_all(state, hosts[:2])
+    assert kept["verdict"]["a"][0] == PASS and kept["cursor"] == {}

@@ -137,9 +137,9 @@ def test_a_host_whose_legacy_fails_alike_is_not_an_outlier():
 
 
 def test_the_stage_waits_for_the_pooled_estimate_when_there_is_one():
-    reasons = ["not yet conclusive: requests (side by side: needs 90 more domain); "
-               "needs 90 more domain at 0.3/s ≈ 5 min; pooled not yet conclusive: requests "
-               "(needs 40 more domain); needs 40 more domain at 0.9/s ≈ 45s pooled",
+    reasons = [("not yet conclusive: requests (side by side: needs 90 more domain); "
+                "needs 90 more domain at 0.3/s ≈ 5 min; pooled not yet conclusive: requests "
+                "(needs 40 more domain); needs 40 more domain at 0.9/s ≈ 45s pooled"),
                "every promote condition holds", ""]
     assert waiting_for(reasons) == "needs 40 more domain at 0.9/s ≈ 45s pooled"
     assert waiting_for(["needs 90 more domain at 0.3/s ≈ 5 min"]) == "needs 90 more domain at 0.3/s ≈ 5 min"

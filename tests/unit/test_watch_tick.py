@@ -355,8 +355,8 @@ def test_an_inconclusive_stage_past_due_says_what_it_waits_for():
                           True, waiting)
     assert decision.promote_to is None
     assert [(a.kind, a.summary) for a in decision.alerts] == [
-        ("inconclusive-past-due", f"stage 25 is due (after 1h) but its gate does not pass yet: keep observing "
-                                  f"({waiting})")]
+        ("inconclusive-past-due", (f"stage 25 is due (after 1h) but its gate does not pass yet: keep observing "
+                                   f"({waiting})"))]
 
 
 def test_watch_failing_after_three_failed_ticks_once_then_recovered(tmp_path):

@@ -173,18 +173,25 @@ def _short(rows: list[SideRow]) -> dict[str, int]:
     return short
 
 
-def _settle(m: Measured, pooled: Pooled | None) -> tuple[str, str]:
-    """A host's verdict once the run's hosts are pooled: a pooled abort aborts
-    every host; a pooled pass passes a host whose own window was only too thin
-    (no aggregate breach under way); otherwise its own verdict."""
+def _settle(name: str, m: Measured, pooled: Pooled | None) -> tuple[str, str]:
+    """A host's verdict once the run's hosts are pooled: an abort of the pooled
+    block aborts every host (the evidence is all of theirs); an outlier aborts
+    (its own domain is worse than the others'); a pooled pass passes a host
+    whose own window was only too thin (no aggregate breach under way);
+    otherwise its own verdict (a host aborting on its own evidence makes no
+    other host's record an abort: the rollback is the orchestration's)."""
     verdict, reason = m.run.verdict()
     short = _short(list(m.run.last.sides)) if m.run.last is not None else {}
     if verdict == INCONCLUSIVE and m.rates and short:
         reason = f"{reason}; {time_to_evidence(short, m.rates)}"
     if pooled is None or verdict in (ABORT, ERROR):
         return verdict, reason
-    if pooled.verdict == ABORT:
+    if any(r.outcome == ABORT for r in pooled.rows):
         return ABORT, f"the stage's hosts pooled: {pooled.reason}"
+    outlying = [f"{r.metric} {r.domain} against {r.legacy} ({r.statistic})"
+                for r in pooled.outliers.get(name, []) if r.outcome == ABORT]
+    if outlying:
+        return ABORT, f"an outlier among the stage's hosts: {'; '.join(outlying)}"
     if pooled.verdict == PASS and verdict == INCONCLUSIVE and not _held_breach(m.run):
         return PASS, f"pooled with the stage's other hosts ({reason})"
     if pooled.verdict == INCONCLUSIVE and verdict == INCONCLUSIVE:
@@ -216,8 +223,8 @@ def conclude(state, host) -> bool:
     if mine is None:
         return True  # no gate on this host (an earlier check failed, or it could not start)
     pooled = _pool(state, measured)
-    for m in measured.values():
-        m.final = m.final or _settle(m, pooled)
+    for name, m in measured.items():
+        m.final = m.final or _settle(name, m, pooled)
     assert mine.final is not None
     verdict, reason = mine.final
     run = mine.run

@@ -121,3 +121,34 @@ def test_a_host_the_run_reached_without_a_gate_keeps_every_window_open(kept):
     measured(state, "b", paired(600))  # c's preparation check failed: no gate there
     conclude_all(state, hosts[:2])
     assert kept["verdict"]["a"][0] == PASS and kept["cursor"] == {}
+
+
+def test_a_host_aborting_alone_leaves_the_others_own_verdicts(kept):
+    """b's host-wide error rate (6 % on both implementations: its backend)
+    breaches on two reads, an abort of b's own; the pool sees nothing of the
+    change, so a and c keep their passes (the rollback is the orchestration's)."""
+    hosts = [Host("a"), Host("b"), Host("c")]
+    state = State(hosts)
+    measured(state, "a", paired(600))
+    measured(state, "b", counters(side(300, 18), side(300, 18), usage=(200, 20)))
+    gate_check._measured[id(state)]["b"].run.observe(counters(side(600, 36), side(600, 36), usage=(400, 40)))
+    measured(state, "c", paired(600))
+    assert conclude_all(state, hosts) == {"a": True, "b": False, "c": True}
+    assert {h: v for h, (v, _) in kept["verdict"].items()} == {"a": PASS, "b": ABORT, "c": PASS}
+    assert kept["report"]["a"]["pooled"]["reason"] == "b aborted" and kept["cursor"] == {}
+
+
+def test_an_outlier_aborts_itself_though_the_pool_passes(kept):
+    """Ten hosts, legacy at 1 %; the domain at 1 % on nine and 6 % on h9: h9's
+    own test against its legacy does not reject, the pool passes, the outlier
+    rule names h9."""
+    hosts = [Host(f"h{i}") for i in range(10)]
+    state = State(hosts)
+    for h in hosts[:9]:
+        measured(state, h.name, counters(side(500, 5), side(500, 5), usage=(200, 20)))
+    measured(state, "h9", counters(side(500, 30), side(500, 5), usage=(200, 20)))
+    results = conclude_all(state, hosts)
+    assert [h for h, ok in results.items() if not ok] == ["h9"]
+    verdict, reason = kept["verdict"]["h9"]
+    assert verdict == ABORT and reason.startswith("an outlier among the stage's hosts: errors vs others"), reason
+    assert kept["report"]["h9"]["alone"] != ABORT

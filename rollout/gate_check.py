@@ -125,10 +125,14 @@ def measure(state, host, stage: int | None, soak_s: float, interval_s: float,
     return True
 
 
-def _held_breach(run: GateRun) -> bool:
-    """An aggregate row breaching, not yet on ``abort_after`` reads: never
-    overridden by a pooled pass."""
-    return run.last is not None and any(r.outcome == ABORT for r in run.last.rows)
+def _open_rows(run: GateRun) -> list[str]:
+    """The host's aggregate rows a pooled pass may not pass over: all but the
+    request count (thin evidence, which pooling answers). A breach not yet held,
+    domain usage not yet consistent with the stage, a P95 without its baseline:
+    each says something of this host the pool cannot."""
+    if run.last is None:
+        return ["no read"]
+    return [r.metric for r in run.last.rows if r.outcome != PASS and r.metric != "requests"]
 
 
 def _pool(state, measured: dict[str, Measured]) -> Pooled | None:
@@ -140,7 +144,8 @@ def _pool(state, measured: dict[str, Measured]) -> Pooled | None:
     windows = {name: m.run.served for name, m in measured.items() if m.run.served is not None}
     stages = {m.stage for m in measured.values()}
     pooled = None
-    if len(measured) >= 2 and len(stages) == 1:
+    # Not at stage 0: the domain serves nobody, only the host-wide rows judge.
+    if len(measured) >= 2 and len(stages) == 1 and stages != {0}:
         first = next(iter(measured.values()))
         thresholds, stage = first.thresholds, first.stage
         rows = pooled_rows(windows, stage, thresholds) if windows else []
@@ -148,7 +153,8 @@ def _pool(state, measured: dict[str, Measured]) -> Pooled | None:
         host_verdicts = {}
         for name, m in measured.items():
             verdict, _ = m.run.verdict()
-            host_verdicts[name] = "aggregate breach" if verdict == INCONCLUSIVE and _held_breach(m.run) else verdict
+            still = _open_rows(m.run) if verdict == INCONCLUSIVE else []
+            host_verdicts[name] = f"its own rows open ({', '.join(still)})" if still else verdict
         verdict, reason = pooled_verdict(rows, host_verdicts, outliers) if rows else (ERROR, "no window read")
         if verdict == INCONCLUSIVE:
             rates = [m.rates for m in measured.values()]
@@ -177,7 +183,7 @@ def _settle(name: str, m: Measured, pooled: Pooled | None) -> tuple[str, str]:
     """A host's verdict once the run's hosts are pooled: an abort of the pooled
     block aborts every host (the evidence is all of theirs); an outlier aborts
     (its own domain is worse than the others'); a pooled pass passes a host
-    whose own window was only too thin (no aggregate breach under way);
+    whose own window was only too thin (``_open_rows``);
     otherwise its own verdict (a host aborting on its own evidence makes no
     other host's record an abort: the rollback is the orchestration's)."""
     verdict, reason = m.run.verdict()
@@ -192,7 +198,7 @@ def _settle(name: str, m: Measured, pooled: Pooled | None) -> tuple[str, str]:
                 for r in pooled.outliers.get(name, []) if r.outcome == ABORT]
     if outlying:
         return ABORT, f"an outlier among the stage's hosts: {'; '.join(outlying)}"
-    if pooled.verdict == PASS and verdict == INCONCLUSIVE and not _held_breach(m.run):
+    if pooled.verdict == PASS and verdict == INCONCLUSIVE and not _open_rows(m.run):
         return PASS, f"pooled with the stage's other hosts ({reason})"
     if pooled.verdict == INCONCLUSIVE and verdict == INCONCLUSIVE:
         return verdict, f"{reason}; {pooled.reason}"

@@ -78,7 +78,7 @@ def test_a_host_that_passed_keeps_its_window_open_while_another_is_not_settled(k
     measured(state, "b", counters(side(600, 33), side(600, 33), usage=(200, 20)))
     assert conclude_all(state, hosts) == {"a": True, "b": True}
     assert kept["verdict"]["a"][0] == PASS and kept["verdict"]["b"][0] == INCONCLUSIVE
-    assert kept["report"]["a"]["pooled"]["reason"] == "b: aggregate breach"
+    assert kept["report"]["a"]["pooled"]["reason"] == "b: its own rows open (error rate, success rate)"
     assert kept["cursor"] == {}
     assert "gate: the window stays open (not every host of this check passed)" in kept["said"]["a"]
 
@@ -152,3 +152,28 @@ def test_an_outlier_aborts_itself_though_the_pool_passes(kept):
     verdict, reason = kept["verdict"]["h9"]
     assert verdict == ABORT and reason.startswith("an outlier among the stage's hosts: errors vs others"), reason
     assert kept["report"]["h9"]["alone"] != ABORT
+
+
+def test_at_stage_0_nothing_is_pooled(kept):
+    hosts = [Host("a"), Host("b")]
+    state = State(hosts)
+    for h in hosts:
+        run = GateRun(T, 0, 4.0)
+        run.observe(counters(side(0), side(50), usage=(50, 0)))  # fewer than the 100 host-wide rows need
+        gate_check._measured.setdefault(id(state), {})[h.name] = gate_check.Measured(
+            0, run, T, "window since the restart, json", None, None)
+    conclude_all(state, hosts)
+    assert {h: v for h, (v, _) in kept["verdict"].items()} == {"a": INCONCLUSIVE, "b": INCONCLUSIVE}
+    assert "pooled" not in kept["report"]["a"]
+
+
+def test_a_host_whose_usage_is_off_is_not_passed_by_the_pool(kept):
+    """b's unforced draw is not its stage's (a process on another stage): the
+    pool's evidence says nothing of that, so b stays inconclusive, and a too."""
+    hosts = [Host("a"), Host("b")]
+    state = State(hosts)
+    measured(state, "a", paired(300))
+    measured(state, "b", counters(side(300), side(300), usage=(200, 100)))  # 50 % at stage 10
+    conclude_all(state, hosts)
+    assert {h: v for h, (v, _) in kept["verdict"].items()} == {"a": INCONCLUSIVE, "b": INCONCLUSIVE}
+    assert kept["report"]["a"]["pooled"]["reason"] == "b: its own rows open (domain usage)"

@@ -15,6 +15,7 @@ greenlets of one run share this process.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,18 @@ import gevent
 
 from rollout import hoststate
 from rollout.checks import Verdicts, _current, _note, baseline_p95, traffic
-from rollout.gate import ABORT, ERROR, INCONCLUSIVE, PASS, GateRun, SideRow, Thresholds, format_verdict
-from rollout.pool import outlier_rows, pooled_rows, pooled_verdict, time_to_evidence
+from rollout.gate import (
+    ABORT,
+    ERROR,
+    INCONCLUSIVE,
+    LATENCY_QUANTILE,
+    PASS,
+    GateRun,
+    SideRow,
+    Thresholds,
+    format_verdict,
+)
+from rollout.pool import outlier_rows, poolable, pooled_rows, pooled_verdict, time_to_evidence
 from rollout.probe import ProbeError
 from rollout.reports import report, say
 from rollout.sources import Window, keep_cursor, keep_gate
@@ -55,9 +66,9 @@ class Pooled:
     outliers: dict[str, list[SideRow]] = field(default_factory=dict)
 
 
-_measured: dict[int, dict[str, Measured]] = {}
-_pooled: dict[int, Pooled | None] = {}
-_concluded: dict[int, set[str]] = {}
+#: Per run (its state, held weakly: a run's entries go with it).
+_measured: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_pooled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def gate_metrics(host, stage: int, verdict: str) -> list[dict]:
@@ -119,33 +130,52 @@ def measure(state, host, stage: int | None, soak_s: float, interval_s: float,
         synthetic.stop(host)
     # Where the window ends: kept by ``conclude`` if the host passes, alone or pooled.
     cursor = window.cursor(run.latest) if run.latest is not None else None
-    _measured.setdefault(id(state), {})[host.name] = Measured(
+    _measured.setdefault(state, {})[host.name] = Measured(
         stage, run, thresholds, f"{window.note}, {time.time() - started:.0f}s of reads", cursor,
         _rates(first, last), verdicts)
     return True
 
 
-def _open_rows(run: GateRun) -> list[str]:
-    """The host's aggregate rows a pooled pass may not pass over: all but the
-    request count (thin evidence, which pooling answers). A breach not yet held,
-    domain usage not yet consistent with the stage, a P95 without its baseline:
-    each says something of this host the pool cannot."""
-    if run.last is None:
+def _open_rows(m: Measured) -> list[str]:
+    """What of the host a pooled pass may not pass over: its aggregate rows but
+    the request count (a breach not yet held, domain usage not yet consistent
+    with the stage, a P95 without its baseline each say something of this host
+    the pool cannot), and its side-by-side point estimates (the domain's error
+    rate at or above the pass line, its errors beyond the margin of legacy's,
+    its P95 beyond legacy's limit: not yet significant, yet no pass), and a
+    domain that served it nothing. Thin evidence alone is what pooling answers."""
+    run, t = m.run, m.thresholds
+    if run.last is None or run.served is None:
         return ["no read"]
-    return [r.metric for r in run.last.rows if r.outcome != PASS and r.metric != "requests"]
+    still = [r.metric for r in run.last.rows if r.outcome != PASS and r.metric != "requests"]
+    d, lg = run.served.domain, run.served.legacy
+    if not d.requests:
+        return [*still, "no domain request"]
+    if d.error_rate >= t.error_rate_pass_below or 1 - d.error_rate <= t.success_rate_pass_above:
+        still.append("domain error rate")
+    if lg.requests and d.error_rate > t.error_ratio_margin * lg.error_rate and d.error_rate > t.error_rate_floor:
+        still.append("errors vs legacy")
+    d95, l95 = d.quantile(LATENCY_QUANTILE), lg.quantile(LATENCY_QUANTILE)
+    if d95 is not None and l95 is not None and d95 > max(l95 * t.p95_max_ratio, l95 + t.domain_p95_min_increase_ms):
+        still.append("p95 vs legacy")
+    return still
 
 
 def _pool(state, measured: dict[str, Measured]) -> Pooled | None:
     """The run's hosts pooled, once per run (None: fewer than two hosts, or not
     on one stage)."""
-    key = id(state)
-    if key in _pooled:
-        return _pooled[key]
+    if state in _pooled:
+        return _pooled[state]
     windows = {name: m.run.served for name, m in measured.items() if m.run.served is not None}
     stages = {m.stage for m in measured.values()}
     pooled = None
-    # Not at stage 0: the domain serves nobody, only the host-wide rows judge.
-    if len(measured) >= 2 and len(stages) == 1 and stages != {0}:
+    # Hosts alike enough to pool: two or more, on one stage but 0 (where the
+    # domain serves nobody and only the host-wide rows judge), under the same
+    # thresholds (a group may set its own), windows with the same buckets, and
+    # every host the run still has measured (not so under --no-wait or --serial).
+    if (len(measured) >= 2 and len(stages) == 1 and stages != {0}
+            and len({m.thresholds for m in measured.values()}) == 1 and poolable(windows)
+            and set(measured) == {h.name for h in state.active_hosts}):
         first = next(iter(measured.values()))
         thresholds, stage = first.thresholds, first.stage
         rows = pooled_rows(windows, stage, thresholds) if windows else []
@@ -153,7 +183,7 @@ def _pool(state, measured: dict[str, Measured]) -> Pooled | None:
         host_verdicts = {}
         for name, m in measured.items():
             verdict, _ = m.run.verdict()
-            still = _open_rows(m.run) if verdict == INCONCLUSIVE else []
+            still = _open_rows(m) if verdict == INCONCLUSIVE else []
             host_verdicts[name] = f"its own rows open ({', '.join(still)})" if still else verdict
         verdict, reason = pooled_verdict(rows, host_verdicts, outliers) if rows else (ERROR, "no window read")
         if verdict == INCONCLUSIVE:
@@ -163,7 +193,7 @@ def _pool(state, measured: dict[str, Measured]) -> Pooled | None:
                 pooled_rates = {n: sum(r[n] for r in rates if r) for n in ("domain", "legacy")}
                 reason = f"{reason}; {time_to_evidence(short, pooled_rates)} pooled"
         pooled = Pooled(verdict, reason, rows, outliers)
-    _pooled[key] = pooled
+    _pooled[state] = pooled
     return pooled
 
 
@@ -198,7 +228,7 @@ def _settle(name: str, m: Measured, pooled: Pooled | None) -> tuple[str, str]:
                 for r in pooled.outliers.get(name, []) if r.outcome == ABORT]
     if outlying:
         return ABORT, f"an outlier among the stage's hosts: {'; '.join(outlying)}"
-    if pooled.verdict == PASS and verdict == INCONCLUSIVE and not _open_rows(m.run):
+    if pooled.verdict == PASS and verdict == INCONCLUSIVE and not _open_rows(m):
         return PASS, f"pooled with the stage's other hosts ({reason})"
     if pooled.verdict == INCONCLUSIVE and verdict == INCONCLUSIVE:
         return verdict, f"{reason}; {pooled.reason}"
@@ -224,7 +254,7 @@ def conclude(state, host) -> bool:
     """Settle, print and keep this host's verdict, once every host's gate of
     the run has judged; keep its window's end only when every host the run
     reached passed. Fails (False) on an abort or an error."""
-    measured = _measured.get(id(state), {})
+    measured = _measured.get(state, {})
     mine = measured.get(host.name)
     if mine is None:
         return True  # no gate on this host (an earlier check failed, or it could not start)
@@ -264,9 +294,4 @@ def conclude(state, host) -> bool:
         keep_cursor(host, mine.cursor)
     elif verdict == PASS:
         say(host, "gate: the window stays open (not every host of this check passed)")
-    done = _concluded.setdefault(id(state), set())
-    done.add(host.name)
-    if done == set(measured):  # the run's last: let go of its measurements
-        for registry in (_measured, _pooled, _concluded):
-            registry.pop(id(state), None)
     return verdict in (PASS, INCONCLUSIVE)

@@ -60,8 +60,22 @@ def pooled_ratio(windows: Mapping[str, Counters], margin: float) -> RatioTest:
 
 
 def pooled_rows(windows: Mapping[str, Counters], percent: int, t: Thresholds) -> list[SideRow]:
-    """The side-by-side block on the pooled windows."""
-    return side_rows(pool(windows), pooled_ratio(windows, t.error_ratio_margin), t, percent)
+    """The side-by-side block on the pooled windows. The P95 row stays each
+    host's: its bound is legacy's P95, and pooled legacy and pooled domain mix
+    the hosts in different proportions wherever the domain's share differs from
+    host to host (paired traffic, a busy host beside an idle one), so a pooled
+    P95 would compare one mix of hosts with another."""
+    rows = side_rows(pool(windows), pooled_ratio(windows, t.error_ratio_margin), t, percent)
+    return [SideRow(r.metric, r.domain, r.legacy, r.pass_when, "-", "judged per host (the hosts' mixes differ)",
+                    PASS) if r.metric == "p95 latency" else r for r in rows]
+
+
+def poolable(windows: Mapping[str, Counters]) -> bool:
+    """Windows that may be summed: every implementation's latency buckets with
+    the same bounds on every host (an app version with other bounds is not)."""
+    layouts = {tuple(b for b, _ in side.buckets) for served in windows.values()
+               for side in (served.domain, served.legacy)}
+    return len(layouts) == 1
 
 
 def _others(windows: Mapping[str, Counters], host: str) -> Side | None:
@@ -77,28 +91,32 @@ def _others(windows: Mapping[str, Counters], host: str) -> Side | None:
 def outlier_rows(windows: Mapping[str, Counters], host: str, t: Thresholds) -> list[SideRow]:
     """``host``'s domain against the pooled domain of the other hosts: its errors
     (ratio beyond the margin and rate beyond the floor) and its P95 (beyond
-    ``p95_max_ratio`` x a confident bound of the others'). Each test at alpha / N
-    for N hosts (a check looks at every host: Bonferroni keeps the family's false
-    alarms at alpha). A host whose own legacy is as bad (on enough legacy
-    requests) has a fault of its own (its backend, its load), not the change's:
-    its row passes, saying so. No rows with a single host."""
+    ``p95_max_ratio`` x a confident bound of the others'). Two tests per host,
+    each at alpha / 2N for N hosts (Bonferroni: the family of a check stays at
+    alpha). A host differs from the others for reasons of its own too (its
+    backend, its load): an outlier needs its own legacy, on at least
+    ``min_requests_per_implementation`` requests, to be better than its domain
+    (by the margins); a host whose legacy is as bad, or too thin to tell, is
+    not one (the row says which). No rows with a single host."""
     others = _others(windows, host)
     if others is None:
         return []
     mine, own_legacy = windows[host].domain, windows[host].legacy
-    strict = replace(t, alpha=t.alpha / len(windows))
+    strict = replace(t, alpha=t.alpha / (2 * len(windows)))
     ratio = RatioTest(t.error_ratio_margin)
     ratio.update(mine.errors, others.errors, mine.requests, others.requests)
     names = ("host", "others")
     errors = versus_row("errors vs others", names, mine, others, ratio, strict)
     latency = replace(latency_row(mine, others, strict, names), metric="p95 vs others")
-    if own_legacy.requests >= t.min_requests_per_implementation:
-        if mine.error_rate <= t.error_ratio_margin * own_legacy.error_rate:
-            errors = replace(errors, statistic=f"{errors.statistic}; its legacy alike", outcome=PASS)
-        d95, l95 = mine.quantile(LATENCY_QUANTILE), own_legacy.quantile(LATENCY_QUANTILE)
-        if d95 is not None and l95 is not None and d95 <= max(l95 * t.p95_max_ratio,
-                                                              l95 + t.domain_p95_min_increase_ms):
-            latency = replace(latency, statistic=f"{latency.statistic}; its legacy alike", outcome=PASS)
+    if own_legacy.requests < t.min_requests_per_implementation:
+        why = f"n/a: {own_legacy.requests} legacy requests of its own, too few to tell the host from the change"
+        return [replace(row, statistic=why, outcome=INCONCLUSIVE) if row.outcome == ABORT else row
+                for row in (errors, latency)]
+    if mine.error_rate <= t.error_ratio_margin * own_legacy.error_rate:
+        errors = replace(errors, statistic=f"{errors.statistic}; its legacy alike", outcome=PASS)
+    d95, l95 = mine.quantile(LATENCY_QUANTILE), own_legacy.quantile(LATENCY_QUANTILE)
+    if d95 is not None and l95 is not None and d95 <= max(l95 * t.p95_max_ratio, l95 + t.domain_p95_min_increase_ms):
+        latency = replace(latency, statistic=f"{latency.statistic}; its legacy alike", outcome=PASS)
     return [errors, latency]
 
 
@@ -157,12 +175,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-_WAIT = re.compile(r"needs [^;()]*?≈ [^;()]*")
+#: An estimate of time_to_evidence: "needs N more X at R/s ... ≈ T" or "... (none seen yet: no estimate)".
+_WAIT = re.compile(r"needs \d+ more \w+ (?:at |\()[^;]*")
 
 
 def waiting_for(reasons: Iterable[str]) -> str:
     """What an inconclusive stage waits for, from its hosts' gate reasons: the
     pooled estimate when one says it, else the first host's ("" if none)."""
-    found = [m.group(0).strip() for reason in reasons for m in _WAIT.finditer(reason or "")]
+    found = [m.group(0).strip().removesuffix(")") if m.group(0).count(")") > m.group(0).count("(")
+             else m.group(0).strip() for reason in reasons for m in _WAIT.finditer(reason or "")]
     pooled = [f for f in found if f.endswith("pooled")]
     return (pooled or found or [""])[0]

@@ -8,7 +8,15 @@ import random
 import pytest
 
 from rollout.gate import ABORT, INCONCLUSIVE, PASS, Thresholds
-from rollout.pool import outlier_rows, pool, pooled_rows, pooled_verdict, time_to_evidence, waiting_for
+from rollout.pool import (
+    outlier_rows,
+    pool,
+    poolable,
+    pooled_rows,
+    pooled_verdict,
+    time_to_evidence,
+    waiting_for,
+)
 from tests.unit.metrics_body import counters, side
 from tests.unit.test_gate_null import binomial_upper
 
@@ -57,12 +65,12 @@ def test_a_fault_every_host_sees_a_little_of_aborts_pooled_first():
 
 
 def test_one_host_worse_than_the_others_is_an_outlier_and_a_healthy_one_is_not():
-    windows = fleet(4, domain=400, legacy=400)
-    windows["h3"] = counters(side(400, 40), side(400), usage=(0, 0))  # 10 % against 0 %
+    windows = fleet(4, domain=400, legacy=500)
+    windows["h3"] = counters(side(400, 40), side(500), usage=(0, 0))  # 10 % against 0 %
     assert outcomes(outlier_rows(windows, "h3", T))["errors vs others"] == ABORT
     assert outcomes(outlier_rows(windows, "h0", T))["errors vs others"] != ABORT
-    slow = fleet(4, domain=400, legacy=400)
-    slow["h1"] = counters(side(400, 0, {4: 300, 90: 100}), side(400), usage=(0, 0))  # 25 % above 90 ms
+    slow = fleet(4, domain=400, legacy=500)
+    slow["h1"] = counters(side(400, 0, {4: 300, 90: 100}), side(500), usage=(0, 0))  # 25 % above 90 ms
     assert outcomes(outlier_rows(slow, "h1", T))["p95 vs others"] == ABORT
     assert outcomes(outlier_rows(slow, "h2", T))["p95 vs others"] != ABORT
 
@@ -144,3 +152,32 @@ def test_the_stage_waits_for_the_pooled_estimate_when_there_is_one():
     assert waiting_for(reasons) == "needs 40 more domain at 0.9/s ≈ 45s pooled"
     assert waiting_for(["needs 90 more domain at 0.3/s ≈ 5 min"]) == "needs 90 more domain at 0.3/s ≈ 5 min"
     assert waiting_for(["requests (side by side: needs 90 more domain)"]) == ""
+
+
+def test_at_stage_100_without_legacy_a_different_host_is_no_outlier():
+    """Its domain slower than the others', no legacy of its own to tell the
+    host (its load, its backend) from the change: not an outlier."""
+    windows = {f"h{i}": counters(side(600), side(0), usage=(600, 600)) for i in range(3)}
+    windows["h3"] = counters(side(600, 30, {20: 600}), side(0), usage=(600, 600))
+    rows = outlier_rows(windows, "h3", T)
+    assert {r.outcome for r in rows} == {INCONCLUSIVE} and all("too few to tell" in r.statistic for r in rows), rows
+
+
+def test_the_pooled_p95_is_left_to_each_host():
+    """A busy fast host and an idle slow one, each alike on its own: pooled,
+    legacy is mostly the fast host's and the domain much the slow one's."""
+    windows = {"busy": counters(side(1500, 0, {4: 1500}), side(9500, 0, {4: 9500}), usage=(0, 0)),
+               "idle": counters(side(500, 0, {100: 500}), side(300, 0, {100: 300}), usage=(0, 0))}
+    latency = next(r for r in pooled_rows(windows, 10, T) if r.metric == "p95 latency")
+    assert latency.outcome == PASS and latency.statistic == "judged per host (the hosts' mixes differ)"
+
+
+def test_windows_with_other_buckets_are_not_poolable():
+    other = counters(side(10), side(10), usage=(0, 0))
+    other = other.__class__(other.instance, 0, 0, other.domain.__class__(10, 0, ((5.0, 10),)), other.legacy)
+    assert poolable(fleet(2, 10, 10)) and not poolable({**fleet(1, 10, 10), "x": other})
+
+
+def test_a_stage_whose_domain_got_nothing_yet_still_says_so():
+    assert waiting_for(["not yet conclusive: requests; needs 150 more domain (none seen yet: no estimate)"]) == \
+        "needs 150 more domain (none seen yet: no estimate)"

@@ -78,7 +78,8 @@ def test_a_host_that_passed_keeps_its_window_open_while_another_is_not_settled(k
     measured(state, "b", counters(side(600, 33), side(600, 33), usage=(200, 20)))
     assert conclude_all(state, hosts) == {"a": True, "b": True}
     assert kept["verdict"]["a"][0] == PASS and kept["verdict"]["b"][0] == INCONCLUSIVE
-    assert kept["report"]["a"]["pooled"]["reason"] == "b: its own rows open (error rate, success rate, domain error rate)"
+    assert kept["report"]["a"]["pooled"]["reason"] == \
+        "b: its own rows open (error rate, success rate, domain error rate)"
     assert kept["cursor"] == {}
     assert "gate: the window stays open (not every host of this check passed)" in kept["said"]["a"]
 

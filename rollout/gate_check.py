@@ -268,10 +268,13 @@ def conclude(state, host) -> bool:
     if pooled is not None and host.name == min(measured):
         for line in _pooled_lines(pooled, sorted(measured)):
             say(host, line, error=pooled.verdict in (ABORT, ERROR))
-    run_verdict, _ = run.verdict()
+    run_verdict, run_reason = run.verdict()
     for index, line in enumerate(format_verdict(host.name, run, mine.note)):
-        if index == 0 and (verdict, reason) != run.verdict():
-            line = f"gate {host.name}: {verdict.upper()} - {reason} (alone: {run_verdict})"
+        if index == 0 and (verdict, reason) != (run_verdict, run_reason):
+            # The settled verdict and reason, then the window's details as format_verdict gave them.
+            details = line[len(f"gate {host.name}: {run_verdict.upper()} - {run_reason} "):]
+            alone = f" (alone: {run_verdict})" if verdict != run_verdict else ""
+            line = f"gate {host.name}: {verdict.upper()} - {reason} {details}{alone}"
         say(host, line, error=verdict in (ABORT, ERROR))
     if verdict == INCONCLUSIVE:
         say(host, "gate: not promoted; keep observing, then check again")

@@ -257,7 +257,30 @@ def _add_sudo_user(host: Host, public_key: str) -> None:
     os.chmod(sudoers, 0o440)
 
 
+def _veth(host: Host) -> str:
+    """The host-side end of the host's network link, as systemd-nspawn names it
+    (``vb-`` + machine name, cut to the kernel's 15 characters)."""
+    return f"vb-{host.name}"[:15]
+
+
+def _clear_stale_veth(host: Host) -> None:
+    """A host's previous link can outlive its nspawn by a moment (the kernel
+    tears a network namespace down asynchronously) -- longer under load; a boot
+    then fails at once with "Failed to add new veth interfaces: File exists".
+    Only called for a host with no nspawn of ours running, so the link is
+    nobody's: wait for it to go, then remove it."""
+    link = _veth(host)
+    deadline = time.monotonic() + 10
+    while run(["ip", "link", "show", link], check=False).returncode == 0:
+        if time.monotonic() >= deadline:
+            log(f"{host.name}: removing the stale link {link} its previous boot left")
+            run(["ip", "link", "delete", link], check=False)
+            return
+        time.sleep(0.2)
+
+
 def _boot(host: Host) -> int:
+    _clear_stale_veth(host)
     logfile = open(RUN_DIR / f"{host.name}.log", "ab")
     process = subprocess.Popen(
         ["systemd-nspawn", "-q", "-D", str(host.rootfs), "--boot", "--register=no",
@@ -285,8 +308,27 @@ def _ssh(host: Host, command: str, timeout: float) -> subprocess.CompletedProces
     )
 
 
+def _console_tail(host: Host, lines: int = 5) -> str:
+    text = (RUN_DIR / f"{host.name}.log").read_bytes().decode(errors="replace")
+    return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
+
+
 def _wait_booted(host: Host) -> None:
-    wait_port(host.address, 22, BOOT_TIMEOUT_S, f"sshd of {host.name}")
+    def nspawn_gone() -> None:
+        if host.pid is not None and not _is_our_nspawn(host.pid, host.name):
+            raise SandboxError(f"{host.name}: systemd-nspawn (pid {host.pid}) exited while booting; "
+                               f"its console's last lines: {_console_tail(host)}")
+
+    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    while True:  # short waits, so a host whose nspawn died is reported at once, not after the timeout
+        nspawn_gone()
+        try:
+            wait_port(host.address, 22, min(2.0, max(0.1, deadline - time.monotonic())), f"sshd of {host.name}")
+            break
+        except SandboxError:
+            if time.monotonic() >= deadline:
+                nspawn_gone()
+                raise
     deadline = time.monotonic() + BOOT_TIMEOUT_S
     while True:
         try:

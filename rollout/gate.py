@@ -226,6 +226,26 @@ def legacy_p95_bound(legacy: Side, log_needed: float) -> float | None:
     return None
 
 
+def missing(served: Counters, t: Thresholds, percent: int | None = None) -> dict[str, int]:
+    """The requests of each implementation the side-by-side block still lacks
+    (``min_requests_per_implementation`` each; at stage 100 legacy's are not
+    needed, at stage 0 nothing is judged side by side)."""
+    if percent == 0:
+        return {}
+    return {name: t.min_requests_per_implementation - side.requests
+            for name, side in (("domain", served.domain), ("legacy", served.legacy))
+            if side.requests < t.min_requests_per_implementation and (name == "domain" or percent != 100)}
+
+
+def p95_within(d95: float | None, l95: float | None, t: Thresholds) -> bool | None:
+    """Is the domain's P95 within the limit of legacy's (``p95_max_ratio`` x, at
+    least ``domain_p95_min_increase_ms`` above)? A point estimate, not a test;
+    None when either side has no requests."""
+    if d95 is None or l95 is None:
+        return None
+    return d95 <= max(l95 * t.p95_max_ratio, l95 + t.domain_p95_min_increase_ms)
+
+
 def side_rows(served: Counters, ratio: RatioTest, t: Thresholds, percent: int | None = None) -> list[SideRow]:
     """The domain against legacy in the window: evidence, the domain's own rates
     against the seed's thresholds, its errors against legacy's, its P95 against
@@ -240,9 +260,7 @@ def side_rows(served: Counters, ratio: RatioTest, t: Thresholds, percent: int | 
     legacy_needed = percent != 100
     rows = []
 
-    short = [f"{t.min_requests_per_implementation - side.requests} more {name}"
-             for name, side in (("domain", d), ("legacy", lg))
-             if side.requests < t.min_requests_per_implementation and (name == "domain" or legacy_needed)]
+    short = [f"{count} more {name}" for name, count in missing(served, t, percent).items()]
     rows.append(SideRow("requests", str(d.requests), str(lg.requests),
                         f">= {t.min_requests_per_implementation} each", "-",
                         f"needs {', '.join(short)}" if short else "-", INCONCLUSIVE if short else PASS))
@@ -330,7 +348,7 @@ def latency_row(d: Side, lg: Side, t: Thresholds, names: tuple[str, str] = ("dom
     slower = d.requests - d.at_or_below(limit_bucket)
     log_e = log_e_rate(slower, d.requests, 1 - LATENCY_QUANTILE)
     assert d95 is not None and l95 is not None  # both sides served requests (upper is a bound of legacy's)
-    passes = d95 <= max(l95 * t.p95_max_ratio, l95 + t.domain_p95_min_increase_ms)
+    passes = bool(p95_within(d95, l95, t))
     outcome = ABORT if log_e >= log_needed else PASS if passes else INCONCLUSIVE
     return SideRow("p95 latency", _ms(d95), _ms(l95), pass_when,
                    f"> 5% of {mine} above {limit_bucket:g} ms",
@@ -347,9 +365,7 @@ def _attribute_latency(rows: list[Row], sides: list[SideRow], served: Counters, 
     d, lg = served.domain, served.legacy
     if not sides or min(d.requests, lg.requests) < t.min_requests:
         return rows
-    d95, l95 = d.quantile(LATENCY_QUANTILE), lg.quantile(LATENCY_QUANTILE)
-    assert d95 is not None and l95 is not None  # min_requests (at least 1) of each
-    if d95 > max(l95 * t.p95_max_ratio, l95 + t.domain_p95_min_increase_ms):
+    if not p95_within(d.quantile(LATENCY_QUANTILE), lg.quantile(LATENCY_QUANTILE), t):
         return rows
     return [Row(r.metric, f"{r.observed}; legacy alike", r.pass_when, r.abort_when, INCONCLUSIVE)
             if r.metric == "p95 latency" and r.outcome == ABORT else r for r in rows]

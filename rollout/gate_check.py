@@ -33,8 +33,10 @@ from rollout.gate import (
     SideRow,
     Thresholds,
     format_verdict,
+    missing,
+    p95_within,
 )
-from rollout.pool import outlier_rows, poolable, pooled_rows, pooled_verdict, time_to_evidence
+from rollout.pool import outlier_rows, pool, poolable, pooled_rows, pooled_verdict, time_to_evidence
 from rollout.probe import ProbeError
 from rollout.reports import report, say
 from rollout.sources import Window, keep_cursor, keep_gate
@@ -155,8 +157,7 @@ def _open_rows(m: Measured) -> list[str]:
         still.append("domain error rate")
     if lg.requests and d.error_rate > t.error_ratio_margin * lg.error_rate and d.error_rate > t.error_rate_floor:
         still.append("errors vs legacy")
-    d95, l95 = d.quantile(LATENCY_QUANTILE), lg.quantile(LATENCY_QUANTILE)
-    if d95 is not None and l95 is not None and d95 > max(l95 * t.p95_max_ratio, l95 + t.domain_p95_min_increase_ms):
+    if p95_within(d.quantile(LATENCY_QUANTILE), lg.quantile(LATENCY_QUANTILE), t) is False:
         still.append("p95 vs legacy")
     return still
 
@@ -188,25 +189,13 @@ def _pool(state, measured: dict[str, Measured]) -> Pooled | None:
         verdict, reason = pooled_verdict(rows, host_verdicts, outliers) if rows else (ERROR, "no window read")
         if verdict == INCONCLUSIVE:
             rates = [m.rates for m in measured.values()]
-            short = _short(rows)
+            short = missing(pool(windows), thresholds, stage)
             if short and all(rates):
                 pooled_rates = {n: sum(r[n] for r in rates if r) for n in ("domain", "legacy")}
                 reason = f"{reason}; {time_to_evidence(short, pooled_rates)} pooled"
         pooled = Pooled(verdict, reason, rows, outliers)
     _pooled[state] = pooled
     return pooled
-
-
-def _short(rows: list[SideRow]) -> dict[str, int]:
-    """The requests the side-by-side block misses, per implementation."""
-    requests = next((r for r in rows if r.metric == "requests"), None)
-    if requests is None or not requests.statistic.startswith("needs "):
-        return {}
-    short = {}
-    for part in requests.statistic[len("needs "):].split(", "):
-        count, _, name = part.partition(" more ")
-        short[name] = int(count)
-    return short
 
 
 def _settle(name: str, m: Measured, pooled: Pooled | None) -> tuple[str, str]:
@@ -217,7 +206,7 @@ def _settle(name: str, m: Measured, pooled: Pooled | None) -> tuple[str, str]:
     otherwise its own verdict (a host aborting on its own evidence makes no
     other host's record an abort: the rollback is the orchestration's)."""
     verdict, reason = m.run.verdict()
-    short = _short(list(m.run.last.sides)) if m.run.last is not None else {}
+    short = missing(m.run.served, m.thresholds, m.stage) if m.run.served is not None else {}
     if verdict == INCONCLUSIVE and m.rates and short:
         reason = f"{reason}; {time_to_evidence(short, m.rates)}"
     if pooled is None or verdict in (ABORT, ERROR):

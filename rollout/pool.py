@@ -30,6 +30,7 @@ from rollout.gate import (
     Thresholds,
     largest_share,
     latency_row,
+    p95_within,
     side_rows,
     versus_row,
 )
@@ -114,8 +115,7 @@ def outlier_rows(windows: Mapping[str, Counters], host: str, t: Thresholds) -> l
                 for row in (errors, latency)]
     if mine.error_rate <= t.error_ratio_margin * own_legacy.error_rate:
         errors = replace(errors, statistic=f"{errors.statistic}; its legacy alike", outcome=PASS)
-    d95, l95 = mine.quantile(LATENCY_QUANTILE), own_legacy.quantile(LATENCY_QUANTILE)
-    if d95 is not None and l95 is not None and d95 <= max(l95 * t.p95_max_ratio, l95 + t.domain_p95_min_increase_ms):
+    if p95_within(mine.quantile(LATENCY_QUANTILE), own_legacy.quantile(LATENCY_QUANTILE), t):
         latency = replace(latency, statistic=f"{latency.statistic}; its legacy alike", outcome=PASS)
     return [errors, latency]
 

@@ -221,6 +221,11 @@ gate = {
     "error_ratio_margin": 1.5,        # domain errors may reach 1.5 x legacy's...
     "error_rate_floor": 0.005,        # ...or 0.5 % of its requests: below that, no abort
     "domain_p95_min_increase_ms": 5.0,  # a domain P95 increase below this is noise
+    # Paired answers compared (paired traffic only): the share of pairs whose
+    # answers differ beyond legacy's own noise that is tolerated (0: one such
+    # pair rolls back; it proves wrong data), and the pairs a pass needs.
+    "responses_differ_tolerated": 0.0,
+    "responses_min_pairs": 100,
 }
 # --- Where the gate reads its metrics (rollout/sources.py) ------------------------
 #: "json": the app's metrics endpoint (metrics_path) read on each host over SSH;
@@ -275,14 +280,24 @@ gate_interval_s = 5
 #: Off on production inventories.
 smoke_traffic = False
 smoke_requests_per_s = 20
-#: Paired traffic during a gate: the catalog's GET endpoints with
-#: ``force_domain=true`` and ``=false`` interleaved, so a short batch gate gathers
-#: enough requests of both implementations in seconds (at stage 10 the unforced
-#: draw gives the domain a tenth). Read-only, bounded in rate and count. Off on
-#: production inventories: opt in once the GET endpoints are known to be cheap.
+#: Paired traffic during a gate (rollout/paired.py; docs/gate.md): each GET of
+#: the catalog not marked ``paired: false`` sent with ``force_domain=true`` and
+#: ``=false`` back to back, so a gate gathers evidence of both implementations
+#: whatever the stage's draw gives the domain, and the two answers are compared
+#: (the side-by-side row "responses differ"). Off by default: opt in once the
+#: GET endpoints are known to be cheap.
 paired_traffic = False
+#: Its budget: pairs a second at most ``paired_share`` x the host's real
+#: (unforced) requests a second / 2 (a pair is two requests), and never more
+#: than ``paired_pairs_per_s``; at most ``paired_max_pairs`` per gate. A host
+#: without real traffic gets none. ``paired_share = None``: the cap alone.
+paired_share = 0.2
 paired_pairs_per_s = 20
 paired_max_pairs = 20000
+#: Judge the hosts of one gate pooled as well as each alone (docs/gate.md, "The
+#: stage's hosts pooled"). False: each host alone, as before issue 22 (kept for
+#: the time-to-safety benchmark's comparison, bench/time_to_safety.py).
+gate_pooled = True
 #: The window of ``rollout check`` and ``promote``: since the previous check of
 #: the stage (a cursor kept on the host, in state_dir), or with a look-back in
 #: seconds, since the newest cursor at least that old. Without a cursor: since

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rollout.project import defaults
+from rollout.responses import ResponsePathError, parse_path
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -31,10 +32,22 @@ class Endpoint:
     #: A POST that may be sent again after a server error (it sets a state, it
     #: does not add one). GET, PUT and DELETE always may.
     retry: bool = False
+    #: A GET that paired traffic may repeat (both implementations, back to back,
+    #: and once more to legacy when they differ); false for a GET too costly to repeat.
+    paired: bool = True
+    #: JSON path patterns (rollout/responses.py) whose values may differ between
+    #: the implementations (timestamps, generated ids), and arrays whose order may.
+    ignore: tuple[str, ...] = ()
+    unordered: tuple[str, ...] = ()
 
     @property
     def read_only(self) -> bool:
         return self.method == "GET"
+
+    @property
+    def repeatable(self) -> bool:
+        """Safe for paired traffic: a GET not marked ``paired: false``."""
+        return self.read_only and self.paired
 
 
 def load_catalog(entries: Any) -> tuple[Endpoint, ...]:
@@ -46,7 +59,7 @@ def load_catalog(entries: Any) -> tuple[Endpoint, ...]:
         label = entry.get("name", f"#{index}") if isinstance(entry, dict) else f"#{index}"
         if not isinstance(entry, dict):
             raise CatalogError(f"endpoint {label}: must be a mapping")
-        unknown = set(entry) - {"name", "method", "path", "expect", "body", "retry"}
+        unknown = set(entry) - {"name", "method", "path", "expect", "body", "retry", "paired", "ignore", "unordered"}
         if unknown:
             raise CatalogError(f"endpoint {label}: unknown key(s) {', '.join(sorted(unknown))}")
         name, method, path, expect = (entry.get(k) for k in ("name", "method", "path", "expect"))
@@ -60,6 +73,19 @@ def load_catalog(entries: Any) -> tuple[Endpoint, ...]:
             raise CatalogError(f"endpoint {name}: expect must be an HTTP status code")
         if not isinstance(entry.get("retry", False), bool):
             raise CatalogError(f"endpoint {name}: retry must be true or false")
+        paired = entry.get("paired", method == "GET")
+        if not isinstance(paired, bool) or (paired and method != "GET"):
+            raise CatalogError(f"endpoint {name}: paired must be true or false, and true only for a GET "
+                               "(paired traffic repeats what it sends)")
+        patterns = {key: entry.get(key) or [] for key in ("ignore", "unordered")}
+        for key, value in patterns.items():
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise CatalogError(f"endpoint {name}: {key} must be a list of JSON paths like $.rules[*].updated_at")
+            for pattern in value:
+                try:
+                    parse_path(pattern)
+                except ResponsePathError as error:
+                    raise CatalogError(f"endpoint {name}: {key}: {error}") from None
         for text in _strings(path, entry.get("body")):
             try:
                 fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
@@ -70,7 +96,8 @@ def load_catalog(entries: Any) -> tuple[Endpoint, ...]:
                 raise CatalogError(f"endpoint {name}: unknown placeholder {{{placeholders[0]}}} in {text!r} "
                                    f"({', '.join(PLACEHOLDERS)})")
         names.add(name)
-        catalog.append(Endpoint(name, method, path, expect, entry.get("body"), entry.get("retry", False)))
+        catalog.append(Endpoint(name, method, path, expect, entry.get("body"), entry.get("retry", False), paired,
+                                tuple(patterns["ignore"]), tuple(patterns["unordered"])))
     return tuple(catalog)
 
 

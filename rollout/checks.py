@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
 
 from rollout import consistency, hoststate, verify as v
-from rollout.catalog import CatalogError, fill, load_catalog, with_force
+from rollout.catalog import CatalogError, fill, load_catalog
 from rollout.gate import LATENCY_QUANTILE, Thresholds
 from rollout.metrics import field_paths
+from rollout.paired import pair_plan, pairs_per_s
 from rollout.preflight import judge_preflight
 from rollout.probe import ProbeError, probe
 from rollout.reports import now as now_iso, report, say
@@ -62,10 +63,12 @@ def _read_paths(host) -> list[str]:
 
 @dataclass
 class Traffic:
-    """Synthetic traffic streams running on a host, each with its stop file."""
+    """Synthetic traffic streams running on a host, each with its stop file;
+    ``tally_files``: where paired streams keep their comparisons."""
 
-    streams: list[gevent.Greenlet]
-    stop_files: list[str]
+    streams: list[gevent.Greenlet] = field(default_factory=list)
+    stop_files: list[str] = field(default_factory=list)
+    tally_files: list[str] = field(default_factory=list)
 
     def join(self) -> None:
         for stream in self.streams:
@@ -81,40 +84,56 @@ class Traffic:
                 say(host, f"synthetic traffic not stopped ({error}): it ends by its own bounds")
         for stream in self.streams:
             stream.kill()
+        self.streams, self.stop_files = [], []
 
 
-def traffic(host, seconds: float, stage: int | None = None, count: int | None = None) -> Traffic:
-    """Bounded traffic run on the host in the background of this run, each stream
-    with a rate, a count and a time limit (it stops by itself):
-
-    - smoke (``smoke_traffic``): unforced GETs of the catalog at
-      ``smoke_requests_per_s``, which the stage's draw splits; with ``count``,
-      that many back to back (a baseline top-up);
-    - paired (``paired_traffic``, not with ``count``): the same GETs with
-      ``force_domain=true`` and ``=false`` interleaved, ``paired_pairs_per_s``
-      pairs a second, at most ``paired_max_pairs``: both implementations'
-      evidence. Not at stage 0: the domain serves nobody, and its forced calls
-      would count in the host-wide rows."""
-    if seconds <= 0:
-        return Traffic([], [])
-    data, streams = host.data, []
-    reads = _read_paths(host)
-    if not reads:
-        return Traffic([], [])
-    base = {"port": _port(host), "header": data.implementation_header, "seconds": seconds}
-    if data.get("smoke_traffic"):
-        rate = float(data.smoke_requests_per_s)
-        streams.append({**base, "paths": reads, "count": count or int(rate * seconds) + 1,
-                        "rate": None if count else rate})
-    if data.get("paired_traffic") and not count and stage != 0:
-        pairs = min(int(float(data.paired_pairs_per_s) * seconds) + 1, int(data.paired_max_pairs))
-        paired = [with_force(path, mode, data.force_domain_parameter)
-                  for path in reads for mode in ("domain", "legacy")]
-        streams.append({**base, "paths": paired, "count": 2 * pairs, "rate": 2 * float(data.paired_pairs_per_s)})
+def _start(host, streams: list[dict], seconds: float, tally: bool = False) -> Traffic:
     token = secrets.token_hex(6)
-    stop_files = [f"{data.state_dir}/traffic-{token}-{i}.stop" for i in range(len(streams))]
-    return Traffic([gevent.spawn(probe, host, "traffic", {**spec, "stop_file": stop_file}, seconds + 60)
-                    for spec, stop_file in zip(streams, stop_files)], stop_files)
+    stop_files = [f"{host.data.state_dir}/traffic-{token}-{i}.stop" for i in range(len(streams))]
+    tally_files = [f"{host.data.state_dir}/pairs-{token}-{i}.json" for i in range(len(streams))] if tally else []
+    specs = [{**spec, "stop_file": stop_file, **({"tally_file": tally_files[i]} if tally else {})}
+             for i, (spec, stop_file) in enumerate(zip(streams, stop_files))]
+    return Traffic([gevent.spawn(probe, host, "traffic", spec, seconds + 60) for spec in specs],
+                   stop_files, tally_files)
+
+
+def traffic(host, seconds: float, count: int | None = None) -> Traffic:
+    """Smoke traffic (``smoke_traffic``), bounded, in the background of this
+    run: unforced GETs of the catalog at ``smoke_requests_per_s``, which the
+    stage's draw splits; with ``count``, that many back to back (a baseline
+    top-up). It stops by itself (a rate, a count, a time limit) or when told."""
+    data = host.data
+    reads = _read_paths(host)
+    if seconds <= 0 or not reads or not data.get("smoke_traffic"):
+        return Traffic()
+    rate = float(data.smoke_requests_per_s)
+    return _start(host, [{"port": _port(host), "header": data.implementation_header, "seconds": seconds,
+                          "paths": reads, "count": count or int(rate * seconds) + 1,
+                          "rate": None if count else rate}], seconds)
+
+
+def paired_traffic(host, seconds: float, stage: int | None, real_rps: float | None) -> tuple[Traffic, str]:
+    """Paired traffic (``paired_traffic``; rollout/paired.py plans it): each
+    repeatable GET of the catalog forced to the domain and to legacy, back to
+    back, both answers compared on the host; at the budget's rate, at most
+    ``paired_max_pairs``. Not at stage 0: the domain serves nobody, and its
+    forced calls would count in the host-wide rows. With a note of its rate."""
+    data = host.data
+    if seconds <= 0 or not data.get("paired_traffic") or stage == 0:
+        return Traffic(), ""
+    share = data.get("paired_share")
+    rate = pairs_per_s(float(data.paired_pairs_per_s), None if share is None else float(share), real_rps)
+    if rate <= 0:
+        return Traffic(), "paired traffic: none (no real traffic to budget it against)"
+    context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name, "rule_id": 0}
+    plan = pair_plan(load_catalog(data.endpoints), context, data.force_domain_parameter)
+    if not plan:
+        return Traffic(), "paired traffic: none (no repeatable GET in the catalog)"
+    pairs = min(int(rate * seconds) + 1, int(data.paired_max_pairs))
+    spec = {"port": _port(host), "header": data.implementation_header, "seconds": seconds,
+            "pairs": plan, "count": pairs, "rate": rate}
+    budget = f" ({share:g} of {real_rps:.2g} real requests/s)" if share is not None and real_rps else ""
+    return _start(host, [spec], seconds, tally=True), f"paired traffic: {rate:.3g} pairs/s{budget}"
 
 
 # --- preflight ------------------------------------------------------------------------------
@@ -283,7 +302,7 @@ def record_baseline(state, host, from_stage: int | None, to_stage: int) -> bool:
     served, error = read_since_restart(host)  # the whole stage since its restart
     if served is not None and served.combined.requests < thresholds.min_requests:
         # Just the missing requests, back to back: a baseline needs a sample, not a rate.
-        traffic(host, 30.0, from_stage, count=thresholds.min_requests - served.combined.requests + 5).join()
+        traffic(host, 30.0, count=thresholds.min_requests - served.combined.requests + 5).join()
         served, error = read_since_restart(host)
     if served is not None and served.combined.requests < thresholds.min_requests:
         error = f"only {served.combined.requests} requests served (fewer than {thresholds.min_requests})"

@@ -66,6 +66,8 @@ class Thresholds:
     error_ratio_margin: float
     error_rate_floor: float
     domain_p95_min_increase_ms: float
+    responses_differ_tolerated: float
+    responses_min_pairs: int
 
     @classmethod
     def from_data(cls, data: dict[str, Any] | None) -> Thresholds:
@@ -119,6 +121,8 @@ class Thresholds:
             raise ValueError(f"gate setting alpha is a false-alarm rate in (0, 0.1], got {self.alpha!r}")
         if self.error_ratio_margin < 1:
             raise ValueError(f"gate setting error_ratio_margin must be >= 1, got {self.error_ratio_margin!r}")
+        if not 0 <= self.responses_differ_tolerated < 1 or self.responses_min_pairs < 1:
+            raise ValueError("gate responses_differ_tolerated is a rate in [0, 1) and responses_min_pairs >= 1")
         if not 0 < self.error_rate_floor < 1:
             raise ValueError(f"gate setting error_rate_floor is a rate in (0, 1), got {self.error_rate_floor!r}")
 
@@ -355,6 +359,41 @@ def latency_row(d: Side, lg: Side, t: Thresholds, names: tuple[str, str] = ("dom
                    f"{slower}/{d.requests} above, {_test(log_e, log_needed)}", outcome)
 
 
+def responses_row(compared: dict[str, Any] | None, t: Thresholds) -> SideRow:
+    """The paired answers compared (a tally of rollout/responses.py, summed over
+    the window's streams or the pooled hosts): the share of pairs whose answers
+    differ beyond the noise legacy shows against itself, against
+    ``responses_differ_tolerated``. At 0 tolerated a single such pair is proof
+    (under "no difference" it cannot happen); above, the anytime-valid rate test
+    at alpha. A pass needs ``responses_min_pairs`` compared. Without paired
+    traffic there is nothing to compare: the row says so and holds nothing."""
+    metric, tolerated = "responses differ", t.responses_differ_tolerated
+    if compared is None:
+        return SideRow(metric, "-", "-", "-", "-", "n/a: no paired traffic", PASS)
+    endpoints = {name: c for name, c in compared.items() if isinstance(c, dict)}
+    pairs = sum(int(c.get("pairs") or 0) for c in endpoints.values())
+    differ = sum(int(c.get("differ") or 0) for c in endpoints.values())
+    noise = sum(len(c.get("noise") or ()) for c in endpoints.values())
+    pass_when = f"<= {_pct(tolerated)} of >= {t.responses_min_pairs} pairs"
+    abort_when = f"> {_pct(tolerated)}" + (" (one is proof)" if tolerated == 0 else "")
+    observed, learned = f"{differ}/{pairs}", f"{noise} noisy path(s)" if noise else "-"
+    worst = max(endpoints.items(), key=lambda item: int(item[1].get("differ") or 0), default=None)
+    where = f"{worst[0]}: {worst[1].get('first')}" if worst and differ else ""
+    log_needed = math.log(1 / t.alpha)
+    if tolerated == 0:
+        log_e, statistic = (math.inf if differ else 0.0), where or "-"
+    else:
+        log_e = log_e_rate(differ, pairs, tolerated)
+        statistic = f"{where}, {_test(log_e, log_needed)}" if where else _test(log_e, log_needed)
+    if log_e >= log_needed:
+        return SideRow(metric, observed, learned, pass_when, abort_when, statistic, ABORT)
+    if pairs < t.responses_min_pairs:
+        return SideRow(metric, observed, learned, pass_when, abort_when,
+                       f"needs {t.responses_min_pairs - pairs} more pairs", INCONCLUSIVE)
+    return SideRow(metric, observed, learned, pass_when, abort_when, statistic,
+                   PASS if differ <= tolerated * pairs else INCONCLUSIVE)
+
+
 def _attribute_latency(rows: list[Row], sides: list[SideRow], served: Counters, t: Thresholds) -> list[Row]:
     """A host-wide P95 above the baseline's limit while the domain's P95 is within
     its limit of legacy's, in the same window, on ``min_requests`` of each: the
@@ -372,9 +411,12 @@ def _attribute_latency(rows: list[Row], sides: list[SideRow], served: Counters, 
 
 
 def evaluate(served: Counters, ratio: RatioTest, baseline_p95_ms: float | None, percent: int,
-             t: Thresholds) -> Evaluation:
-    """Judge one window: the aggregate rows and the side-by-side rows."""
+             t: Thresholds, compared: dict[str, Any] | None = None) -> Evaluation:
+    """Judge one window: the aggregate rows and the side-by-side rows (with the
+    paired answers ``compared``, when paired traffic ran)."""
     sides = side_rows(served, ratio, t, percent)
+    if percent != 0:
+        sides.append(responses_row(compared, t))
     rows = _attribute_latency(aggregate_rows(served, baseline_p95_ms, percent, t), sides, served, t)
     outcomes = {r.outcome for r in rows} | {r.outcome for r in sides}
     enough = served.combined.requests >= t.min_requests
@@ -433,6 +475,8 @@ class GateRun:
     decided: str | None = None
     reason: str = ""
     history: list[str] = field(default_factory=list)
+    #: The paired answers compared so far in the window (None: no paired traffic).
+    compared: dict[str, Any] | None = None
     ratio: RatioTest = field(init=False)
 
     def __post_init__(self):
@@ -456,7 +500,8 @@ class GateRun:
         self.read_failures = 0
         self._advance(now)
         assert self.served is not None  # _advance sets it
-        self.last = evaluate(self.served, self.ratio, self.baseline_p95_ms, self.percent, self.thresholds)
+        self.last = evaluate(self.served, self.ratio, self.baseline_p95_ms, self.percent, self.thresholds,
+                             self.compared)
         self.history.append(f"read {self.reads}: {self.last.outcome} ({self.served.domain.requests} domain, "
                             f"{self.served.legacy.requests} legacy)")
         self._decide()
@@ -486,7 +531,9 @@ class GateRun:
         side_breaches = self.last.breached("side")
         if side_breaches:
             self.decided = ABORT
-            self.reason = f"{', '.join(side_breaches)}: domain worse than allowed (sequential test)"
+            differ = [r for r in self.last.sides if r.metric == "responses differ" and r.outcome == ABORT]
+            self.reason = f"{', '.join(side_breaches)}: domain worse than allowed (sequential test)" + (
+                f"; answers differ at {differ[0].statistic}" if differ else "")
             return
         if self.last.outcome == ABORT:
             self.breaches += 1

@@ -22,7 +22,7 @@ from typing import Any
 import gevent
 
 from rollout import hoststate
-from rollout.checks import Verdicts, _current, _note, baseline_p95, traffic
+from rollout.checks import Verdicts, _current, _note, baseline_p95, paired_traffic, traffic
 from rollout.gate import (
     ABORT,
     ERROR,
@@ -39,7 +39,8 @@ from rollout.gate import (
 from rollout.pool import outlier_rows, pool, poolable, pooled_rows, pooled_verdict, time_to_evidence
 from rollout.probe import ProbeError
 from rollout.reports import report, say
-from rollout.sources import Window, keep_cursor, keep_gate
+from rollout.responses import add_tallies
+from rollout.sources import Window, keep_cursor, keep_gate, read_tallies
 from rollout.state_metrics import GATE_FILE, gate_text
 from rollout.window import Counters
 
@@ -58,6 +59,8 @@ class Measured:
     rates: dict[str, float] | None
     verdicts: Verdicts | None = None
     final: tuple[str, str] | None = None
+    #: ``gate_pooled`` of the host's data: may it be judged with the others.
+    poolable: bool = True
 
 
 @dataclass
@@ -90,6 +93,17 @@ def _rates(first: tuple[float, Counters] | None, last: tuple[float, Counters] | 
             for name in ("domain", "legacy")}
 
 
+def _real_rate(run: GateRun, window: Window, first: tuple[float, Counters] | None,
+               last: tuple[float, Counters] | None) -> float | None:
+    """The host's unforced requests a second: over the window so far when its
+    start is known, else between this gate's reads (None: not yet known)."""
+    if run.served is not None and window.started_at is not None and time.time() - window.started_at > 1:
+        return run.served.usage_requests / (time.time() - window.started_at)
+    if first is not None and last is not None and last[0] - first[0] > 0:
+        return max(0, last[1].usage_requests - first[1].usage_requests) / (last[0] - first[0])
+    return None
+
+
 def measure(state, host, stage: int | None, soak_s: float, interval_s: float,
             verdicts: Verdicts | None = None) -> bool:
     """Read the metrics over the soak window and judge what the window served,
@@ -113,7 +127,7 @@ def measure(state, host, stage: int | None, soak_s: float, interval_s: float,
     started, deadline = time.time(), time.monotonic() + soak_s
     based = False
     first = last = None
-    synthetic = traffic(host, soak_s, stage)
+    smoke, paired, paired_note = traffic(host, soak_s), None, ""
     try:
         while True:
             now, read_error, wait_s = window.read()
@@ -125,16 +139,28 @@ def measure(state, host, stage: int | None, soak_s: float, interval_s: float,
             if now is not None:
                 last = (time.monotonic(), now)
                 first = first or last
+            if paired is not None and paired.tally_files:
+                tallies = read_tallies(host, paired.tally_files)
+                run.compared = add_tallies(tallies) if tallies is not None else run.compared
             if run.observe(now, read_error) or time.monotonic() + interval_s > deadline:
                 break
+            if paired is None and now is not None:
+                # Paired traffic starts once the window's first read gives the host's real rate (its budget).
+                paired, paired_note = paired_traffic(host, deadline - time.monotonic(), stage,
+                                                     _real_rate(run, window, first, last))
+                if paired_note:
+                    say(host, f"gate: {paired_note}")
+                run.compared = {} if paired.tally_files else None
             gevent.sleep(interval_s)
     finally:
-        synthetic.stop(host)
+        smoke.stop(host)
+        if paired is not None:
+            paired.stop(host)
     # Where the window ends: kept by ``conclude`` if the host passes, alone or pooled.
     cursor = window.cursor(run.latest) if run.latest is not None else None
     _measured.setdefault(state, {})[host.name] = Measured(
         stage, run, thresholds, f"{window.note}, {time.time() - started:.0f}s of reads", cursor,
-        _rates(first, last), verdicts)
+        _rates(first, last), verdicts, poolable=bool(host.data.get("gate_pooled", True)))
     return True
 
 
@@ -159,6 +185,10 @@ def _open_rows(m: Measured) -> list[str]:
         still.append("errors vs legacy")
     if p95_within(d.quantile(LATENCY_QUANTILE), lg.quantile(LATENCY_QUANTILE), t) is False:
         still.append("p95 vs legacy")
+    differ = [r for r in run.last.sides if r.metric == "responses differ" and r.outcome != PASS
+              and not r.statistic.startswith("needs")]
+    if differ:
+        still.append("responses differ")
     return still
 
 
@@ -170,16 +200,17 @@ def _pool(state, measured: dict[str, Measured]) -> Pooled | None:
     windows = {name: m.run.served for name, m in measured.items() if m.run.served is not None}
     stages = {m.stage for m in measured.values()}
     pooled = None
-    # Hosts alike enough to pool: two or more, on one stage but 0 (where the
+    # Hosts alike enough to pool (and allowed to: ``gate_pooled``): two or more, on one stage but 0 (where the
     # domain serves nobody and only the host-wide rows judge), under the same
     # thresholds (a group may set its own), windows with the same buckets, and
     # every host the run still has measured (not so under --no-wait or --serial).
-    if (len(measured) >= 2 and len(stages) == 1 and stages != {0}
+    if (len(measured) >= 2 and len(stages) == 1 and stages != {0} and all(m.poolable for m in measured.values())
             and len({m.thresholds for m in measured.values()}) == 1 and poolable(windows)
             and set(measured) == {h.name for h in state.active_hosts}):
         first = next(iter(measured.values()))
         thresholds, stage = first.thresholds, first.stage
-        rows = pooled_rows(windows, stage, thresholds) if windows else []
+        compared = [m.run.compared for m in measured.values()]
+        rows = pooled_rows(windows, stage, thresholds, compared) if windows else []
         outliers = {name: outlier_rows(windows, name, thresholds) for name in windows} if len(windows) >= 2 else {}
         host_verdicts = {}
         for name, m in measured.items():

@@ -46,6 +46,11 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
+try:  # on the host the probe program carries rollout/responses.py in front of this file
+    from rollout.responses import PairTally
+except ImportError:
+    pass
+
 MAX_BODY = 256 * 1024
 
 
@@ -371,8 +376,10 @@ def mode_metrics(spec):
     answer = (call(spec["port"], "GET", spec["path"], timeout=float(spec.get("timeout", 5)))
               if spec.get("path") else None)
     cursors = read_json(spec["cursors_file"]) if spec.get("cursors_file") else None
+    tallies = [read_json(path) for path in spec.get("tally_files") or ()]
     return {"answer": {k: answer[k] for k in ("status", "content_type", "body", "error")} if answer else None,
-            "cursors": cursors if isinstance(cursors, list) else []}
+            "cursors": cursors if isinstance(cursors, list) else [],
+            "tallies": [t for t in tallies if isinstance(t, dict)]}
 
 
 def mode_traffic(spec):
@@ -389,6 +396,20 @@ def mode_traffic(spec):
         remove_stale(os.path.dirname(stop_file), "traffic-", ".stop", max_age_s=3600)
     statuses: dict[str, int] = {}
     implementations: dict[str, int] = {}
+    paired = spec.get("pairs")
+    tally = PairTally(paired) if paired else None
+    tally_file, written = spec.get("tally_file"), 0.0
+    if tally_file:
+        remove_stale(os.path.dirname(tally_file), "pairs-", ".json", max_age_s=3600)
+
+    def get(path):
+        result = call(spec["port"], "GET", path, timeout=5, header=spec.get("header"))
+        key = str(result["status"] or result["error"].split(":")[0])
+        statuses[key] = statuses.get(key, 0) + 1
+        impl = result["implementation"] or "none"
+        implementations[impl] = implementations.get(impl, 0) + 1
+        return result
+
     sent = 0
     while sent < int(spec["count"]) and time.monotonic() < deadline \
             and not (stop_file and os.path.exists(stop_file)):
@@ -398,16 +419,27 @@ def mode_traffic(spec):
                 time.sleep(wait)
             elif wait < -1:  # a stalled service: no burst to catch up, the schedule moves on
                 started = time.monotonic() - sent / rate
-        path = spec["paths"][sent % len(spec["paths"])]
-        result = call(spec["port"], "GET", path, timeout=5, header=spec.get("header"))
+        if tally is None:
+            get(spec["paths"][sent % len(spec["paths"])])
+        else:
+            endpoint = paired[sent % len(paired)]
+            # Either order half the time: neither implementation always answers first.
+            first, second = ("domain", "legacy") if sent % 2 else ("legacy", "domain")
+            answers = {first: get(endpoint[first]), second: get(endpoint[second])}
+            tally.compare(endpoint["name"], answers["domain"], answers["legacy"],
+                          lambda path=endpoint["legacy"]: get(path))
+            if tally_file and time.monotonic() - written >= 1:
+                write_atomic(tally_file, json.dumps(tally.as_json()))
+                written = time.monotonic()
         sent += 1
-        key = str(result["status"] or result["error"].split(":")[0])
-        statuses[key] = statuses.get(key, 0) + 1
-        impl = result["implementation"] or "none"
-        implementations[impl] = implementations.get(impl, 0) + 1
     if stop_file:
         remove(stop_file)
-    return {"sent": sent, "statuses": statuses, "implementations": implementations}
+    answer = {"sent": sent, "statuses": statuses, "implementations": implementations}
+    if tally is not None:
+        answer["pairs"] = tally.as_json()
+        if tally_file:
+            write_atomic(tally_file, json.dumps(tally.as_json()))
+    return answer
 
 
 def remove(path):

@@ -368,8 +368,8 @@ SETTINGS: dict[str, Callable[[Any], None]] = {
     "gate": _gate, "metrics_fields": _metrics_fields,
     "soak_s": _number(0), "gate_interval_s": _number(0, above=True),
     "smoke_traffic": _flag, "smoke_requests_per_s": _number(0, above=True),
-    "paired_traffic": _flag, "paired_pairs_per_s": _number(0, above=True),
-    "paired_max_pairs": _number(1, integral=True), "gate_lookback_s": _lookback,
+    "paired_traffic": _flag, "paired_pairs_per_s": _number(0, above=True), "paired_share": _number(0, above=True),
+    "paired_max_pairs": _number(1, integral=True), "gate_lookback_s": _lookback, "gate_pooled": _flag,
     "gate_cursors_kept": _number(1, integral=True), "consistency_checks": _consistency_checks,
     "verify_retries": _number(0, integral=True),
     "canary": _canary, "batch_hooks": _batch_hooks, "rollback_batches": _batches,
@@ -386,7 +386,7 @@ SETTINGS: dict[str, Callable[[Any], None]] = {
 }
 
 #: Settings that may be unset (None).
-OPTIONAL = frozenset({"canary", "batch_hooks", "gate_lookback_s", "rollout_textfile_dir"})
+OPTIONAL = frozenset({"canary", "batch_hooks", "gate_lookback_s", "rollout_textfile_dir", "paired_share"})
 
 
 def settings_of(get: Callable[[str], Any]) -> dict[str, Any]:

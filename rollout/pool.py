@@ -31,9 +31,11 @@ from rollout.gate import (
     largest_share,
     latency_row,
     p95_within,
+    responses_row,
     side_rows,
     versus_row,
 )
+from rollout.responses import add_tallies
 from rollout.sequential import RatioTest
 from rollout.window import Counters, Side
 
@@ -60,13 +62,19 @@ def pooled_ratio(windows: Mapping[str, Counters], margin: float) -> RatioTest:
     return ratio
 
 
-def pooled_rows(windows: Mapping[str, Counters], percent: int, t: Thresholds) -> list[SideRow]:
-    """The side-by-side block on the pooled windows. The P95 row stays each
+def pooled_rows(windows: Mapping[str, Counters], percent: int, t: Thresholds,
+                compared: Iterable[dict | None] = ()) -> list[SideRow]:
+    """The side-by-side block on the pooled windows, and the hosts' paired
+    answers compared, summed (``compared``: each host's tally, None where no
+    paired traffic ran). The P95 row stays each
     host's: its bound is legacy's P95, and pooled legacy and pooled domain mix
     the hosts in different proportions wherever the domain's share differs from
     host to host (paired traffic, a busy host beside an idle one), so a pooled
     P95 would compare one mix of hosts with another."""
     rows = side_rows(pool(windows), pooled_ratio(windows, t.error_ratio_margin), t, percent)
+    tallies = [c for c in compared if c is not None]
+    if percent != 0:
+        rows.append(responses_row(add_tallies(tallies) if tallies else None, t))
     return [SideRow(r.metric, r.domain, r.legacy, r.pass_when, "-", "judged per host (the hosts' mixes differ)",
                     PASS) if r.metric == "p95 latency" else r for r in rows]
 

@@ -18,8 +18,9 @@ from typing import Any
 
 from pyinfra.api import QuoteString, StringCommand
 
-#: The probe's source, run on the host by its own python3.
-PROBE_SOURCE = Path(__file__).with_name("hostprobe.py")
+#: The probe's source, run on the host by its own python3: the comparison of
+#: paired answers, then the probe (which finds it there, not as an import).
+PROBE_SOURCES = (Path(__file__).with_name("responses.py"), Path(__file__).with_name("hostprobe.py"))
 #: An argument that names the probe in the host's process list (and in tests).
 PROBE_NAME = "camera-rollout-probe"
 
@@ -30,7 +31,8 @@ class ProbeError(RuntimeError):
 
 @functools.cache
 def _probe_program() -> str:
-    packed = base64.b64encode(zlib.compress(PROBE_SOURCE.read_bytes(), 9)).decode()
+    source = b"\n".join(path.read_bytes() for path in PROBE_SOURCES)
+    packed = base64.b64encode(zlib.compress(source, 9)).decode()
     return f'import base64,zlib;exec(zlib.decompress(base64.b64decode("{packed}")))'
 
 

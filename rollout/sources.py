@@ -53,6 +53,17 @@ def read_json_metrics(host, with_cursors: bool = False) -> tuple[Counters | None
         return None, "the probe's answer to the metrics read is malformed", cursors
 
 
+def read_tallies(host, files: list[str]) -> list[dict] | None:
+    """The paired streams' comparisons so far (rollout/responses.py), as their
+    tally files on the host hold them; None when they could not be read."""
+    try:
+        reply = probe(host, "metrics", {"path": None, "tally_files": files}, timeout=30)
+    except ProbeError:
+        return None
+    tallies = reply.get("tallies") if isinstance(reply, dict) else None
+    return tallies if isinstance(tallies, list) else None
+
+
 def _read_cursors(host) -> list:
     reply = probe(host, "metrics", {"path": None, "cursors_file": cursors_file(host)}, timeout=30)
     return reply["cursors"] if isinstance(reply.get("cursors"), list) else []
@@ -91,9 +102,14 @@ class Window:
         self.base: Counters | None = None
         self.since_check = False
         self.last_at: float | None = None
+        #: When the window began (its base cursor's time, or the instance's
+        #: start), once a read said it: the host's real request rate is
+        #: measured over it (the paired traffic's budget).
+        self.started_at: float | None = None
         self._latest: Counters | None = None
         # Prometheus answers only from scrapes taken since then: the service's
         # start when the host said it, else the window's first read.
+        self.instance_started = not_before
         self.not_before = not_before if not_before is not None else time.time()
 
     def read(self) -> tuple[Counters | None, str | None, float | None]:
@@ -114,6 +130,7 @@ class Window:
             return None
         chosen = choose_base(_usable(self.host, self.cursors or [], JSON), now.instance, self.stage,
                              time.time(), _lookback(self.host))
+        self.started_at = float(chosen["at"]) if chosen else self.instance_started
         return Counters.from_json(chosen["counters"]) if chosen else None
 
     def _read_prometheus(self) -> tuple[Counters | None, str | None, float | None]:
@@ -130,7 +147,7 @@ class Window:
         # The window grows from a fixed start: an estimate below the previous
         # read's is the extrapolation's wobble, not a reset.
         now = promql.at_least(read.counters, self._latest)
-        self._latest, self.last_at = now, read.at
+        self._latest, self.last_at, self.started_at = now, read.at, read.window_start
         self.since_check = read.window_start > read.instance_started
         return now, None, None
 

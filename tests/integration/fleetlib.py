@@ -71,7 +71,7 @@ def sandbox_inventory(directory: Path, **extra) -> str:
 #: implementation: 150, a window of seconds on the sandbox's paired traffic.
 #: These tests prove what the tool does with a verdict, not the statistics behind
 #: it (tests/unit/test_gate*.py and bench/sensitivity.py do).
-EVIDENCE = {"min_requests_per_implementation": 150}
+EVIDENCE = {"min_requests_per_implementation": 150, "responses_min_pairs": 50}
 #: The same for a plain pyinfra run.
 LESS_EVIDENCE = ("--data", f"gate={json.dumps(EVIDENCE)}")
 

@@ -84,9 +84,13 @@ def test_a_healthy_stage_passes_side_by_side(fleet, tmp_path):
     for gate in gates.values():
         assert gate["verdict"] == "pass", gate
         sides = {row["metric"]: row for row in gate["side_by_side"]}
-        assert set(sides) == {"requests", "errors", "error rate", "errors vs legacy", "p95 latency"}, sides
+        assert set(sides) == {"requests", "errors", "error rate", "errors vs legacy", "p95 latency",
+                              "responses differ"}, sides
         assert all(row["outcome"] == "pass" for row in sides.values()), sides
         assert int(sides["requests"]["domain"]) >= needed and int(sides["requests"]["legacy"]) >= needed
+        # Every pair of the paired traffic compared, none differing: the implementations agree.
+        differ, pairs = map(int, sides["responses differ"]["domain"].split("/"))
+        assert differ == 0 and pairs >= EVIDENCE["responses_min_pairs"], sides["responses differ"]
 
 
 def test_too_little_traffic_is_inconclusive_never_a_pass(fleet):
@@ -192,6 +196,29 @@ def test_a_fault_that_starts_late_makes_the_next_check_roll_back(fleet):
         assert set(stages().values()) == {(0, 0)}
     finally:
         clear_faults(fleet)
+
+
+def test_a_domain_answering_wrong_data_is_rolled_back_naming_the_endpoint_and_path(fleet, tmp_path):
+    """Issue 22: a domain that answers 200, in the right shape, with a wrong value
+    on a fifth of its answers (a camera's state flipped, a rule's threshold x60)
+    passes every error and latency row; the paired answers compared catch it, and
+    the check rolls the fleet back naming the endpoint and the JSON path."""
+    set_drop_in(fleet, f"FAULTS_FILE={FAULTS_FILE}")
+    try:
+        set_stage(10)
+        for host in fleet:
+            host.testinfra.check_output(f"printf '{{\"domain_wrong_data_rate\": 0.2}}' > {FAULTS_FILE}.new"
+                                        f" && mv {FAULTS_FILE}.new {FAULTS_FILE}")
+        result = run_rollout("--json", "check", "sandbox", "--soak", "20s", "--yes")
+    finally:
+        clear_faults(fleet)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "abort" in json.loads(result.stdout)["gate"].values(), result.stdout
+    found = re.search(r"answers differ at (camera status: \$\.state\.running|list alert rules: "
+                      r"\$\.rules\[\d+\]\.threshold)", result.stderr)
+    assert found, result.stderr[-3000:]
+    assert re.search(r"responses differ +\d+/\d+ ", result.stderr), result.stderr[-3000:]
+    assert set(stages().values()) == {(0, 0)}
 
 
 def test_a_domain_write_that_legacy_reads_differently_fails_the_verification(fleet, tmp_path):

@@ -157,7 +157,7 @@ def test_a_healthy_window_passes_with_both_implementations_shown():
     assert [r.metric for r in evaluation.rows] == ["requests", "error rate", "success rate", "p95 latency",
                                                    "domain usage"]
     assert [r.metric for r in evaluation.sides] == ["requests", "errors", "error rate", "errors vs legacy",
-                                                    "p95 latency"]
+                                                    "p95 latency", "responses differ"]
     # A success threshold that is not the error rate's complement is a test of its own.
     t = Thresholds.from_data({"success_rate_abort_below": 0.9})
     assert "success rate" in [r.metric for r in judge(healthy(), t=t).sides]

@@ -39,9 +39,11 @@ def kept(monkeypatch):
     return record
 
 
-def measured(state, name: str, served, rates=None, t=T, stage=10) -> None:
-    """A host's gate judged alone on one read of ``served`` (a window from zero)."""
+def measured(state, name: str, served, rates=None, t=T, stage=10, compared=None) -> None:
+    """A host's gate judged alone on one read of ``served`` (a window from zero),
+    with its paired answers ``compared`` (None: no paired traffic)."""
     run = GateRun(t, stage, 4.0)
+    run.compared = compared
     run.observe(served)
     gate_check._measured.setdefault(state, {})[name] = gate_check.Measured(
         stage, run, t, "window since the restart, json", ({"at": 1.0, "stage": 10, "counters": {}}, []),
@@ -211,3 +213,29 @@ def test_hosts_the_run_has_not_all_measured_are_not_pooled(kept):
     measured(state, "b", paired(300))
     assert gate_check.conclude(state, hosts[0]) is True
     assert "pooled" not in kept["report"]["a"]
+
+
+def pairs(compared: int, differ: int = 0) -> dict:
+    return {"camera status": {"pairs": compared, "differ": differ, "skipped": 0,
+                              "first": "$.state.running" if differ else None, "noise": []}}
+
+
+def test_answers_compared_too_thinly_alone_pass_pooled_and_one_difference_aborts_every_host(kept):
+    """Issue 22: each host's paired answers, 40 pairs (a pass needs 100), pass
+    pooled (120); one differing pair on one host aborts the pooled block, so
+    every host of the run, naming the endpoint and path."""
+    hosts = [Host(f"h{i}") for i in range(3)]
+    state = State(hosts)
+    for host in hosts:
+        measured(state, host.name, paired(200), compared=pairs(40))
+    assert all(gate_check._measured[state][h.name].run.verdict()[0] == INCONCLUSIVE for h in hosts)
+    assert all(conclude_all(state, hosts).values())
+    assert {v for v, _ in kept["verdict"].values()} == {PASS}
+
+    state = State(hosts)
+    for host in hosts:
+        measured(state, host.name, paired(200), compared=pairs(40, differ=1 if host.name == "h1" else 0))
+    conclude_all(state, hosts)
+    assert {v for v, _ in kept["verdict"].values()} == {ABORT}
+    assert "answers differ at camera status: $.state.running" in kept["verdict"]["h1"][1]
+    assert "responses differ" in kept["verdict"]["h0"][1]

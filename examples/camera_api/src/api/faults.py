@@ -32,6 +32,7 @@ class Faults:
     domain_extra_latency_ms: int = 0
     domain_broken_shape: bool = False
     domain_write_fault: bool = False
+    domain_wrong_data_rate: float = 0.0
     legacy_error_rate: float = 0.0
 
     @classmethod
@@ -67,6 +68,7 @@ FILE_KEYS = {
     "domain_extra_latency_ms": _latency_ms,
     "domain_broken_shape": _flag,
     "domain_write_fault": _flag,
+    "domain_wrong_data_rate": _rate,
     "legacy_error_rate": _rate,
 }
 

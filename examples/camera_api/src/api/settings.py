@@ -44,6 +44,7 @@ class Settings:
     domain_extra_latency_ms: int = 0
     domain_broken_shape: bool = False
     domain_write_fault: bool = False
+    domain_wrong_data_rate: float = 0.0
     legacy_error_rate: float = 0.0
     faults_file: str | None = None
     runtime_directory: str | None = None
@@ -62,6 +63,7 @@ class Settings:
             domain_extra_latency_ms=_number(env, "DOMAIN_EXTRA_LATENCY_MS", int, 0, *EXTRA_LATENCY_RANGE_MS),
             domain_broken_shape=env.get("DOMAIN_BROKEN_SHAPE", "false").strip().lower() in TRUE_VALUES,
             domain_write_fault=env.get("DOMAIN_WRITE_FAULT", "false").strip().lower() in TRUE_VALUES,
+            domain_wrong_data_rate=_number(env, "DOMAIN_WRONG_DATA_RATE", float, 0.0, *RATE_RANGE),
             legacy_error_rate=_number(env, "LEGACY_ERROR_RATE", float, 0.0, *RATE_RANGE),
             faults_file=env.get("FAULTS_FILE", "").strip() or None,
             runtime_directory=env.get("RUNTIME_DIRECTORY") or None,

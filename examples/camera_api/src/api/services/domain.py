@@ -316,18 +316,25 @@ class DomainImplementation:
     def alerts(self, faults: Faults) -> AlertRuleDomainService:
         return self._alerts_with_unit_bug if faults.domain_write_fault else self._alerts
 
-    @staticmethod
-    def _rule(rule: AlertRule, faults: Faults) -> dict:
+    def _wrong(self, faults: Faults) -> bool:
+        """DOMAIN_WRONG_DATA_RATE: this answer carries a wrong value (status 200,
+        the right shape): a bug only a comparison of the two answers finds."""
+        return faults.domain_wrong_data_rate > 0 and self.faults.rng.random() < faults.domain_wrong_data_rate
+
+    def _rule(self, rule: AlertRule, faults: Faults) -> dict:
         body = rule.to_response()
         if faults.domain_broken_shape:
             del body["enabled"]
+        if self._wrong(faults):
+            body["threshold"] = body["threshold"] * WRONG_UNIT_FACTOR
         return body
 
-    @staticmethod
-    def _state(aggregate: CameraAggregate, faults: Faults) -> dict:
+    def _state(self, aggregate: CameraAggregate, faults: Faults) -> dict:
         state = aggregate.state()
         if faults.domain_broken_shape:
             del state["auto_start"]
+        if self._wrong(faults):
+            state["running"] = not state["running"]
         return state
 
     def _status(self, aggregate: CameraAggregate, faults: Faults) -> dict:

@@ -1,0 +1,270 @@
+"""Time to safety (issue 22): from a fault's start (the deploy of stage 10 that
+ships it) to every host proven legacy, with the hosts judged each alone
+(``gate_pooled = False``) and pooled, side by side. A benchmark that prints a
+table, not a test.
+
+Two ways, the same timeline (production defaults: batches 1, 25 %, the rest;
+batch gates of 60 s read every 5 s, the last batch's 30 s; then ``rollout watch
+--loop 1m``, one read a tick, judging the window since the restart; no
+synthetic traffic unless the row says so):
+
+    # simulate: the whole matrix, the product's own judge (GateRun, the pooled
+    # block, each host's settled verdict) fed simulated traffic (seconds a row)
+    python bench/time_to_safety.py simulate [--trials 20] [--json OUT.json]
+    # e2e: one row on a real sandbox fleet (rollout-sandbox up first, its own bridge)
+    python bench/time_to_safety.py e2e --hosts 5 --rate 5 --fault errors=0.03 --mode pooled
+
+Simulated traffic: each host serves Poisson(rate) unforced requests a second,
+the domain 10 % of them (stage 10); latencies lognormal (median 5 ms, P95 9 ms)
+binned on the reference service's buckets; a fault adds domain errors, domain
+latency, or (with paired traffic, the only way to see it) differing answers.
+What the simulation leaves out, the e2e rows measure: the run's own overheads
+(a batch's restart and checks, ``--batch-overhead``; a tick's reads; the
+rollback and its legacy proof, ``--rollback``), taken from real runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rollout import gate_check  # noqa: E402
+from rollout.batches import plan_batches  # noqa: E402
+from rollout.gate import ABORT, GateRun, Thresholds  # noqa: E402
+from rollout.window import Counters, Side  # noqa: E402
+
+#: The reference service's latency buckets (examples/camera_api/src/api/metrics.py).
+BOUNDS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0,
+          100.0, 125.0, 150.0, 200.0, 250.0, 300.0, 400.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0,
+          5000.0, 10000.0)
+STAGE = 10
+HORIZON_S = 3600
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What the shipped domain does wrong (and a background both share)."""
+
+    name: str
+    domain_errors: float = 0.0
+    domain_extra_ms: float = 0.0
+    wrong: float = 0.0            # share of compared pairs whose answers differ
+    background: float = 0.0       # server errors of both implementations
+    paired: bool = False          # paired traffic on (the only way to see wrong answers)
+    watch_soak_s: float = 0.0     # a tick's window of reads (paired traffic runs only inside one)
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.domain_errors or self.domain_extra_ms or self.wrong)
+
+
+FAULTS = {
+    "errors=0.03": Fault("3 % domain errors", domain_errors=0.03),
+    "errors=0.01": Fault("1 % domain errors", domain_errors=0.01),
+    "latency=80": Fault("+80 ms domain", domain_extra_ms=80.0),
+    "wrong=0.02": Fault("2 % wrong answers (paired on)", wrong=0.02, paired=True),
+    "wrong=0.02+soak": Fault("2 % wrong, paired, watch_soak_s 60", wrong=0.02, paired=True, watch_soak_s=60),
+    "healthy": Fault("healthy"),
+    "background=0.005": Fault("0.5 % errors on both", background=0.005),
+}
+
+
+@dataclass
+class Timeline:
+    """The production defaults' timeline, and the overheads real runs take."""
+
+    batches: str = "1,25%,100%"
+    batch_soak_s: float = 60.0
+    soak_s: float = 30.0
+    interval_s: float = 5.0
+    tick_every_s: float = 60.0
+    batch_overhead_s: float = 15.0
+    tick_overhead_s: float = 10.0
+    rollback_s: float = 25.0
+    paired_share: float = 0.2
+    paired_cap: float = 20.0
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    if mean > 30:
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, k, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        k += 1
+        product *= rng.random()
+    return k
+
+
+@dataclass
+class HostTraffic:
+    """One host's cumulative counters since its restart at stage 10."""
+
+    usage: int = 0
+    usage_domain: int = 0
+    sides: dict = field(default_factory=lambda: {n: [0, 0, [0] * len(BOUNDS)] for n in ("domain", "legacy")})
+    pairs: int = 0
+    differ: int = 0
+
+    def serve(self, rng: random.Random, name: str, fault: Fault) -> None:
+        requests, errors, buckets = self.sides[name]
+        self.sides[name][0] = requests + 1
+        rate = fault.background + (fault.domain_errors if name == "domain" else 0.0)
+        if rng.random() < rate:
+            self.sides[name][1] = errors + 1
+        latency = 5.0 * math.exp(0.35 * rng.gauss(0, 1)) + (fault.domain_extra_ms if name == "domain" else 0.0)
+        for index, bound in enumerate(BOUNDS):
+            if latency <= bound:
+                buckets[index] += 1
+                break
+
+    def second(self, rng: random.Random, rate: float, fault: Fault, pairs_per_s: float) -> None:
+        for _ in range(_poisson(rng, rate)):
+            domain = rng.random() < STAGE / 100
+            self.usage += 1
+            self.usage_domain += domain
+            self.serve(rng, "domain" if domain else "legacy", fault)
+        for _ in range(_poisson(rng, pairs_per_s) if pairs_per_s else 0):
+            self.serve(rng, "domain", fault)
+            self.serve(rng, "legacy", fault)
+            self.pairs += 1
+            self.differ += rng.random() < fault.wrong
+
+    def counters(self) -> Counters:
+        def side(name: str) -> Side:
+            requests, errors, buckets = self.sides[name]
+            cumulative, total = [], 0
+            for bound, count in zip(BOUNDS, buckets):
+                total += count
+                cumulative.append((bound, total))
+            return Side(requests, errors, tuple(cumulative))
+        return Counters("sim", self.usage, self.usage_domain, side("domain"), side("legacy"))
+
+    def tally(self) -> dict:
+        return {"camera status": {"pairs": self.pairs, "differ": self.differ, "skipped": 0,
+                                  "first": "$.state.running" if self.differ else None, "noise": []}}
+
+
+class _State:
+    def __init__(self, names):
+        self.active_hosts = self.activated_hosts = [type("H", (), {"name": n})() for n in names]
+
+
+def _judge(runs: dict[str, GateRun], pooled: bool, t: Thresholds) -> bool:
+    """The run's verdicts as conclude settles them: does any host abort?"""
+    state = _State(list(runs))
+    measured = {name: gate_check.Measured(STAGE, run, t, "", None, None, poolable=pooled)
+                for name, run in runs.items()}
+    gate_check._measured[state] = measured
+    pool = gate_check._pool(state, measured)
+    return any(gate_check._settle(name, m, pool)[0] == ABORT for name, m in measured.items())
+
+
+def simulate_row(hosts: int, rate: float, fault: Fault, pooled: bool, seed: int, line: Timeline,
+                 t: Thresholds) -> float | None:
+    """Seconds from the deploy's start to every host legacy; None: not within HORIZON_S."""
+    rng = random.Random(seed)
+    names = [f"h{i:02d}" for i in range(hosts)]
+    traffic: dict[str, HostTraffic] = {}
+    now = 0.0
+    pairs_per_s = min(line.paired_cap, line.paired_share * rate / 2) if fault.paired else 0.0
+
+    def run_for(seconds: float, paired_hosts=()) -> None:
+        nonlocal now
+        for _ in range(int(round(seconds))):
+            for name, host in traffic.items():
+                host.second(rng, rate, fault, pairs_per_s if name in paired_hosts else 0.0)
+            now += 1
+
+    def gate(judged: list[str], soak_s: float) -> bool:
+        """A gate over ``judged`` (windows since each one's restart), reads every
+        interval; paired traffic (when on) from its first read on."""
+        runs = {n: GateRun(t, STAGE, None) for n in judged}
+        reads = max(1, int(soak_s // line.interval_s) + (soak_s > 0))
+        for index in range(reads):
+            for name in judged:
+                runs[name].compared = traffic[name].tally() if fault.paired else None
+                runs[name].observe(traffic[name].counters())
+            if all(r.decided for r in runs.values()) or index == reads - 1:
+                break
+            run_for(line.interval_s, judged if soak_s > 0 else ())
+        return _judge(runs, pooled, t)
+
+    batches = plan_batches(names, line.batches)
+    for number, batch in enumerate(batches):
+        run_for(line.batch_overhead_s)
+        for name in batch:
+            traffic[name] = HostTraffic()  # restarted at stage 10: its window starts here
+        if gate(batch, line.soak_s if number == len(batches) - 1 else line.batch_soak_s):
+            return now + line.rollback_s
+    while now < HORIZON_S:
+        began = now
+        run_for(line.tick_overhead_s)
+        if gate(list(traffic), fault.watch_soak_s):
+            return now + line.rollback_s
+        run_for(max(0.0, line.tick_every_s - (now - began)))
+    return None
+
+
+#: The matrix: hosts x requests/s per host x fault (issue 22's rows).
+HOSTS, RATES = (3, 5, 10), (1, 5, 20)
+
+
+def _summary(times: list[float | None]) -> str:
+    found = sorted(x for x in times if x is not None)
+    if not found:
+        return f"none of {len(times)}"
+    median = found[len(found) // 2] / 60
+    return f"{median:5.1f} min ({len(found)}/{len(times)})"
+
+
+def simulate(args) -> None:
+    t, line = Thresholds.from_data({}), Timeline(rollback_s=args.rollback, batch_overhead_s=args.batch_overhead)
+    faults = args.faults.split(",")
+    results = []
+    print(f"{'hosts':>5} {'req/s':>5}  {'fault':<34} {'alone: median to legacy':>24} {'pooled':>24}")
+    for key in faults:
+        fault = FAULTS[key]
+        for hosts in HOSTS:
+            for rate in RATES:
+                row = {"hosts": hosts, "rate": rate, "fault": key}
+                for mode in ("alone", "pooled"):
+                    row[mode] = [simulate_row(hosts, rate, fault, mode == "pooled", seed, line, t)
+                                 for seed in range(args.trials)]
+                results.append(row)
+                label = "false aborts" if fault.healthy else ""
+                alone = _summary(row["alone"]) if not fault.healthy else f"{sum(x is not None for x in row['alone'])}/{args.trials} {label}"
+                pooled = _summary(row["pooled"]) if not fault.healthy else f"{sum(x is not None for x in row['pooled'])}/{args.trials} {label}"
+                print(f"{hosts:>5} {rate:>5}  {fault.name:<34} {alone:>24} {pooled:>24}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"timeline": vars(line), "trials": args.trials,
+                                               "horizon_s": HORIZON_S, "rows": results}, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sim = sub.add_parser("simulate", help="the matrix, simulated traffic, the product's judge")
+    sim.add_argument("--trials", type=int, default=10)
+    sim.add_argument("--faults", default=",".join(FAULTS))
+    sim.add_argument("--rollback", type=float, default=25.0, help="seconds a rollback and its proof take")
+    sim.add_argument("--batch-overhead", type=float, default=15.0, help="seconds a batch takes before its gate")
+    sim.add_argument("--json")
+    args = parser.parse_args()
+    if args.command == "simulate":
+        simulate(args)
+
+
+if __name__ == "__main__":
+    main()

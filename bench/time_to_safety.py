@@ -182,7 +182,7 @@ def simulate_row(hosts: int, rate: float, fault: Fault, pooled: bool, seed: int,
 
     def run_for(seconds: float, paired_hosts=()) -> None:
         nonlocal now
-        for _ in range(int(round(seconds))):
+        for _ in range(round(seconds)):
             for name, host in traffic.items():
                 host.second(rng, rate, fault, pairs_per_s if name in paired_hosts else 0.0)
             now += 1
@@ -229,6 +229,10 @@ def _summary(times: list[float | None]) -> str:
     return f"{median:5.1f} min ({len(found)}/{len(times)})"
 
 
+def _false_aborts(times: list[float | None]) -> str:
+    return f"{sum(x is not None for x in times)}/{len(times)} false aborts"
+
+
 def simulate(args) -> None:
     t, line = Thresholds.from_data({}), Timeline(rollback_s=args.rollback, batch_overhead_s=args.batch_overhead)
     faults = args.faults.split(",")
@@ -243,13 +247,108 @@ def simulate(args) -> None:
                     row[mode] = [simulate_row(hosts, rate, fault, mode == "pooled", seed, line, t)
                                  for seed in range(args.trials)]
                 results.append(row)
-                label = "false aborts" if fault.healthy else ""
-                alone = _summary(row["alone"]) if not fault.healthy else f"{sum(x is not None for x in row['alone'])}/{args.trials} {label}"
-                pooled = _summary(row["pooled"]) if not fault.healthy else f"{sum(x is not None for x in row['pooled'])}/{args.trials} {label}"
+                alone, pooled = (_false_aborts(row["alone"]) if fault.healthy else _summary(row["alone"]),
+                                 _false_aborts(row["pooled"]) if fault.healthy else _summary(row["pooled"]))
                 print(f"{hosts:>5} {rate:>5}  {fault.name:<34} {alone:>24} {pooled:>24}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"timeline": vars(line), "trials": args.trials,
                                                "horizon_s": HORIZON_S, "rows": results}, indent=1))
+
+
+# --- e2e: one row on a real sandbox fleet --------------------------------------------------------------
+
+INVENTORY = """import runpy
+_base = runpy.run_path({base!r})
+camera_api = [(n, {{**d, **{extra!r}}}) for n, d in _base['camera_api']]
+"""
+DROP_IN = "/etc/systemd/system/camera-api.service.d/time-to-safety.conf"
+
+
+def _rollout(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rollout", *args], cwd=ROOT, text=True, capture_output=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _on_hosts(ssh_config: str, hosts: list[dict], command: str) -> None:
+    for host in hosts:
+        subprocess.run(["ssh", "-F", ssh_config, host["name"], command], check=True, timeout=120,
+                       capture_output=True)
+
+
+def _all_legacy(inventory: str) -> bool:
+    shown = _rollout("--json", "status", inventory, timeout=300)
+    if shown.returncode != 0:
+        return False
+    hosts = json.loads(shown.stdout)["hosts"].values()
+    return all((h.get("file_stage"), h.get("process_stage")) == (0, 0) for h in hosts)
+
+
+def e2e(args) -> None:
+    """Boot (or reuse) the fleet, put it on stage 0 with the fault waiting in a
+    drop-in, drive unforced traffic at every host, deploy stage 10 with the
+    production defaults, run the watch every minute, time every host back on
+    stage 0 (file and process; the rollback's legacy proof is part of it)."""
+    from rollout_sandbox.fleet import load_fleet
+    from rollout_sandbox.loadgen import LoadGenerator
+    from rollout_sandbox.settings import STATE_DIR
+
+    fault = FAULTS[args.fault]
+    up = subprocess.run([sys.executable, "-m", "rollout_sandbox", "up", "--hosts", str(args.hosts)], cwd=ROOT,
+                        text=True, capture_output=True, timeout=1800)
+    if up.returncode != 0:
+        sys.exit(f"rollout-sandbox up failed: {up.stderr[-2000:]}")
+    hosts, ssh_config = load_fleet()["hosts"], str(STATE_DIR / "ssh_config")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    extra = {"smoke_traffic": False, "paired_traffic": fault.paired, "paired_share": 0.2,
+             "auto_promote": False, "watch_soak_s": fault.watch_soak_s, "time_compression": 1,
+             "gate_pooled": args.mode == "pooled"}
+    inventory = work / "sandbox.py"  # named so its hosts stay in group sandbox
+    inventory.write_text(INVENTORY.format(base=str(ROOT / "inventories" / "sandbox.py"), extra=extra))
+    back = _rollout("rollback", str(inventory), "--yes")
+    if back.returncode != 0:
+        sys.exit(f"rollout rollback (to start on stage 0) failed: {back.stderr[-2000:]}")
+    variables = {"DOMAIN_ERROR_RATE": fault.domain_errors, "DOMAIN_EXTRA_LATENCY_MS": int(fault.domain_extra_ms),
+                 "DOMAIN_WRONG_DATA_RATE": fault.wrong, "LEGACY_ERROR_RATE": fault.background}
+    lines = "".join(f"Environment={k}={v}\\n" for k, v in variables.items() if v)
+    _on_hosts(ssh_config, hosts, f"mkdir -p {Path(DROP_IN).parent} && printf '[Service]\\n{lines}' > {DROP_IN}"
+                                 " && systemctl daemon-reload")
+    loads = [LoadGenerator(f"http://{h['address']}:8000", rate=args.rate, count=10**9, max_seconds=HORIZON_S,
+                           workers=4).start() for h in hosts]
+    watch = None
+    began = time.monotonic()
+    safe_s = None
+    log = work / f"run-{args.mode}.log"
+    try:
+        deploy = _rollout("deploy", str(inventory), "--stage", "10", "--yes")
+        log.write_text(deploy.stderr)
+        deployed_s = time.monotonic() - began
+        if deploy.returncode == 3:
+            safe_s = deployed_s
+        else:
+            with open(log, "a") as out:
+                watch = subprocess.Popen([sys.executable, "-m", "rollout", "watch", str(inventory), "--loop", "1m"],
+                                         cwd=ROOT, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+            while time.monotonic() - began < args.limit:
+                if _all_legacy(str(inventory)):
+                    safe_s = time.monotonic() - began
+                    break
+                time.sleep(10)
+    finally:
+        if watch is not None:
+            os.killpg(watch.pid, signal.SIGTERM)
+            watch.wait(timeout=600)
+        for load in loads:
+            load.stop()
+        _on_hosts(ssh_config, hosts, f"rm -f {DROP_IN} && systemctl daemon-reload")
+    row = {"hosts": args.hosts, "rate": args.rate, "fault": args.fault, "mode": args.mode,
+           "deploy_s": round(deployed_s), "safe_s": None if safe_s is None else round(safe_s),
+           "deploy_exit": deploy.returncode, "log": str(log)}
+    print(json.dumps(row))
+    if args.json:
+        with open(args.json, "a") as out:
+            out.write(json.dumps(row) + "\n")
 
 
 def main() -> None:
@@ -261,9 +360,19 @@ def main() -> None:
     sim.add_argument("--rollback", type=float, default=25.0, help="seconds a rollback and its proof take")
     sim.add_argument("--batch-overhead", type=float, default=15.0, help="seconds a batch takes before its gate")
     sim.add_argument("--json")
+    real = sub.add_parser("e2e", help="one row on the sandbox fleet (its own bridge: ROLLOUT_SANDBOX_*)")
+    real.add_argument("--hosts", type=int, default=5)
+    real.add_argument("--rate", type=float, default=5.0, help="unforced requests/s per host")
+    real.add_argument("--fault", choices=sorted(FAULTS), default="errors=0.03")
+    real.add_argument("--mode", choices=("alone", "pooled"), default="pooled")
+    real.add_argument("--limit", type=float, default=1800, help="give up after this many seconds")
+    real.add_argument("--work", default="/tmp/time-to-safety")
+    real.add_argument("--json", help="append the row (JSON lines)")
     args = parser.parse_args()
     if args.command == "simulate":
         simulate(args)
+    else:
+        e2e(args)
 
 
 if __name__ == "__main__":

@@ -51,8 +51,10 @@ def test_faults_from_settings():
     settings = Settings.from_env({"DATABASE_URL": "postgresql://u:pw-x@h/db", "REDIS_URL": "redis://h:1/0",
                                   "DOMAIN_ERROR_RATE": "0.5", "DOMAIN_EXTRA_LATENCY_MS": "7",
                                   "DOMAIN_BROKEN_SHAPE": "true", "DOMAIN_WRITE_FAULT": "yes",
-                                  "LEGACY_ERROR_RATE": "0.01"})
-    assert Faults.from_settings(settings) == Faults(0.5, 7, True, True, 0.01)
+                                  "DOMAIN_WRONG_DATA_RATE": "0.02", "LEGACY_ERROR_RATE": "0.01"})
+    assert Faults.from_settings(settings) == Faults(
+        domain_error_rate=0.5, domain_extra_latency_ms=7, domain_broken_shape=True, domain_write_fault=True,
+        domain_wrong_data_rate=0.02, legacy_error_rate=0.01)
 
 
 def test_parse_overrides_accepts_every_key():

@@ -135,6 +135,23 @@ def test_legacy_error_rate_one_fails_every_legacy_call_only(make_client):
     assert counts["domain"]["errors"] == 0
 
 
+def test_wrong_data_is_a_value_only_a_comparison_of_both_answers_shows(make_client):
+    """DOMAIN_WRONG_DATA_RATE=1: every domain read of a camera's state or a rule
+    answers 200 in the legacy shape, with a wrong value (running flipped, the
+    threshold x60); legacy and the stored data are untouched."""
+    client = make_client(DOMAIN_WRONG_DATA_RATE="1.0")
+    ctx = {"rule_id": client.post(RULES, params=LEGACY, json=rule_body("seed")).json()["id"]}
+    for name in ("status", "list_rules"):
+        domain, legacy = call_both(client, name, ctx)
+        assert domain.status_code == legacy.status_code == 200
+        assert shape(domain.json()) == shape(legacy.json()), name
+        assert domain.json() != legacy.json(), name
+    domain, legacy = call_both(client, "status", ctx)
+    assert domain.json()["state"]["running"] != legacy.json()["state"]["running"]
+    assert thresholds(client, DOMAIN)[ctx["rule_id"]] == 60 * thresholds(client, LEGACY)[ctx["rule_id"]]
+    assert thresholds(make_client(), DOMAIN) == thresholds(client, LEGACY)
+
+
 def thresholds(client, params) -> dict[int, float]:
     return {r["id"]: r["threshold"] for r in client.get(RULES, params=params).json()["rules"]}
 

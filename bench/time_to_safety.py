@@ -222,11 +222,26 @@ HOSTS, RATES = (3, 5, 10), (1, 5, 20)
 
 
 def _summary(times: list[float | None]) -> str:
-    found = sorted(x for x in times if x is not None)
-    if not found:
-        return f"none of {len(times)}"
-    median = found[len(found) // 2] / 60
-    return f"{median:5.1f} min ({len(found)}/{len(times)})"
+    """The median over every trial (one not found within the horizon counts as
+    later than it), and how many were found."""
+    found = sum(x is not None for x in times)
+    ordered = sorted(math.inf if x is None else x for x in times)
+    median = ordered[len(ordered) // 2]
+    shown = f"> {HORIZON_S // 60} min" if math.isinf(median) else f"{median / 60:.1f} min"
+    return f"{shown} ({found}/{len(times)})"
+
+
+def _print_row(row: dict) -> None:
+    fault = FAULTS[row["fault"]]
+    shown = [_false_aborts(row[m]) if fault.healthy else _summary(row[m]) for m in ("alone", "pooled")]
+    print(f"| {row['hosts']} | {row['rate']:g} | {fault.name} | {shown[0]} | {shown[1]} |", flush=True)
+
+
+def table(args) -> None:
+    """The simulate JSON as the docs' table."""
+    print("| hosts | req/s per host | fault | each host alone | pooled |\n| ---: | ---: | --- | --- | --- |")
+    for row in json.loads(Path(args.simulated).read_text())["rows"]:
+        _print_row(row)
 
 
 def _false_aborts(times: list[float | None]) -> str:
@@ -237,7 +252,7 @@ def simulate(args) -> None:
     t, line = Thresholds.from_data({}), Timeline(rollback_s=args.rollback, batch_overhead_s=args.batch_overhead)
     faults = args.faults.split(",")
     results = []
-    print(f"{'hosts':>5} {'req/s':>5}  {'fault':<34} {'alone: median to legacy':>24} {'pooled':>24}")
+    print("| hosts | req/s per host | fault | each host alone | pooled |\n| ---: | ---: | --- | --- | --- |")
     for key in faults:
         fault = FAULTS[key]
         for hosts in HOSTS:
@@ -247,12 +262,10 @@ def simulate(args) -> None:
                     row[mode] = [simulate_row(hosts, rate, fault, mode == "pooled", seed, line, t)
                                  for seed in range(args.trials)]
                 results.append(row)
-                alone, pooled = (_false_aborts(row["alone"]) if fault.healthy else _summary(row["alone"]),
-                                 _false_aborts(row["pooled"]) if fault.healthy else _summary(row["pooled"]))
-                print(f"{hosts:>5} {rate:>5}  {fault.name:<34} {alone:>24} {pooled:>24}", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"timeline": vars(line), "trials": args.trials,
-                                               "horizon_s": HORIZON_S, "rows": results}, indent=1))
+                _print_row(row)
+                if args.json:  # after every row: a long run cut short keeps what it measured
+                    Path(args.json).write_text(json.dumps({"timeline": vars(line), "trials": args.trials,
+                                                           "horizon_s": HORIZON_S, "rows": results}, indent=1))
 
 
 # --- e2e: one row on a real sandbox fleet --------------------------------------------------------------
@@ -315,6 +328,9 @@ def e2e(args) -> None:
                                  " && systemctl daemon-reload")
     loads = [LoadGenerator(f"http://{h['address']}:8000", rate=args.rate, count=10**9, max_seconds=HORIZON_S,
                            workers=4).start() for h in hosts]
+    # The hosts' own history before the change (a production host has one): the
+    # baseline P95 the deploy records needs 100 requests at stage 0.
+    time.sleep(max(30.0, 150 / args.rate))
     watch = None
     began = time.monotonic()
     safe_s = None
@@ -351,6 +367,64 @@ def e2e(args) -> None:
             out.write(json.dumps(row) + "\n")
 
 
+# --- plot: an SVG of the simulated medians, the e2e rows as points -------------------------------------
+
+
+def _median_min(times: list) -> float | None:
+    found = sorted(x for x in times if x is not None)
+    return found[len(found) // 2] / 60 if len(found) * 2 > len(times) else None
+
+
+def plot(args) -> None:
+    """Median minutes to every host legacy against the fleet's size, per rate,
+    alone (dashed) and pooled (solid), for one fault; e2e rows as dots."""
+    document = json.loads(Path(args.simulated).read_text())
+    rows = [r for r in document["rows"] if r["fault"] == args.fault]
+    e2e_rows = [json.loads(line) for line in Path(args.e2e).read_text().splitlines()] if args.e2e else []
+    width, height, left, bottom, top = 640, 400, 60, 50, 30
+    top_y = max([m for r in rows for k in ("alone", "pooled") if (m := _median_min(r[k])) is not None]
+                + [r["safe_s"] / 60 for r in e2e_rows if r.get("safe_s")] + [10])
+    top_y = math.ceil(top_y / 5) * 5
+
+    def x(hosts: float) -> float:
+        return left + (hosts - 2) / (11 - 2) * (width - left - 20)
+
+    def y(minutes: float) -> float:
+        return height - bottom - minutes / top_y * (height - bottom - top)
+
+    colours = {1: "#d62728", 5: "#1f77b4", 20: "#2ca02c"}
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             f'font-size="12"><rect width="100%" height="100%" fill="white"/>'),
+             (f'<text x="{left}" y="18" font-size="14">Time to every host legacy, {FAULTS[args.fault].name} at '
+             f'stage 10 (median, simulated; dots: real runs)</text>'),
+             f'<line x1="{left}" y1="{y(0)}" x2="{width - 20}" y2="{y(0)}" stroke="black"/>',
+             f'<line x1="{left}" y1="{y(0)}" x2="{left}" y2="{y(top_y)}" stroke="black"/>']
+    for minutes in range(0, top_y + 1, 5):
+        parts.append(f'<text x="{left - 8}" y="{y(minutes) + 4}" text-anchor="end">{minutes}</text>')
+        parts.append(f'<line x1="{left}" y1="{y(minutes)}" x2="{width - 20}" y2="{y(minutes)}" stroke="#eee"/>')
+    for hosts in HOSTS:
+        parts.append(f'<text x="{x(hosts)}" y="{y(0) + 18}" text-anchor="middle">{hosts} hosts</text>')
+    parts.append(f'<text x="14" y="{y(top_y / 2)}" transform="rotate(-90 14 {y(top_y / 2)})" '
+                 f'text-anchor="middle">minutes</text>')
+    for rate, colour in colours.items():
+        for mode, dash in (("alone", ' stroke-dasharray="6 4"'), ("pooled", "")):
+            points = [(r["hosts"], _median_min(r[mode])) for r in rows if r["rate"] == rate]
+            shown = " ".join(f"{x(h):.1f},{y(m):.1f}" for h, m in points if m is not None)
+            if shown:
+                parts.append(f'<polyline points="{shown}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
+        legend_y = top + 20 + 18 * list(colours).index(rate)
+        parts.append(f'<text x="{width - 200}" y="{legend_y}" fill="{colour}">{rate} req/s per host</text>')
+    parts.append(f'<text x="{width - 200}" y="{top + 20 + 18 * 3}">dashed: each host alone</text>')
+    parts.append(f'<text x="{width - 200}" y="{top + 20 + 18 * 4}">solid: pooled</text>')
+    for row in e2e_rows:
+        if row.get("safe_s") and row["fault"] == args.fault:
+            filled = colours.get(int(row["rate"]), "black") if row["mode"] == "pooled" else "white"
+            parts.append(f'<circle cx="{x(row["hosts"]):.1f}" cy="{y(row["safe_s"] / 60):.1f}" r="5" '
+                         f'fill="{filled}" stroke="{colours.get(int(row["rate"]), "black")}" stroke-width="2"/>')
+    parts.append("</svg>")
+    Path(args.out).write_text("\n".join(parts) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -368,11 +442,15 @@ def main() -> None:
     real.add_argument("--limit", type=float, default=1800, help="give up after this many seconds")
     real.add_argument("--work", default="/tmp/time-to-safety")
     real.add_argument("--json", help="append the row (JSON lines)")
+    tabled = sub.add_parser("table", help="a simulate JSON as a markdown table")
+    tabled.add_argument("simulated")
+    drawn = sub.add_parser("plot", help="an SVG of a simulate JSON (and e2e rows)")
+    drawn.add_argument("simulated")
+    drawn.add_argument("--e2e", help="the e2e rows (JSON lines)")
+    drawn.add_argument("--fault", default="errors=0.03", choices=sorted(FAULTS))
+    drawn.add_argument("--out", default="docs/time-to-safety.svg")
     args = parser.parse_args()
-    if args.command == "simulate":
-        simulate(args)
-    else:
-        e2e(args)
+    {"simulate": simulate, "e2e": e2e, "plot": plot, "table": table}[args.command](args)
 
 
 if __name__ == "__main__":

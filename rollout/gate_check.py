@@ -42,7 +42,7 @@ from rollout.reports import report, say
 from rollout.responses import add_tallies
 from rollout.sources import Window, keep_cursor, keep_gate, read_tallies
 from rollout.state_metrics import GATE_FILE, gate_text
-from rollout.window import Counters
+from rollout.window import Counters, continues
 
 
 @dataclass
@@ -69,6 +69,8 @@ class Pooled:
     reason: str
     rows: list[SideRow]
     outliers: dict[str, list[SideRow]] = field(default_factory=dict)
+    #: What the pooled block misses and how long that takes ("" if unknown).
+    estimate: str = ""
 
 
 #: Per run (its state, held weakly: a run's entries go with it).
@@ -85,23 +87,21 @@ def gate_metrics(host, stage: int, verdict: str) -> list[dict]:
              "content": gate_text(host.data.service_name, stage, verdict, time.time())}]
 
 
-def _rates(first: tuple[float, Counters] | None, last: tuple[float, Counters] | None) -> dict[str, float] | None:
-    if first is None or last is None or last[0] - first[0] <= 0:
-        return None
-    seconds = last[0] - first[0]
-    return {name: max(0, getattr(last[1], name).requests - getattr(first[1], name).requests) / seconds
-            for name in ("domain", "legacy")}
+def _rates(run: GateRun, window: Window, first: tuple[float, Counters] | None,
+           last: tuple[float, Counters] | None) -> dict[str, float] | None:
+    """Requests a second of each implementation, and of unforced requests (the
+    host's real traffic, the paired traffic's budget): over the whole window
+    when its start is known (a tick of one read has rates too), else between
+    this gate's first and last reads; None when neither is known."""
+    def per_s(served: Counters, seconds: float) -> dict[str, float]:
+        return {"domain": served.domain.requests / seconds, "legacy": served.legacy.requests / seconds,
+                "unforced": served.usage_requests / seconds}
 
-
-def _real_rate(run: GateRun, window: Window, first: tuple[float, Counters] | None,
-               last: tuple[float, Counters] | None) -> float | None:
-    """The host's unforced requests a second: over the window so far when its
-    start is known, else between this gate's reads (None: not yet known)."""
     if run.served is not None and window.started_at is not None and time.time() - window.started_at > 1:
-        return run.served.usage_requests / (time.time() - window.started_at)
-    if first is not None and last is not None and last[0] - first[0] > 0:
-        return max(0, last[1].usage_requests - first[1].usage_requests) / (last[0] - first[0])
-    return None
+        return per_s(run.served, time.time() - window.started_at)
+    if first is None or last is None or last[0] - first[0] <= 0 or not continues(last[1], first[1]):
+        return None
+    return per_s(last[1].minus(first[1]), last[0] - first[0])
 
 
 def measure(state, host, stage: int | None, soak_s: float, interval_s: float,
@@ -147,7 +147,7 @@ def measure(state, host, stage: int | None, soak_s: float, interval_s: float,
             if paired is None and now is not None:
                 # Paired traffic starts once the window's first read gives the host's real rate (its budget).
                 paired, paired_note = paired_traffic(host, deadline - time.monotonic(), stage,
-                                                     _real_rate(run, window, first, last))
+                                                     (_rates(run, window, first, last) or {}).get("unforced"))
                 if paired_note:
                     say(host, f"gate: {paired_note}")
                 run.compared = {} if paired.tally_files else None
@@ -160,7 +160,7 @@ def measure(state, host, stage: int | None, soak_s: float, interval_s: float,
     cursor = window.cursor(run.latest) if run.latest is not None else None
     _measured.setdefault(state, {})[host.name] = Measured(
         stage, run, thresholds, f"{window.note}, {time.time() - started:.0f}s of reads", cursor,
-        _rates(first, last), verdicts, poolable=bool(host.data.get("gate_pooled", True)))
+        _rates(run, window, first, last), verdicts, poolable=bool(host.data.get("gate_pooled", True)))
     return True
 
 
@@ -218,13 +218,15 @@ def _pool(state, measured: dict[str, Measured]) -> Pooled | None:
             still = _open_rows(m) if verdict == INCONCLUSIVE else []
             host_verdicts[name] = f"its own rows open ({', '.join(still)})" if still else verdict
         verdict, reason = pooled_verdict(rows, host_verdicts, outliers) if rows else (ERROR, "no window read")
+        estimate = ""
         if verdict == INCONCLUSIVE:
             rates = [m.rates for m in measured.values()]
             short = missing(pool(windows), thresholds, stage)
             if short and all(rates):
                 pooled_rates = {n: sum(r[n] for r in rates if r) for n in ("domain", "legacy")}
-                reason = f"{reason}; {time_to_evidence(short, pooled_rates)} pooled"
-        pooled = Pooled(verdict, reason, rows, outliers)
+                estimate = f"{time_to_evidence(short, pooled_rates)} pooled"
+                reason = f"{reason}; {estimate}"
+        pooled = Pooled(verdict, reason, rows, outliers, estimate)
     _pooled[state] = pooled
     return pooled
 
@@ -251,7 +253,8 @@ def _settle(name: str, m: Measured, pooled: Pooled | None) -> tuple[str, str]:
     if pooled.verdict == PASS and verdict == INCONCLUSIVE and not _open_rows(m):
         return PASS, f"pooled with the stage's other hosts ({reason})"
     if pooled.verdict == INCONCLUSIVE and verdict == INCONCLUSIVE:
-        return verdict, f"{reason}; {pooled.reason}"
+        # The pooled block's own reason (every host's open rows) is printed once, with the block.
+        return verdict, f"{reason}; pooled: {pooled.estimate or 'not yet conclusive'}"
     return verdict, reason
 
 

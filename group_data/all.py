@@ -317,7 +317,8 @@ rollback_on_abort = True
 #: back and alerts "due"; a person runs ``rollout promote``.
 auto_promote = False
 #: Gate window of a tick (0: one read, judged on what the hosts served since the
-#: previous passing check).
+#: previous passing check). Paired traffic runs only inside a window: with
+#: ``paired_traffic`` on, give the tick one (e.g. 60).
 watch_soak_s = 0
 #: Commands run on the control machine before a promotion, in order, with {env},
 #: {stage} and {next_stage} filled in; each must exit 0 within

@@ -239,3 +239,17 @@ def test_answers_compared_too_thinly_alone_pass_pooled_and_one_difference_aborts
     assert {v for v, _ in kept["verdict"].values()} == {ABORT}
     assert "answers differ at camera status: $.state.running" in kept["verdict"]["h1"][1]
     assert "responses differ" in kept["verdict"]["h0"][1]
+
+
+def test_gate_pooled_false_judges_every_host_alone(kept):
+    """``gate_pooled = False`` (the benchmark's "alone" column): hosts too thin
+    alone stay inconclusive, and no pooled block is printed or kept."""
+    hosts = [Host(f"h{i}") for i in range(4)]
+    state = State(hosts)
+    for host in hosts:
+        measured(state, host.name, paired(200))
+        gate_check._measured[state][host.name].poolable = False
+    assert all(conclude_all(state, hosts).values())
+    assert {v for v, _ in kept["verdict"].values()} == {INCONCLUSIVE}
+    assert all("pooled" not in document for document in kept["report"].values())
+    assert not any(line.startswith("gate pooled") for lines in kept["said"].values() for line in lines)

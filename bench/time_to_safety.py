@@ -381,13 +381,13 @@ def plot(args) -> None:
     document = json.loads(Path(args.simulated).read_text())
     rows = [r for r in document["rows"] if r["fault"] == args.fault]
     e2e_rows = [json.loads(line) for line in Path(args.e2e).read_text().splitlines()] if args.e2e else []
-    width, height, left, bottom, top = 640, 400, 60, 50, 30
+    width, height, left, bottom, top, right = 840, 400, 60, 50, 30, 620  # the legend right of the axes
     top_y = max([m for r in rows for k in ("alone", "pooled") if (m := _median_min(r[k])) is not None]
                 + [r["safe_s"] / 60 for r in e2e_rows if r.get("safe_s")] + [10])
     top_y = math.ceil(top_y / 5) * 5
 
     def x(hosts: float) -> float:
-        return left + (hosts - 2) / (11 - 2) * (width - left - 20)
+        return left + (hosts - 2) / (11 - 2) * (right - left)
 
     def y(minutes: float) -> float:
         return height - bottom - minutes / top_y * (height - bottom - top)
@@ -395,13 +395,13 @@ def plot(args) -> None:
     colours = {1: "#d62728", 5: "#1f77b4", 20: "#2ca02c"}
     parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
              f'font-size="12"><rect width="100%" height="100%" fill="white"/>'),
-             (f'<text x="{left}" y="18" font-size="14">Time to every host legacy, {FAULTS[args.fault].name} at '
-             f'stage 10 (median, simulated; dots: real runs)</text>'),
-             f'<line x1="{left}" y1="{y(0)}" x2="{width - 20}" y2="{y(0)}" stroke="black"/>',
+             (f'<text x="{left}" y="18" font-size="14">Minutes to every host legacy: '
+             f'{FAULTS[args.fault].name}, stage 10</text>'),
+             f'<line x1="{left}" y1="{y(0)}" x2="{right}" y2="{y(0)}" stroke="black"/>',
              f'<line x1="{left}" y1="{y(0)}" x2="{left}" y2="{y(top_y)}" stroke="black"/>']
     for minutes in range(0, top_y + 1, 5):
         parts.append(f'<text x="{left - 8}" y="{y(minutes) + 4}" text-anchor="end">{minutes}</text>')
-        parts.append(f'<line x1="{left}" y1="{y(minutes)}" x2="{width - 20}" y2="{y(minutes)}" stroke="#eee"/>')
+        parts.append(f'<line x1="{left}" y1="{y(minutes)}" x2="{right}" y2="{y(minutes)}" stroke="#eee"/>')
     for hosts in HOSTS:
         parts.append(f'<text x="{x(hosts)}" y="{y(0) + 18}" text-anchor="middle">{hosts} hosts</text>')
     parts.append(f'<text x="14" y="{y(top_y / 2)}" transform="rotate(-90 14 {y(top_y / 2)})" '
@@ -413,9 +413,11 @@ def plot(args) -> None:
             if shown:
                 parts.append(f'<polyline points="{shown}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
         legend_y = top + 20 + 18 * list(colours).index(rate)
-        parts.append(f'<text x="{width - 200}" y="{legend_y}" fill="{colour}">{rate} req/s per host</text>')
-    parts.append(f'<text x="{width - 200}" y="{top + 20 + 18 * 3}">dashed: each host alone</text>')
-    parts.append(f'<text x="{width - 200}" y="{top + 20 + 18 * 4}">solid: pooled</text>')
+        parts.append(f'<text x="{right + 20}" y="{legend_y}" fill="{colour}">{rate} req/s per host</text>')
+    parts.append(f'<text x="{right + 20}" y="{top + 20 + 18 * 3}">dashed: each host alone</text>')
+    parts.append(f'<text x="{right + 20}" y="{top + 20 + 18 * 4}">solid: pooled</text>')
+    parts.append(f'<text x="{right + 20}" y="{top + 20 + 18 * 5}">lines: simulated medians</text>')
+    parts.append(f'<text x="{right + 20}" y="{top + 20 + 18 * 6}">dots: real runs (open: alone)</text>')
     for row in e2e_rows:
         if row.get("safe_s") and row["fault"] == args.fault:
             filled = colours.get(int(row["rate"]), "black") if row["mode"] == "pooled" else "white"

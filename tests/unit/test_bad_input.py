@@ -202,8 +202,8 @@ CASES = [
     ("gate-pooled", ["check", "ENV"], {"group_data": {"gate_pooled": "no"}}, "gate_pooled (host trap-1)"),
     ("paired-write", ["deploy", "ENV", "--stage", "10", "--yes"],
      {"group_data": {"endpoints": [{"name": "start", "method": "POST", "path": "/s", "expect": 200,
-                                    "paired": True}]}}, "endpoint start: paired must be true or false, and true "
-                                                        "only for a GET"),
+                                    "paired": True}]}}, ("endpoint start: paired must be true or false, and true "
+                                                        "only for a GET")),
     ("paired-ignore", ["check", "ENV"],
      {"group_data": {"endpoints": [{"name": "s", "method": "GET", "path": "/s", "expect": 200,
                                     "ignore": ["updated_at"]}]}}, "endpoint s: ignore: a JSON path starts with $"),

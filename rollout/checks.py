@@ -79,10 +79,12 @@ class Traffic:
         bounds), then let go of the local greenlets."""
         if self.stop_files:
             try:
-                probe(host, "stop", {"stop_files": self.stop_files}, timeout=30)
+                probe(host, "stop", {"stop_files": self.stop_files, "remove": self.tally_files}, timeout=30)
             except ProbeError as error:
                 say(host, f"synthetic traffic not stopped ({error}): it ends by its own bounds")
         for stream in self.streams:
+            if stream.ready() and not stream.successful():  # a stream that failed says so, once
+                say(host, f"synthetic traffic failed: {stream.exception}", error=True)
             stream.kill()
         self.streams, self.stop_files = [], []
 
@@ -122,10 +124,12 @@ def paired_traffic(host, seconds: float, stage: int | None, real_rps: float | No
     if seconds <= 0 or not data.get("paired_traffic") or stage == 0:
         return Traffic(), ""
     share = data.get("paired_share")
+    if share is not None and real_rps is None:
+        return Traffic(), ""  # the host's rate is not known yet: asked again at the next read
     rate = pairs_per_s(float(data.paired_pairs_per_s), None if share is None else float(share), real_rps)
     if rate <= 0:
         return Traffic(), "paired traffic: none (no real traffic to budget it against)"
-    context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name, "rule_id": 0}
+    context = {"camera_id": data.verification_camera, "rule_name": data.verification_rule_name}
     plan = pair_plan(load_catalog(data.endpoints), context, data.force_domain_parameter)
     if not plan:
         return Traffic(), "paired traffic: none (no repeatable GET in the catalog)"

@@ -93,15 +93,24 @@ def _rates(run: GateRun, window: Window, first: tuple[float, Counters] | None,
     host's real traffic, the paired traffic's budget): over the whole window
     when its start is known (a tick of one read has rates too), else between
     this gate's first and last reads; None when neither is known."""
-    def per_s(served: Counters, seconds: float) -> dict[str, float]:
-        return {"domain": served.domain.requests / seconds, "legacy": served.legacy.requests / seconds,
-                "unforced": served.usage_requests / seconds}
-
     if run.served is not None and window.started_at is not None and time.time() - window.started_at > 1:
-        return per_s(run.served, time.time() - window.started_at)
+        seconds = time.time() - window.started_at
+        return {"domain": run.served.domain.requests / seconds, "legacy": run.served.legacy.requests / seconds,
+                "unforced": run.served.usage_requests / seconds}
+    return _read_rates(first, last)
+
+
+def _read_rates(first: tuple[float, Counters] | None, last: tuple[float, Counters] | None) -> dict[str, float] | None:
+    """The rates between two of this gate's reads (monotonic clock of this machine)."""
     if first is None or last is None or last[0] - first[0] <= 0 or not continues(last[1], first[1]):
         return None
-    return per_s(last[1].minus(first[1]), last[0] - first[0])
+    served, seconds = last[1].minus(first[1]), last[0] - first[0]
+    return {"domain": served.domain.requests / seconds, "legacy": served.legacy.requests / seconds,
+            "unforced": served.usage_requests / seconds}
+
+
+def _pairs(compared: dict | None) -> int:
+    return sum(int(c.get("pairs") or 0) + int(c.get("skipped") or 0) for c in (compared or {}).values())
 
 
 def measure(state, host, stage: int | None, soak_s: float, interval_s: float,
@@ -141,16 +150,21 @@ def measure(state, host, stage: int | None, soak_s: float, interval_s: float,
                 first = first or last
             if paired is not None and paired.tally_files:
                 tallies = read_tallies(host, paired.tally_files)
-                run.compared = add_tallies(tallies) if tallies is not None else run.compared
+                compared = add_tallies(tallies) if tallies is not None else None
+                # Counts only grow: an unreadable or vanished tally keeps what was read before.
+                if compared is not None and _pairs(compared) >= _pairs(run.compared):
+                    run.compared = compared
             if run.observe(now, read_error) or time.monotonic() + interval_s > deadline:
                 break
             if paired is None and now is not None:
-                # Paired traffic starts once the window's first read gives the host's real rate (its budget).
-                paired, paired_note = paired_traffic(host, deadline - time.monotonic(), stage,
-                                                     (_rates(run, window, first, last) or {}).get("unforced"))
+                # Paired traffic starts once the gate's reads give the host's real rate now (its budget).
+                starting, paired_note = paired_traffic(host, deadline - time.monotonic(), stage,
+                                                       (_read_rates(first, last) or {}).get("unforced"))
+                if starting.streams or paired_note:
+                    paired = starting
+                    run.compared = {} if paired.tally_files else None
                 if paired_note:
                     say(host, f"gate: {paired_note}")
-                run.compared = {} if paired.tally_files else None
             gevent.sleep(interval_s)
     finally:
         smoke.stop(host)

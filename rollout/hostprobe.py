@@ -46,10 +46,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-try:  # on the host the probe program carries rollout/responses.py in front of this file
+if "PairTally" not in globals():  # on a host the probe program carries rollout/responses.py in front
     from rollout.responses import PairTally
-except ImportError:
-    pass
 
 MAX_BODY = 256 * 1024
 
@@ -77,7 +75,9 @@ def call(port, method, path, body=None, timeout=10.0, header=None):
         result["status"] = response.status
         result["implementation"] = response.headers.get(header) if header else None
         result["content_type"] = response.headers.get("Content-Type")
-        result["body"] = response.read(MAX_BODY).decode("utf-8", "replace")
+        raw = response.read(MAX_BODY)
+        result["body"] = raw.decode("utf-8", "replace")
+        result["truncated"] = len(raw) >= MAX_BODY
     result["ms"] = (time.monotonic() - started) * 1000
     return result
 
@@ -423,22 +423,23 @@ def mode_traffic(spec):
             get(spec["paths"][sent % len(spec["paths"])])
         else:
             endpoint = paired[sent % len(paired)]
-            # Either order half the time: neither implementation always answers first.
-            first, second = ("domain", "legacy") if sent % 2 else ("legacy", "domain")
-            answers = {first: get(endpoint[first]), second: get(endpoint[second])}
-            tally.compare(endpoint["name"], answers["domain"], answers["legacy"],
+            # Legacy first, then the domain, and legacy again when they differ: a change
+            # of the data between the calls shows as legacy against itself.
+            legacy = get(endpoint["legacy"])
+            tally.compare(endpoint["name"], legacy, get(endpoint["domain"]),
                           lambda path=endpoint["legacy"]: get(path))
             if tally_file and time.monotonic() - written >= 1:
-                write_atomic(tally_file, json.dumps(tally.as_json()))
+                write_atomic(tally_file, json.dumps(tally.as_json()), mode="600")
                 written = time.monotonic()
         sent += 1
+    stopped = bool(stop_file) and os.path.exists(stop_file)
     if stop_file:
         remove(stop_file)
     answer = {"sent": sent, "statuses": statuses, "implementations": implementations}
     if tally is not None:
         answer["pairs"] = tally.as_json()
-        if tally_file:
-            write_atomic(tally_file, json.dumps(tally.as_json()))
+        if tally_file and not stopped:  # stopped: its gate has read it and removes it
+            write_atomic(tally_file, json.dumps(tally.as_json()), mode="600")
     return answer
 
 
@@ -465,9 +466,12 @@ def remove_stale(directory, prefix, suffix, max_age_s):
 
 
 def mode_stop(spec):
-    """Stop the traffic of these stop files: each stream ends at its next request."""
+    """Stop the traffic of these stop files: each stream ends at its next
+    request; its tally files (``remove``), read for the last time, go."""
     for path in spec["stop_files"]:
         write_atomic(path, "stop\n")
+    for path in spec.get("remove") or ():
+        remove(path)
     return {"stopped": len(spec["stop_files"])}
 
 

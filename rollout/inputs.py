@@ -341,6 +341,11 @@ def _alert_sinks(value: Any) -> None:
     parse_sinks(value)
 
 
+def _share(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ValueError(f"must be a share of the host's real requests in (0, 1], got {value!r}")
+
+
 def _hook_env(value: Any) -> None:
     if not isinstance(value, list):
         raise ValueError(f"must be a list of environment variable names, got {value!r}")
@@ -368,7 +373,7 @@ SETTINGS: dict[str, Callable[[Any], None]] = {
     "gate": _gate, "metrics_fields": _metrics_fields,
     "soak_s": _number(0), "gate_interval_s": _number(0, above=True),
     "smoke_traffic": _flag, "smoke_requests_per_s": _number(0, above=True),
-    "paired_traffic": _flag, "paired_pairs_per_s": _number(0, above=True), "paired_share": _number(0, above=True),
+    "paired_traffic": _flag, "paired_pairs_per_s": _number(0, above=True), "paired_share": _share,
     "paired_max_pairs": _number(1, integral=True), "gate_lookback_s": _lookback, "gate_pooled": _flag,
     "gate_cursors_kept": _number(1, integral=True), "consistency_checks": _consistency_checks,
     "verify_retries": _number(0, integral=True),

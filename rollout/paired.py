@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollout.catalog import Endpoint, fill, with_force
+from rollout.catalog import CatalogError, Endpoint, fill, with_force
 
 
 def pairs_per_s(cap: float, share: float | None, real_rps: float | None) -> float:
@@ -41,7 +41,10 @@ def pair_plan(catalog: tuple[Endpoint, ...], context: dict[str, Any], parameter:
     for endpoint in catalog:
         if not endpoint.repeatable:
             continue
-        path = fill(endpoint.path, context)
+        try:
+            path = fill(endpoint.path, context)
+        except CatalogError:  # a path naming what a run's context lacks (a rule made by the verification)
+            continue
         plan.append({"name": endpoint.name, "domain": with_force(path, "domain", parameter),
                      "legacy": with_force(path, "legacy", parameter),
                      "ignore": list(endpoint.ignore), "unordered": list(endpoint.unordered)})

@@ -19,6 +19,7 @@ must not leave the host.
 """
 
 import json
+import re
 from typing import Any
 
 #: The most paths one comparison reports (a wholly different answer has many).
@@ -61,11 +62,24 @@ def parse_path(pattern):
     return tuple(tokens)
 
 
-def format_path(tokens):
-    """("rules", 0, "threshold") -> ``$.rules[0].threshold``."""
+#: A key shown in a reported path: a field's name. Anything else (dashes, many
+#: digits, long: a key that is data, such as a token or an id) is shown as <key>.
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
+
+
+def _shown(key):
+    return key if _FIELD_NAME.fullmatch(key) and sum(c.isdigit() for c in key) <= 3 else "<key>"
+
+
+def format_path(tokens, mask_keys=False):
+    """("rules", 0, "threshold") -> ``$.rules[0].threshold``; ``mask_keys``: a
+    key that may be data is shown as ``<key>`` (what leaves the host)."""
     text = "$"
     for token in tokens:
-        text += f"[{token}]" if isinstance(token, int) or token == "*" else f".{token}"
+        if isinstance(token, int) or token == "*":
+            text += f"[{token}]"
+        else:
+            text += f".{_shown(token) if mask_keys else token}"
     return text
 
 
@@ -133,10 +147,11 @@ def differences(a, b, here=(), limit=MAX_PATHS):
 
 
 def comparable(answer):
-    """An answer to compare: the service answered, and not with a server error
-    (an error is the error rows' evidence, not a difference of data)."""
+    """An answer to compare: the service answered, not with a server error (an
+    error is the error rows' evidence, not a difference of data), and whole
+    (a body cut at the probe's limit is not)."""
     status = answer.get("status")
-    return status is not None and status < 500
+    return status is not None and status < 500 and not answer.get("truncated")
 
 
 def _document(answer):
@@ -160,10 +175,17 @@ def _empty():
     return {"pairs": 0, "differ": 0, "skipped": 0, "first": None, "noise": []}
 
 
+def _learnable(path):
+    """A field's path may become noise; not the whole answer, its status or text,
+    nor an array's element or length (a list that changed would hide all of it)."""
+    return bool(path) and path[0] not in ("<status>", "<text>") and not (isinstance(path[-1], int) or path[-1] == "*")
+
+
 class PairTally:
     """The comparisons of one stream, per endpoint name: pairs compared,
-    pairs that differ, pairs not comparable (an error or no answer), the first
-    differing path, the noise learned. ``as_json()`` is what the gate reads."""
+    pairs that differ, pairs not comparable (an error, no answer, or legacy
+    changing between its two answers), the first differing path, the noise
+    learned. ``as_json()`` is what the gate reads."""
 
     def __init__(self, endpoints):
         #: name -> (ignore patterns, unordered patterns), parsed
@@ -171,38 +193,55 @@ class PairTally:
                                   [parse_path(p) for p in e.get("unordered") or ()]) for e in endpoints}
         self.counts: dict[str, dict[str, Any]] = {name: _empty() for name in self.rules}
         self.noise: dict[str, list[tuple]] = {name: [] for name in self.rules}
+        #: name -> pattern -> pairs in which legacy's two answers differed there
+        self.moved: dict[str, dict[tuple, int]] = {name: {} for name in self.rules}
 
-    def compare(self, name, domain, legacy, legacy_again):
-        """Judge one pair; ``legacy_again()`` asks legacy once more (only when
-        the answers differ). Returns "same", "differ" or "skipped"."""
+    def compare(self, name, legacy, domain, legacy_after):
+        """Judge one pair: legacy asked, then the domain; ``legacy_after()`` asks
+        legacy once more, only when the two differ. A difference counts only
+        where the domain differs from both legacy answers while they agree
+        there: a change of the data between the calls (a clock, a user's write)
+        is not the domain's. Returns "same", "differ" or "skipped"."""
         counts = self.counts[name]
         if not (comparable(domain) and comparable(legacy)):
             counts["skipped"] += 1
             return "skipped"
         ignore, unordered = self.rules[name]
-        paths = answers_differ(domain, legacy, ignore + self.noise[name], unordered)
-        if paths and paths != [("<status>",)]:
-            again = legacy_again()
-            if comparable(again) and again.get("status") == legacy.get("status"):
-                self._learn(name, answers_differ(again, legacy, ignore + self.noise[name], unordered))
-                paths = answers_differ(domain, legacy, ignore + self.noise[name], unordered)
+        known = ignore + self.noise[name]
+        before = answers_differ(domain, legacy, known, unordered)
+        if before:
+            after = legacy_after()
+            if not comparable(after):
+                counts["skipped"] += 1
+                return "skipped"
+            moved = {_general(p) for p in answers_differ(after, legacy, known, unordered)}
+            if ("<status>",) in moved:  # legacy itself answered two statuses: nothing to judge by
+                counts["skipped"] += 1
+                return "skipped"
+            self._learn(name, moved)
+            also = {tuple(p) for p in answers_differ(domain, after, known, unordered)}
+            before = [p for p in before if tuple(p) in also and _general(p) not in moved]
         counts["pairs"] += 1
-        if not paths:
+        if not before:
             return "same"
         counts["differ"] += 1
         if counts["first"] is None:
             counts["first"] = (f"HTTP {domain.get('status')} against {legacy.get('status')}"
-                               if paths[0] == ("<status>",) else "the body (not JSON)" if paths[0] == ("<text>",)
-                               else format_path(paths[0]))
+                               if before[0] == ("<status>",) else "the body (not JSON)" if before[0] == ("<text>",)
+                               else format_path(before[0], mask_keys=True))
         return "differ"
 
-    def _learn(self, name, paths):
-        noise = self.noise[name]
-        for path in paths:
-            pattern = _general(path)
-            if pattern not in noise and len(noise) < MAX_NOISE and pattern != ("<status>",):
+    def _learn(self, name, moved):
+        """A leaf path where legacy's two answers differed in two pairs is noise
+        from then on (once may be a write between the calls)."""
+        noise, seen = self.noise[name], self.moved[name]
+        for pattern in moved:
+            if not _learnable(pattern) or pattern in noise:
+                continue
+            seen[pattern] = seen.get(pattern, 0) + 1
+            if seen[pattern] >= 2 and len(noise) < MAX_NOISE:
                 noise.append(pattern)
-        self.counts[name]["noise"] = [format_path(p) for p in noise]
+        self.counts[name]["noise"] = [format_path(p, mask_keys=True) for p in noise]
 
     def as_json(self):
         return self.counts

@@ -54,7 +54,7 @@ def test_healthy_stage_10_with_smoke_traffic_passes_every_check(fleet, report_di
         assert {row["metric"] for row in gate["rows"]} == {
             "requests", "error rate", "success rate", "p95 latency", "domain usage"}
         assert {row["metric"] for row in gate["side_by_side"]} == {
-            "requests", "errors", "error rate", "errors vs legacy", "p95 latency"}
+            "requests", "errors", "error rate", "errors vs legacy", "p95 latency", "responses differ"}
     assert "gate camera-1: PASS" in output
 
 

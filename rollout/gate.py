@@ -359,6 +359,12 @@ def latency_row(d: Side, lg: Side, t: Thresholds, names: tuple[str, str] = ("dom
                    f"{slower}/{d.requests} above, {_test(log_e, log_needed)}", outcome)
 
 
+def compared_totals(compared: dict[str, Any] | None) -> tuple[int, int]:
+    """(pairs compared, pairs that differ) of a tally, over its endpoints."""
+    endpoints = [c for c in (compared or {}).values() if isinstance(c, dict)]
+    return (sum(int(c.get("pairs") or 0) for c in endpoints), sum(int(c.get("differ") or 0) for c in endpoints))
+
+
 def responses_row(compared: dict[str, Any] | None, t: Thresholds) -> SideRow:
     """The paired answers compared (a tally of rollout/responses.py, summed over
     the window's streams or the pooled hosts): the share of pairs whose answers
@@ -371,8 +377,7 @@ def responses_row(compared: dict[str, Any] | None, t: Thresholds) -> SideRow:
     if compared is None:
         return SideRow(metric, "-", "-", "-", "-", "n/a: no paired traffic", PASS)
     endpoints = {name: c for name, c in compared.items() if isinstance(c, dict)}
-    pairs = sum(int(c.get("pairs") or 0) for c in endpoints.values())
-    differ = sum(int(c.get("differ") or 0) for c in endpoints.values())
+    pairs, differ = compared_totals(compared)
     noise = sum(len(c.get("noise") or ()) for c in endpoints.values())
     pass_when = f"<= {_pct(tolerated)} of >= {t.responses_min_pairs} pairs"
     abort_when = f"> {_pct(tolerated)}" + (" (one is proof)" if tolerated == 0 else "")

@@ -32,6 +32,7 @@ from rollout.gate import (
     GateRun,
     SideRow,
     Thresholds,
+    compared_totals,
     format_verdict,
     missing,
     p95_within,
@@ -94,19 +95,20 @@ def _rates(run: GateRun, window: Window, first: tuple[float, Counters] | None,
     when its start is known (a tick of one read has rates too), else between
     this gate's first and last reads; None when neither is known."""
     if run.served is not None and window.started_at is not None and time.time() - window.started_at > 1:
-        seconds = time.time() - window.started_at
-        return {"domain": run.served.domain.requests / seconds, "legacy": run.served.legacy.requests / seconds,
-                "unforced": run.served.usage_requests / seconds}
+        return _per_s(run.served, time.time() - window.started_at)
     return _read_rates(first, last)
+
+
+def _per_s(served: Counters, seconds: float) -> dict[str, float]:
+    return {"domain": served.domain.requests / seconds, "legacy": served.legacy.requests / seconds,
+            "unforced": served.usage_requests / seconds}
 
 
 def _read_rates(first: tuple[float, Counters] | None, last: tuple[float, Counters] | None) -> dict[str, float] | None:
     """The rates between two of this gate's reads (monotonic clock of this machine)."""
     if first is None or last is None or last[0] - first[0] <= 0 or not continues(last[1], first[1]):
         return None
-    served, seconds = last[1].minus(first[1]), last[0] - first[0]
-    return {"domain": served.domain.requests / seconds, "legacy": served.legacy.requests / seconds,
-            "unforced": served.usage_requests / seconds}
+    return _per_s(last[1].minus(first[1]), last[0] - first[0])
 
 
 def _pairs(compared: dict | None) -> int:
@@ -199,9 +201,8 @@ def _open_rows(m: Measured) -> list[str]:
         still.append("errors vs legacy")
     if p95_within(d.quantile(LATENCY_QUANTILE), lg.quantile(LATENCY_QUANTILE), t) is False:
         still.append("p95 vs legacy")
-    differ = [r for r in run.last.sides if r.metric == "responses differ" and r.outcome != PASS
-              and not r.statistic.startswith("needs")]
-    if differ:
+    pairs, differ = compared_totals(run.compared)
+    if run.compared is not None and pairs >= t.responses_min_pairs and differ > t.responses_differ_tolerated * pairs:
         still.append("responses differ")
     return still
 

@@ -103,8 +103,8 @@ class Window:
         self.since_check = False
         self.last_at: float | None = None
         #: When the window began (its base cursor's time, or the instance's
-        #: start), once a read said it: the host's real request rate is
-        #: measured over it (the paired traffic's budget).
+        #: start), once a read said it: the window's request rates (the time
+        #: to a verdict) are measured over it.
         self.started_at: float | None = None
         self._latest: Counters | None = None
         # Prometheus answers only from scrapes taken since then: the service's
